@@ -1,0 +1,78 @@
+//! Reactor tunables ([`Config`]) and counters ([`Stats`]).
+
+use std::time::Duration;
+
+/// Tunables for a [`Reactor`](crate::Reactor). Start from `Config::default()` and override fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bytes read from one connection per turn before moving on to the others. A connection that
+    /// hits this cap is read again on the next turn without waiting for a new readiness edge.
+    /// Default 256 KiB.
+    pub max_read_chunk: usize,
+    /// When a connection's write queue grows above this, the reactor stops reading from it
+    /// (backpressure) until the queue drains to half of it. Default 1 MiB.
+    pub write_soft_cap: usize,
+    /// A `send` that would grow a write queue above this closes the connection with
+    /// `CloseReason::SlowConsumer`. Default 8 MiB.
+    pub write_hard_cap: usize,
+    /// How long an outgoing connect may take before `CloseReason::ConnectTimeout`. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How long `close()` keeps trying to flush queued output before dropping it. Default 5 s.
+    pub close_linger: Duration,
+    /// Listen backlog passed to `listen(2)` (the kernel may clamp it to `somaxconn`).
+    /// Default 1024.
+    pub backlog: i32,
+    /// Capacity of the `mio::Events` buffer: readiness events handled per `poll`. Default 1024.
+    pub events_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_read_chunk: 256 * 1024,
+            write_soft_cap: 1024 * 1024,
+            write_hard_cap: 8 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            close_linger: Duration::from_secs(5),
+            backlog: 1024,
+            events_capacity: 1024,
+        }
+    }
+}
+
+/// Counters since the reactor was created. Cheap to copy; read with
+/// [`Reactor::stats`](crate::Reactor::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls to `turn`.
+    pub turns: u64,
+    /// Connections accepted and reported as `Accepted`.
+    pub accepted: u64,
+    /// Outgoing connects started (`connect` returned `Ok`).
+    pub connects: u64,
+    /// Outgoing connects that completed.
+    pub connected: u64,
+    /// `Closed` events emitted.
+    pub closed: u64,
+    /// Connect attempts that ended with `ConnectTimeout`.
+    pub connect_timeouts: u64,
+    /// Connections closed with `SlowConsumer`.
+    pub slow_consumers: u64,
+    /// Times a connection's reading was paused because its write queue passed the soft cap.
+    pub read_pauses: u64,
+    /// Stream bytes read from TCP connections.
+    pub bytes_in: u64,
+    /// Stream bytes written to TCP connections.
+    pub bytes_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent in full.
+    pub datagrams_out: u64,
+    /// Datagrams `send_to` dropped (socket buffer full, or an error).
+    pub udp_dropped: u64,
+    /// Errors from `accept`, including running out of file descriptors.
+    pub accept_errors: u64,
+    /// Connections accepted and closed at once, without an event: shed while out of file
+    /// descriptors, or because the connection table was full.
+    pub accept_dropped: u64,
+}
