@@ -14,7 +14,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -224,10 +224,9 @@ impl HashPool {
 
     /// The next result, if one is ready. Never blocks.
     pub fn try_recv(&self) -> Option<HashDone> {
-        match self.done.try_recv() {
-            Ok(done) => Some(done),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        // Disconnected means the thread is gone; submit() reports that, so here it is
+        // simply "nothing ready".
+        self.done.try_recv().ok()
     }
 
     /// Stops the pool: each thread finishes the hash it is computing, queued jobs are dropped

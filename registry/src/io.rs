@@ -1,0 +1,173 @@
+//! What goes into and comes out of the [`Registry`](crate::Registry) state machine.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::hasher::{HashDone, HashJob};
+use crate::store::{StoreDone, StoreJob};
+
+/// A TCP connection as the driver names it. The driver guarantees a closed connection's id is
+/// never reused (the engine puts a generation in it), so late replies cannot reach a stranger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{:x}", self.0)
+    }
+}
+
+/// One input to the registry.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A client connected.
+    Connected {
+        /// Its id.
+        conn: ConnId,
+        /// Its address.
+        remote: SocketAddr,
+    },
+    /// Bytes arrived on a connection.
+    Received {
+        /// From which connection.
+        conn: ConnId,
+        /// The bytes, in stream order.
+        bytes: &'a [u8],
+    },
+    /// A connection closed (for any reason, including our own `Close`).
+    Closed {
+        /// Which.
+        conn: ConnId,
+    },
+    /// A UDP datagram arrived on the heartbeat socket.
+    Datagram {
+        /// Sender.
+        from: SocketAddr,
+        /// Payload.
+        bytes: &'a [u8],
+    },
+    /// A store write finished (committed or failed).
+    StoreDone(StoreDone),
+    /// A password hash finished.
+    HashDone(HashDone),
+    /// A deadline from `poll_timeout` may have passed. Harmless when early.
+    Timeout,
+    /// Begin a graceful shutdown: tell every client, close every connection.
+    Shutdown,
+}
+
+/// One thing the driver must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Queue bytes on a connection.
+    Send {
+        /// Where.
+        conn: ConnId,
+        /// One or more whole frames.
+        bytes: Bytes,
+    },
+    /// Flush what is queued on the connection, then close it.
+    Close {
+        /// Which.
+        conn: ConnId,
+        /// Why (for logs).
+        reason: CloseReason,
+    },
+    /// Run a store write on the store thread; answer with `Input::StoreDone`.
+    Store(StoreJob),
+    /// Run a password hash on the hashing workers; answer with `Input::HashDone`.
+    Hash(HashJob),
+    /// Something worth logging or counting.
+    Event(Event),
+}
+
+/// Why the registry closed a connection. Data, not an error: one client's misbehaviour ends
+/// only that client's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Bytes that do not decode.
+    Malformed(String),
+    /// A frame that is not allowed in the connection's state.
+    Unexpected(&'static str),
+    /// Wrong protocol version.
+    BadVersion(u16),
+    /// No hello within the handshake deadline.
+    HandshakeTimeout,
+    /// A started frame did not complete in time.
+    FrameTimeout,
+    /// Nothing received for too long while not logged in.
+    Idle,
+    /// The session's heartbeats stopped.
+    Expired,
+    /// Too many connections.
+    ServerFull,
+    /// The session was taken over by a resume from another connection.
+    Replaced,
+    /// The registry is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Malformed(why) => write!(f, "malformed frame: {why}"),
+            CloseReason::Unexpected(what) => write!(f, "unexpected {what} frame"),
+            CloseReason::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
+            CloseReason::HandshakeTimeout => f.write_str("no hello in time"),
+            CloseReason::FrameTimeout => f.write_str("frame not completed in time"),
+            CloseReason::Idle => f.write_str("idle"),
+            CloseReason::Expired => f.write_str("heartbeats stopped"),
+            CloseReason::ServerFull => f.write_str("server full"),
+            CloseReason::Replaced => f.write_str("session resumed elsewhere"),
+            CloseReason::Shutdown => f.write_str("shutting down"),
+        }
+    }
+}
+
+/// Notable things, for logs and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An account was created.
+    Registered {
+        /// Username.
+        name: String,
+    },
+    /// A user came online.
+    Online {
+        /// Username.
+        name: String,
+        /// Advertised peer address.
+        addr: SocketAddr,
+    },
+    /// A user went offline.
+    Offline {
+        /// Username.
+        name: String,
+        /// Why.
+        why: OfflineReason,
+    },
+    /// A password login failed.
+    LoginFailed {
+        /// Username tried.
+        name: String,
+        /// From where.
+        source: SocketAddr,
+    },
+    /// A store write failed: the binary logs it (and may decide to exit).
+    StoreFailed(String),
+}
+
+/// Why a user went offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineReason {
+    /// Explicit logout.
+    Logout,
+    /// TCP connection closed.
+    Disconnected,
+    /// Heartbeats stopped.
+    Expired,
+    /// Replaced by a resume.
+    Replaced,
+}

@@ -1,0 +1,637 @@
+//! The [`Registry`] state machine: connection lifecycle, framing, deadlines and heartbeats.
+//! Account operations are in `auth.rs`, as more `impl Registry` blocks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use p2pchat_protocol::{status, DecodeErrorKind, Frame, FrameDecoder, Msg, Role, VERSION};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::hasher::{HashDone, HashJob, HashRequest};
+use crate::io::{CloseReason, ConnId, Event, Input, OfflineReason, Output};
+use crate::limits::{Backoff, RateLimit};
+use crate::presence::{HeartbeatRejection, Presence};
+use crate::store::{AccountId, Snapshot, StoreDone, StoreJob, StoreRequest};
+use crate::timers::Timers;
+
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+
+/// The registry: accounts, sessions, presence and (later) rooms, as a sans-IO state machine.
+///
+/// Method groups (quinn's order):
+/// - A. getters: [`Registry::online_count`], [`Registry::is_online`], [`Registry::stats`] ...
+/// - B. input: [`Registry::handle_input`]
+/// - D. output: [`Registry::poll_output`], [`Registry::poll_timeout`]
+pub struct Registry {
+    pub(crate) config: Config,
+    pub(crate) rng: StdRng,
+    epoch: Instant,
+    epoch_wall_ms: i64,
+    pub(crate) conns: HashMap<ConnId, Conn>,
+    pub(crate) accounts: Accounts,
+    pub(crate) presence: Presence,
+    pub(crate) auth_limit: RateLimit,
+    pub(crate) resume_limit: RateLimit,
+    pub(crate) backoff: Backoff<String>,
+    /// Accounts whose login succeeded and whose session is being set up.
+    pub(crate) starting: HashSet<AccountId>,
+    timers: Timers<TimerKey>,
+    pub(crate) pending: HashMap<u64, Pending>,
+    next_job: u64,
+    pub(crate) hashes_in_flight: usize,
+    pub(crate) stores_in_flight: usize,
+    outbox: VecDeque<Output>,
+    shutting_down: bool,
+    /// Salt and hash that no password matches: unknown users cost a full hash too, so timing
+    /// does not tell them apart from wrong passwords.
+    pub(crate) dummy: ([u8; 16], [u8; 32]),
+    pub(crate) stats: Stats,
+}
+
+/// Counters, for logs, benchmarks and tests.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Heartbeats accepted.
+    pub heartbeats: u64,
+    /// Datagrams that were not heartbeats.
+    pub hb_malformed: u64,
+    /// Heartbeats for no live session.
+    pub hb_unknown_session: u64,
+    /// Heartbeats whose tag failed.
+    pub hb_bad_tag: u64,
+    /// Replayed heartbeats.
+    pub hb_replayed: u64,
+    /// Sessions expired for lack of heartbeats.
+    pub expired: u64,
+    /// Connections closed for bad bytes or protocol violations.
+    pub protocol_errors: u64,
+    /// Requests answered "busy".
+    pub busy: u64,
+    /// Requests answered "rate limited".
+    pub rate_limited: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKey {
+    Handshake(ConnId),
+    Frame(ConnId),
+    Idle(ConnId),
+    Expiry(u64),
+    Housekeeping,
+}
+
+/// What a connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    ExpectHello,
+    ExpectLogin,
+    LoggedIn { account: AccountId, session: u64 },
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) remote: SocketAddr,
+    pub(crate) state: ConnState,
+    decoder: FrameDecoder,
+    /// A login or resume is running for this connection: one at a time.
+    pub(crate) auth_in_flight: bool,
+}
+
+/// A hash or store job and what to do when it finishes.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    RegisterHash {
+        conn: ConnId,
+        req: u32,
+        name: String,
+        salt: [u8; 16],
+        iterations: u32,
+    },
+    RegisterStore {
+        conn: ConnId,
+        req: u32,
+        name: String,
+        salt: [u8; 16],
+        iterations: u32,
+        hash: [u8; 32],
+        created_ms: i64,
+    },
+    LoginHash {
+        conn: ConnId,
+        req: u32,
+        name: String,
+        account: Option<AccountId>,
+        listen: SocketAddr,
+    },
+    SessionToken {
+        conn: ConnId,
+        req: u32,
+        account: AccountId,
+        listen: SocketAddr,
+        token: Vec<u8>,
+        token_hash: [u8; 32],
+        expires_ms: i64,
+    },
+    Rename {
+        conn: ConnId,
+        req: u32,
+        account: AccountId,
+        name: String,
+    },
+    /// Nobody waits for the answer (e.g. deleting a resume token at logout).
+    Detached,
+}
+
+impl Registry {
+    /// A registry over the accounts in `snapshot`. `epoch` and `epoch_wall_ms` anchor wall-clock
+    /// time (for persisted expiries) to the monotonic `now` the driver passes in; `seed` feeds
+    /// every random value (session ids, keys, salts, tokens): the binary seeds it from the OS.
+    pub fn new(
+        config: Config,
+        snapshot: &Snapshot,
+        seed: u64,
+        epoch: Instant,
+        epoch_wall_ms: i64,
+    ) -> Registry {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut dummy = ([0u8; 16], [0u8; 32]);
+        rng.fill_bytes(&mut dummy.0);
+        rng.fill_bytes(&mut dummy.1);
+        let mut timers = Timers::new();
+        timers.set(TimerKey::Housekeeping, epoch + HOUSEKEEPING);
+        Registry {
+            auth_limit: RateLimit::new(config.auth_rate_per_min, config.auth_burst),
+            resume_limit: RateLimit::new(config.resume_rate_per_min, config.resume_burst),
+            backoff: Backoff::new(config.backoff_after, config.backoff_max),
+            config,
+            rng,
+            epoch,
+            epoch_wall_ms,
+            conns: HashMap::new(),
+            accounts: Accounts::load(snapshot),
+            presence: Presence::default(),
+            starting: HashSet::new(),
+            timers,
+            pending: HashMap::new(),
+            next_job: 1,
+            hashes_in_flight: 0,
+            stores_in_flight: 0,
+            outbox: VecDeque::new(),
+            shutting_down: false,
+            dummy,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Feeds one input. `now` must not go backwards between calls.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Connected { conn, remote } => self.handle_connected(now, conn, remote),
+            Input::Received { conn, bytes } => self.handle_received(now, conn, bytes),
+            Input::Closed { conn } => self.drop_conn(conn, OfflineReason::Disconnected),
+            Input::Datagram { bytes, .. } => self.handle_datagram(now, bytes),
+            Input::StoreDone(done) => self.handle_store_done(now, done),
+            Input::HashDone(done) => self.handle_hash_done(now, done),
+            Input::Timeout => self.handle_timeout(now),
+            Input::Shutdown => self.handle_shutdown(),
+        }
+    }
+
+    /// The next thing to do, until `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outbox.pop_front()
+    }
+
+    /// The latest moment to feed `Input::Timeout`. Changes after every input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Users online now.
+    pub fn online_count(&self) -> usize {
+        self.presence.len()
+    }
+
+    /// Registered accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Open client connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether `name` is online.
+    pub fn is_online(&self, name: &str) -> bool {
+        self.accounts
+            .by_name(name)
+            .is_some_and(|a| self.presence.session_of(a.id).is_some())
+    }
+
+    /// Whether a graceful shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Hash and store jobs not yet answered.
+    pub fn pending_jobs(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    // ----- connection lifecycle -----
+
+    fn handle_connected(&mut self, now: Instant, conn: ConnId, remote: SocketAddr) {
+        if self.shutting_down {
+            self.refuse(conn, status::SHUTTING_DOWN, CloseReason::Shutdown);
+            return;
+        }
+        if self.conns.len() >= self.config.max_clients {
+            self.refuse(conn, status::SERVER_FULL, CloseReason::ServerFull);
+            return;
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                remote,
+                state: ConnState::ExpectHello,
+                decoder: FrameDecoder::new(self.config.max_frame_len),
+                auth_in_flight: false,
+            },
+        );
+        self.timers.set(
+            TimerKey::Handshake(conn),
+            now + self.config.handshake_timeout,
+        );
+    }
+
+    /// Tells a connection we do not keep why, and closes it.
+    fn refuse(&mut self, conn: ConnId, code: u16, reason: CloseReason) {
+        let frame = Frame::event(Msg::Error {
+            code,
+            message: status::message(code).to_owned(),
+        });
+        self.send_frame(conn, &frame);
+        self.outbox.push_back(Output::Close { conn, reason });
+    }
+
+    fn handle_received(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let partial_before = c.decoder.has_partial();
+        c.decoder.push(bytes);
+        let mut completed = false;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return; // closed by the frame just handled
+            };
+            match c.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    completed = true;
+                    self.handle_frame(now, conn, frame);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    let code = match err.kind {
+                        DecodeErrorKind::TooLong { .. } => status::TOO_LARGE,
+                        _ => status::MALFORMED,
+                    };
+                    let why = err.to_string();
+                    self.stats.protocol_errors += 1;
+                    self.close_with(conn, code, &why, CloseReason::Malformed(why.clone()));
+                    return;
+                }
+            }
+        }
+        // A started frame must complete within frame_timeout of when it started; trickling
+        // bytes into the same frame does not extend the deadline.
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.decoder.has_partial() {
+            self.timers.cancel(TimerKey::Frame(conn));
+        } else if completed || !partial_before || !self.timers.is_set(TimerKey::Frame(conn)) {
+            self.timers
+                .set(TimerKey::Frame(conn), now + self.config.frame_timeout);
+        }
+    }
+
+    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let state = c.state;
+        if state == ConnState::ExpectHello {
+            self.handle_hello(now, conn, frame);
+            return;
+        }
+        if !matches!(state, ConnState::LoggedIn { .. }) {
+            self.timers
+                .set(TimerKey::Idle(conn), now + self.config.idle_timeout);
+        }
+        let id = frame.id;
+        match frame.msg {
+            Msg::Register { name, password } => {
+                self.handle_register(now, conn, id, name, password)
+            }
+            Msg::Login {
+                name,
+                password,
+                listen,
+            } => self.handle_login(now, conn, id, name, password, listen),
+            Msg::Resume {
+                name,
+                token,
+                listen,
+            } => self.handle_resume(now, conn, id, name, token, listen),
+            Msg::Logout => self.handle_logout(now, conn, id),
+            Msg::Search { name } => self.handle_search(conn, id, &name),
+            Msg::ListOnline { after, limit } => self.handle_list_online(conn, id, &after, limit),
+            Msg::Rename { name } => self.handle_rename(conn, id, name),
+            Msg::Ping => self.reply(conn, id, Msg::Pong),
+            Msg::CreateRoom { .. }
+            | Msg::ListRooms { .. }
+            | Msg::JoinRoom { .. }
+            | Msg::LeaveRoom { .. }
+            | Msg::ListMembers { .. }
+            | Msg::Kick { .. }
+            | Msg::Promote { .. } => self.reply_error(
+                conn,
+                id,
+                status::UNEXPECTED,
+                "rooms are not supported by this registry yet",
+            ),
+            other => {
+                // Server-to-client and peer-to-peer kinds have no business here.
+                let what = other.kind_name();
+                self.stats.protocol_errors += 1;
+                self.close_with(
+                    conn,
+                    status::UNEXPECTED,
+                    &format!("unexpected {what} frame"),
+                    CloseReason::Unexpected(what),
+                );
+            }
+        }
+    }
+
+    fn handle_hello(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+        let Msg::Hello { version, role, .. } = frame.msg else {
+            let what = frame.msg.kind_name();
+            self.stats.protocol_errors += 1;
+            self.close_with(
+                conn,
+                status::UNEXPECTED,
+                &format!("expected hello, got {what}"),
+                CloseReason::Unexpected(what),
+            );
+            return;
+        };
+        if version != VERSION {
+            self.close_with(
+                conn,
+                status::BAD_VERSION,
+                &format!("unsupported protocol version {version}; this registry speaks {VERSION}"),
+                CloseReason::BadVersion(version),
+            );
+            return;
+        }
+        if role != Role::Client {
+            self.close_with(
+                conn,
+                status::UNEXPECTED,
+                "this is a registry, not a peer",
+                CloseReason::Unexpected("peer hello"),
+            );
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::ExpectLogin;
+        }
+        self.timers.cancel(TimerKey::Handshake(conn));
+        self.timers
+            .set(TimerKey::Idle(conn), now + self.config.idle_timeout);
+        let welcome = Msg::Welcome {
+            version: VERSION,
+            name: format!("p2pchat-registry {}", env!("CARGO_PKG_VERSION")),
+        };
+        self.reply(conn, frame.id, welcome);
+    }
+
+    /// Sends an error with id 0 (a connection-level error), closes the connection and forgets it.
+    pub(crate) fn close_with(
+        &mut self,
+        conn: ConnId,
+        code: u16,
+        message: &str,
+        reason: CloseReason,
+    ) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.reply_error(conn, 0, code, message);
+        let why = match reason {
+            CloseReason::Expired => OfflineReason::Expired,
+            CloseReason::Replaced => OfflineReason::Replaced,
+            _ => OfflineReason::Disconnected,
+        };
+        self.drop_conn(conn, why);
+        self.outbox.push_back(Output::Close { conn, reason });
+    }
+
+    /// Forgets a connection: its deadlines, and its session if it had one.
+    fn drop_conn(&mut self, conn: ConnId, why: OfflineReason) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.timers.cancel(TimerKey::Handshake(conn));
+        self.timers.cancel(TimerKey::Frame(conn));
+        self.timers.cancel(TimerKey::Idle(conn));
+        if let ConnState::LoggedIn { session, .. } = c.state {
+            self.end_session(session, why);
+        }
+    }
+
+    /// Takes a session offline. The connection stays as it is.
+    pub(crate) fn end_session(&mut self, session: u64, why: OfflineReason) {
+        self.timers.cancel(TimerKey::Expiry(session));
+        if let Some(s) = self.presence.remove(session) {
+            self.outbox.push_back(Output::Event(Event::Offline { name: s.name, why }));
+        }
+    }
+
+    /// Arms the expiry deadline of a new session.
+    pub(crate) fn arm_expiry(&mut self, now: Instant, session: u64) {
+        self.timers.set(
+            TimerKey::Expiry(session),
+            now + self.config.heartbeat_timeout,
+        );
+    }
+
+    pub(crate) fn disarm_idle(&mut self, conn: ConnId) {
+        self.timers.cancel(TimerKey::Idle(conn));
+    }
+
+    pub(crate) fn arm_idle(&mut self, now: Instant, conn: ConnId) {
+        self.timers
+            .set(TimerKey::Idle(conn), now + self.config.idle_timeout);
+    }
+
+    // ----- heartbeats and deadlines -----
+
+    fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        match self.presence.check_heartbeat(bytes) {
+            Ok(session) => {
+                self.stats.heartbeats += 1;
+                self.arm_expiry(now, session);
+            }
+            Err(HeartbeatRejection::Malformed) => self.stats.hb_malformed += 1,
+            Err(HeartbeatRejection::UnknownSession) => self.stats.hb_unknown_session += 1,
+            Err(HeartbeatRejection::BadTag) => self.stats.hb_bad_tag += 1,
+            Err(HeartbeatRejection::Replayed) => self.stats.hb_replayed += 1,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_expired(now) {
+            match key {
+                TimerKey::Handshake(conn) => self.close_with(
+                    conn,
+                    status::TIMEOUT,
+                    "no hello received in time",
+                    CloseReason::HandshakeTimeout,
+                ),
+                TimerKey::Frame(conn) => self.close_with(
+                    conn,
+                    status::TIMEOUT,
+                    "frame not completed in time",
+                    CloseReason::FrameTimeout,
+                ),
+                TimerKey::Idle(conn) => self.close_with(
+                    conn,
+                    status::TIMEOUT,
+                    "idle connection closed",
+                    CloseReason::Idle,
+                ),
+                TimerKey::Expiry(session) => self.expire(session),
+                TimerKey::Housekeeping => {
+                    self.auth_limit.prune(now);
+                    self.resume_limit.prune(now);
+                    self.backoff.prune(now);
+                    self.timers.set(TimerKey::Housekeeping, now + HOUSEKEEPING);
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, session: u64) {
+        let Some(s) = self.presence.get(session) else {
+            return;
+        };
+        let conn = s.conn;
+        self.stats.expired += 1;
+        let secs = self.config.heartbeat_timeout.as_secs_f64();
+        self.close_with(
+            conn,
+            status::TIMEOUT,
+            &format!("session expired: no heartbeat for {secs}s"),
+            CloseReason::Expired,
+        );
+        // A session whose connection is already gone still goes offline.
+        if self.presence.contains(session) {
+            self.end_session(session, OfflineReason::Expired);
+        }
+    }
+
+    fn handle_shutdown(&mut self) {
+        self.shutting_down = true;
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort();
+        for conn in conns {
+            self.close_with(
+                conn,
+                status::SHUTTING_DOWN,
+                status::message(status::SHUTTING_DOWN),
+                CloseReason::Shutdown,
+            );
+        }
+    }
+
+    // ----- outputs -----
+
+    pub(crate) fn send_frame(&mut self, conn: ConnId, frame: &Frame) {
+        let bytes: Bytes = frame.to_bytes();
+        self.outbox.push_back(Output::Send { conn, bytes });
+    }
+
+    pub(crate) fn reply(&mut self, conn: ConnId, id: u32, msg: Msg) {
+        if self.conns.contains_key(&conn) {
+            self.send_frame(conn, &Frame::new(id, msg));
+        }
+    }
+
+    pub(crate) fn reply_error(&mut self, conn: ConnId, id: u32, code: u16, message: &str) {
+        self.reply(
+            conn,
+            id,
+            Msg::Error {
+                code,
+                message: message.to_owned(),
+            },
+        );
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        self.outbox.push_back(Output::Event(event));
+    }
+
+    fn next_job_id(&mut self) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        id
+    }
+
+    pub(crate) fn submit_hash(&mut self, request: HashRequest, pending: Pending) {
+        let id = self.next_job_id();
+        self.hashes_in_flight += 1;
+        self.pending.insert(id, pending);
+        self.outbox.push_back(Output::Hash(HashJob { id, request }));
+    }
+
+    pub(crate) fn submit_store(&mut self, request: StoreRequest, pending: Pending) {
+        let id = self.next_job_id();
+        self.stores_in_flight += 1;
+        self.pending.insert(id, pending);
+        self.outbox.push_back(Output::Store(StoreJob { id, request }));
+    }
+
+    pub(crate) fn take_pending_hash(&mut self, done: &HashDone) -> Option<Pending> {
+        let p = self.pending.remove(&done.id)?;
+        self.hashes_in_flight = self.hashes_in_flight.saturating_sub(1);
+        Some(p)
+    }
+
+    pub(crate) fn take_pending_store(&mut self, done: &StoreDone) -> Option<Pending> {
+        let p = self.pending.remove(&done.id)?;
+        self.stores_in_flight = self.stores_in_flight.saturating_sub(1);
+        Some(p)
+    }
+
+    /// Wall-clock unix ms at `now`, derived from the anchor given at construction.
+    pub(crate) fn wall_ms(&self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.epoch).as_millis();
+        self.epoch_wall_ms
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+    }
+}
