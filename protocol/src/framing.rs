@@ -114,7 +114,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Msg;
+    use crate::msg::Msg;
 
     fn sample_stream() -> (Vec<Frame>, Vec<u8>) {
         let frames: Vec<Frame> = crate::samples::all_messages()

@@ -26,6 +26,7 @@ mod datagram;
 mod error;
 mod frame;
 mod framing;
+mod msg;
 pub mod names;
 #[doc(hidden)]
 pub mod samples;
@@ -34,9 +35,7 @@ mod wire;
 
 pub use datagram::{Heartbeat, HeartbeatKey, ReplayWindow, HEARTBEAT_KIND, HEARTBEAT_LEN};
 pub use error::{DecodeError, DecodeErrorKind};
-pub use frame::{
-    kind, kind_name, Frame, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo,
-    BODY_HEADER, DEFAULT_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION,
-};
+pub use frame::{Frame, BODY_HEADER, DEFAULT_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION};
 pub use framing::FrameDecoder;
+pub use msg::{kind, kind_name, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo};
 pub use wire::MAX_FIELD_LEN;

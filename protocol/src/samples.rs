@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::frame::{MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo};
+use crate::msg::{MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo};
 
 fn v4() -> SocketAddr {
     SocketAddr::from(([192, 168, 1, 20], 40_001))

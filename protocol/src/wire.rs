@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn list_count_larger_than_input_is_rejected_before_allocating() {
         let mut r = Reader::new(&[0xff, 0xff, 1]);
-        assert_eq!(r.list(|r| r.u8()).unwrap_err().kind, DecodeErrorKind::Truncated);
+        assert_eq!(
+            r.list(|r| r.u8()).unwrap_err().kind,
+            DecodeErrorKind::Truncated
+        );
     }
 
     #[test]
