@@ -324,6 +324,11 @@ impl Registry {
             advertised,
         };
         self.reply(conn, id, reply);
+        let online = p2pchat_protocol::RoomEvent::Online {
+            name: name.clone(),
+            addr: advertised,
+        };
+        self.push_to_rooms_of(account, online);
         self.event(Event::Online {
             name,
             addr: advertised,
@@ -479,7 +484,12 @@ impl Registry {
                     }
                 }
             }
-            (Pending::RegisterHash { conn, req, name, .. }, _) => {
+            (
+                Pending::RegisterHash {
+                    conn, req, name, ..
+                },
+                _,
+            ) => {
                 self.accounts.release(&name);
                 self.error(conn, req, status::INTERNAL);
             }
@@ -563,14 +573,26 @@ impl Registry {
                 self.accounts.release(&name);
                 match done.result {
                     Ok(_) => {
+                        let old = self.accounts.by_id(account).map(|a| a.name.clone());
                         self.accounts.rename(account, &name);
                         self.presence.rename(account, &name);
                         self.reply(conn, req, Msg::Ok);
+                        if let Some(old) = old {
+                            let new = name.clone();
+                            self.push_to_rooms_of(
+                                account,
+                                p2pchat_protocol::RoomEvent::Renamed { old, new },
+                            );
+                        }
                     }
                     Err(StoreError::NameTaken) => self.error(conn, req, status::NAME_TAKEN),
                     Err(_) => self.error(conn, req, status::INTERNAL),
                 }
             }
+            room @ (Pending::CreateRoom { .. }
+            | Pending::Join { .. }
+            | Pending::Remove { .. }
+            | Pending::Promote { .. }) => self.handle_room_store_done(room, done),
             Pending::Detached | Pending::RegisterHash { .. } | Pending::LoginHash { .. } => {}
         }
     }

@@ -41,6 +41,7 @@ mod io;
 mod limits;
 mod presence;
 mod registry;
+mod rooms;
 pub mod store;
 mod timers;
 

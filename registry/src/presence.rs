@@ -175,10 +175,20 @@ mod tests {
     fn pages_are_sorted_and_resume_after_a_name() {
         let mut p = Presence::default();
         for (i, n) in ["dave", "alice", "carol", "bob"].iter().enumerate() {
-            p.insert(i as u64, i as i64, n.to_string(), ConnId(i as u64), &[0; 32], addr());
+            p.insert(
+                i as u64,
+                i as i64,
+                n.to_string(),
+                ConnId(i as u64),
+                &[0; 32],
+                addr(),
+            );
         }
         assert_eq!(p.page("", 2), (vec!["alice".into(), "bob".into()], true));
-        assert_eq!(p.page("bob", 2), (vec!["carol".into(), "dave".into()], false));
+        assert_eq!(
+            p.page("bob", 2),
+            (vec!["carol".into(), "dave".into()], false)
+        );
         p.rename(0, "zed");
         assert_eq!(p.page("carol", 5), (vec!["zed".into()], false));
         p.remove(0);

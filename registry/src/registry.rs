@@ -16,7 +16,10 @@ use crate::hasher::{HashDone, HashJob, HashRequest};
 use crate::io::{CloseReason, ConnId, Event, Input, OfflineReason, Output};
 use crate::limits::{Backoff, RateLimit};
 use crate::presence::{HeartbeatRejection, Presence};
-use crate::store::{AccountId, Snapshot, StoreDone, StoreJob, StoreRequest};
+use crate::rooms::Rooms;
+use crate::store::{
+    AccountId, Role as MemberRole, RoomId, Snapshot, StoreDone, StoreJob, StoreRequest,
+};
 use crate::timers::Timers;
 
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
@@ -35,6 +38,7 @@ pub struct Registry {
     pub(crate) conns: HashMap<ConnId, Conn>,
     pub(crate) accounts: Accounts,
     pub(crate) presence: Presence,
+    pub(crate) rooms: Rooms,
     pub(crate) auth_limit: RateLimit,
     pub(crate) resume_limit: RateLimit,
     pub(crate) backoff: Backoff<String>,
@@ -143,6 +147,33 @@ pub(crate) enum Pending {
         account: AccountId,
         name: String,
     },
+    CreateRoom {
+        conn: ConnId,
+        req: u32,
+        account: AccountId,
+        room: String,
+    },
+    Join {
+        conn: ConnId,
+        req: u32,
+        account: AccountId,
+        room_id: RoomId,
+        role: MemberRole,
+    },
+    /// A leave (`by` is `None`) or a kick by `by`.
+    Remove {
+        conn: ConnId,
+        req: u32,
+        room_id: RoomId,
+        target: AccountId,
+        by: Option<AccountId>,
+    },
+    /// A promotion by an admin (with the request to answer) or by succession (none).
+    Promote {
+        conn: Option<(ConnId, u32)>,
+        room_id: RoomId,
+        target: AccountId,
+    },
     /// Nobody waits for the answer (e.g. deleting a resume token at logout).
     Detached,
 }
@@ -175,6 +206,7 @@ impl Registry {
             conns: HashMap::new(),
             accounts: Accounts::load(snapshot),
             presence: Presence::default(),
+            rooms: Rooms::load(snapshot),
             starting: HashSet::new(),
             timers,
             pending: HashMap::new(),
@@ -342,9 +374,7 @@ impl Registry {
         }
         let id = frame.id;
         match frame.msg {
-            Msg::Register { name, password } => {
-                self.handle_register(now, conn, id, name, password)
-            }
+            Msg::Register { name, password } => self.handle_register(now, conn, id, name, password),
             Msg::Login {
                 name,
                 password,
@@ -360,18 +390,13 @@ impl Registry {
             Msg::ListOnline { after, limit } => self.handle_list_online(conn, id, &after, limit),
             Msg::Rename { name } => self.handle_rename(conn, id, name),
             Msg::Ping => self.reply(conn, id, Msg::Pong),
-            Msg::CreateRoom { .. }
+            msg @ (Msg::CreateRoom { .. }
             | Msg::ListRooms { .. }
             | Msg::JoinRoom { .. }
             | Msg::LeaveRoom { .. }
             | Msg::ListMembers { .. }
             | Msg::Kick { .. }
-            | Msg::Promote { .. } => self.reply_error(
-                conn,
-                id,
-                status::UNEXPECTED,
-                "rooms are not supported by this registry yet",
-            ),
+            | Msg::Promote { .. }) => self.handle_room_request(now, conn, id, msg),
             other => {
                 // Server-to-client and peer-to-peer kinds have no business here.
                 let what = other.kind_name();
@@ -467,7 +492,12 @@ impl Registry {
     pub(crate) fn end_session(&mut self, session: u64, why: OfflineReason) {
         self.timers.cancel(TimerKey::Expiry(session));
         if let Some(s) = self.presence.remove(session) {
-            self.outbox.push_back(Output::Event(Event::Offline { name: s.name, why }));
+            let event = p2pchat_protocol::RoomEvent::Offline {
+                name: s.name.clone(),
+            };
+            self.push_to_rooms_of(s.account, event);
+            self.outbox
+                .push_back(Output::Event(Event::Offline { name: s.name, why }));
         }
     }
 
@@ -613,7 +643,8 @@ impl Registry {
         let id = self.next_job_id();
         self.stores_in_flight += 1;
         self.pending.insert(id, pending);
-        self.outbox.push_back(Output::Store(StoreJob { id, request }));
+        self.outbox
+            .push_back(Output::Store(StoreJob { id, request }));
     }
 
     pub(crate) fn take_pending_hash(&mut self, done: &HashDone) -> Option<Pending> {

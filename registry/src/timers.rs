@@ -56,6 +56,7 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         Some(key)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }

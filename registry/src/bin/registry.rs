@@ -20,7 +20,11 @@ use p2pchat_registry::{Config, ConnId, Event, Input, Output, Registry};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
-#[command(name = "p2pchat-registry", version, about = "The p2pchat registry: accounts, presence and the room directory")]
+#[command(
+    name = "p2pchat-registry",
+    version,
+    about = "The p2pchat registry: accounts, presence and the room directory"
+)]
 struct Args {
     /// TCP address for client sessions.
     #[arg(long, default_value = "0.0.0.0:15600")]
@@ -113,16 +117,21 @@ struct Driver {
 fn run(args: Args) -> anyhow::Result<()> {
     let (store, snapshot) = SqliteStore::open(&args.db)
         .with_context(|| format!("cannot open database {}", args.db.display()))?;
-    let mut reactor = Reactor::new(p2pchat_engine::Config::default()).context("cannot start the reactor")?;
+    let mut reactor =
+        Reactor::new(p2pchat_engine::Config::default()).context("cannot start the reactor")?;
     let listener = reactor
         .listen(args.tcp)
         .with_context(|| format!("cannot listen on tcp {}", args.tcp))?;
     let udp = reactor
         .bind_udp(args.udp)
         .with_context(|| format!("cannot bind udp {}", args.udp))?;
-    let tcp_addr = reactor.listener_addr(listener).context("listener vanished")?;
+    let tcp_addr = reactor
+        .listener_addr(listener)
+        .context("listener vanished")?;
     let udp_addr = reactor.udp_addr(udp).context("udp socket vanished")?;
-    reactor.enable_signals().context("cannot install signal handlers")?;
+    reactor
+        .enable_signals()
+        .context("cannot install signal handlers")?;
 
     let mut config = Config::default().with_heartbeat_timeout(args.heartbeat_timeout);
     config.pbkdf2_iterations = args.pbkdf2_iterations;
@@ -138,13 +147,21 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let waker = reactor.waker();
     let w = Arc::clone(&waker);
-    let store = StoreHandle::spawn(store, config.max_pending_stores, Box::new(move || {
-        let _ = w.wake();
-    }));
+    let store = StoreHandle::spawn(
+        store,
+        config.max_pending_stores,
+        Box::new(move || {
+            let _ = w.wake();
+        }),
+    );
     let w = Arc::clone(&waker);
-    let hasher = HashPool::spawn(threads, config.max_pending_hashes, Arc::new(move || {
-        let _ = w.wake();
-    }));
+    let hasher = HashPool::spawn(
+        threads,
+        config.max_pending_hashes,
+        Arc::new(move || {
+            let _ = w.wake();
+        }),
+    );
 
     // The one place the registry reads the clocks: both anchors are taken together.
     #[allow(clippy::disallowed_methods)]
@@ -203,7 +220,13 @@ impl Driver {
                     }
                     NetEvent::Received { conn, bytes } => {
                         let id = ConnMap::id(conn);
-                        self.feed(now, Input::Received { conn: id, bytes: &bytes });
+                        self.feed(
+                            now,
+                            Input::Received {
+                                conn: id,
+                                bytes: &bytes,
+                            },
+                        );
                     }
                     NetEvent::Closed { conn, reason } => {
                         let id = ConnMap::id(conn);
@@ -212,7 +235,13 @@ impl Driver {
                         self.feed(now, Input::Closed { conn: id });
                     }
                     NetEvent::Datagram { from, bytes, .. } => {
-                        self.feed(now, Input::Datagram { from, bytes: &bytes });
+                        self.feed(
+                            now,
+                            Input::Datagram {
+                                from,
+                                bytes: &bytes,
+                            },
+                        );
                     }
                     NetEvent::Connected { .. } | NetEvent::Woken => {}
                     NetEvent::Signal(sig) => {

@@ -4,6 +4,7 @@
 //! synchronously) and the real PBKDF2 function; only the clock and the sockets are virtual.
 //! Time is `t0 + offset` throughout; nothing sleeps.
 
+mod rooms;
 mod scenarios;
 
 use std::collections::HashMap;
@@ -60,6 +61,16 @@ impl Harness {
             held: Vec::new(),
             next_req: 1,
         }
+    }
+
+    /// Simulates a restart: a new registry over what the store has durably, with nobody
+    /// connected.
+    pub(crate) fn restart(&mut self) {
+        let snapshot = self.store.read_snapshot().unwrap();
+        self.reg = Registry::new(Harness::config(), &snapshot, 8, self.now, 1_700_000_000_000);
+        self.inbox.clear();
+        self.closed.clear();
+        self.decoders.clear();
     }
 
     /// A config with cheap hashing, as tests use.
@@ -136,7 +147,10 @@ impl Harness {
 
     pub(crate) fn send(&mut self, conn: ConnId, frame: Frame) {
         let bytes = frame.to_bytes();
-        self.input(Input::Received { conn, bytes: &bytes });
+        self.input(Input::Received {
+            conn,
+            bytes: &bytes,
+        });
     }
 
     /// Connects and completes the hello.
@@ -152,7 +166,13 @@ impl Harness {
         };
         self.send(conn, Frame::event(hello));
         assert!(
-            matches!(self.take(conn).as_slice(), [Frame { msg: Msg::Welcome { .. }, .. }]),
+            matches!(
+                self.take(conn).as_slice(),
+                [Frame {
+                    msg: Msg::Welcome { .. },
+                    ..
+                }]
+            ),
             "welcome expected"
         );
         conn
@@ -205,7 +225,12 @@ impl Harness {
     }
 
     pub(crate) fn heartbeat(&mut self, session: &LoggedIn, counter: u64) {
-        let hb = Heartbeat::sign(&HeartbeatKey::new(&session.key), session.session, counter, 0);
+        let hb = Heartbeat::sign(
+            &HeartbeatKey::new(&session.key),
+            session.session,
+            counter,
+            0,
+        );
         let bytes = hb.encode();
         self.input(Input::Datagram {
             from: "10.0.0.9:7000".parse().unwrap(),

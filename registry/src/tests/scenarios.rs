@@ -24,7 +24,16 @@ fn session_expires_exactly_at_the_deadline_and_not_a_tick_before() {
     assert_eq!(h.closed.get(&a), Some(&CloseReason::Expired));
     let frames = h.take(a);
     assert!(
-        matches!(frames.as_slice(), [Frame { id: 0, msg: Msg::Error { code: status::TIMEOUT, .. } }]),
+        matches!(
+            frames.as_slice(),
+            [Frame {
+                id: 0,
+                msg: Msg::Error {
+                    code: status::TIMEOUT,
+                    ..
+                }
+            }]
+        ),
         "{frames:?}"
     );
     assert!(h.events.contains(&Event::Offline {
@@ -80,7 +89,10 @@ fn forged_and_replayed_heartbeats_change_nothing() {
     assert_eq!(st.hb_malformed + st.hb_unknown_session, 1);
     h.advance_to(h.at(5_000 + TIMEOUT_MS));
     assert!(!h.reg.is_online("alice"));
-    assert!(h.take(a).iter().all(|f| f.id == 0), "datagrams are never answered");
+    assert!(
+        h.take(a).iter().all(|f| f.id == 0),
+        "datagrams are never answered"
+    );
 }
 
 #[test]
@@ -119,7 +131,11 @@ fn auth_rate_limit_per_source_refills_over_time() {
         h.register(a, &format!("user{i}"));
     }
     let reply = h.request(a, login("user0", "password1"));
-    assert_eq!(Harness::error_code(&reply), Some(status::RATE_LIMITED), "{reply:?}");
+    assert_eq!(
+        Harness::error_code(&reply),
+        Some(status::RATE_LIMITED),
+        "{reply:?}"
+    );
     // Another source address is not limited.
     let b = h.connect(2);
     h.login(b, "user1");
@@ -140,7 +156,10 @@ fn repeated_failures_back_off_per_account_with_the_same_error_for_unknown_users(
     h.register(a, "alice");
     let wrong = h.request(a, login("alice", "wrongpass"));
     let unknown = h.request(a, login("nobody", "wrongpass"));
-    assert_eq!(wrong, unknown, "same answer for unknown user and wrong password");
+    assert_eq!(
+        wrong, unknown,
+        "same answer for unknown user and wrong password"
+    );
     assert_eq!(Harness::error_code(&wrong), Some(status::BAD_CREDENTIALS));
     for _ in 0..4 {
         let r = h.request(a, login("alice", "wrongpass"));
@@ -177,7 +196,11 @@ fn a_full_hash_queue_answers_busy() {
         );
     }
     let frames = h.take(a);
-    assert_eq!(frames.len(), 1, "only the third is answered now: {frames:?}");
+    assert_eq!(
+        frames.len(),
+        1,
+        "only the third is answered now: {frames:?}"
+    );
     assert_eq!(frames[0].id, 3);
     assert_eq!(Harness::error_code(&frames[0].msg), Some(status::BUSY));
     h.release_hashes();
@@ -207,7 +230,13 @@ fn handshake_frame_and_idle_deadlines_close_only_that_connection() {
     let slow = h.connect(3);
     let idle = h.connect(4);
     // The slow client starts a frame and trickles bytes: the deadline holds from the start.
-    let frame = Frame::new(9, Msg::Search { name: "alice".into() }).to_bytes();
+    let frame = Frame::new(
+        9,
+        Msg::Search {
+            name: "alice".into(),
+        },
+    )
+    .to_bytes();
     h.advance_to(h.at(1_000));
     h.input(Input::Received {
         conn: slow,
@@ -245,7 +274,10 @@ fn max_clients_refuses_with_a_clear_error() {
         remote: "10.0.0.3:1".parse().unwrap(),
     });
     let frames = h.take(ConnId(3));
-    assert_eq!(Harness::error_code(&frames[0].msg), Some(status::SERVER_FULL));
+    assert_eq!(
+        Harness::error_code(&frames[0].msg),
+        Some(status::SERVER_FULL)
+    );
     assert_eq!(h.closed.get(&ConnId(3)), Some(&CloseReason::ServerFull));
     assert_eq!(h.reg.connection_count(), 2);
 }
@@ -323,7 +355,12 @@ fn search_online_list_and_rename() {
     h.login(a, "carol");
     let b = h.connect(2);
     h.login(b, "alice");
-    let r = h.request(a, Msg::Search { name: "alice".into() });
+    let r = h.request(
+        a,
+        Msg::Search {
+            name: "alice".into(),
+        },
+    );
     assert_eq!(
         r,
         Msg::SearchResult {
@@ -332,9 +369,21 @@ fn search_online_list_and_rename() {
         }
     );
     let r = h.request(a, Msg::Search { name: "bob".into() });
-    assert!(matches!(r, Msg::SearchResult { presence: Presence::Offline, .. }));
+    assert!(matches!(
+        r,
+        Msg::SearchResult {
+            presence: Presence::Offline,
+            ..
+        }
+    ));
     let r = h.request(a, Msg::Search { name: "zed".into() });
-    assert!(matches!(r, Msg::SearchResult { presence: Presence::NotFound, .. }));
+    assert!(matches!(
+        r,
+        Msg::SearchResult {
+            presence: Presence::NotFound,
+            ..
+        }
+    ));
     let r = h.request(
         a,
         Msg::ListOnline {
@@ -351,7 +400,15 @@ fn search_online_list_and_rename() {
     );
     let r = h.request(b, Msg::Rename { name: "bob".into() });
     assert_eq!(Harness::error_code(&r), Some(status::NAME_TAKEN));
-    assert_eq!(h.request(b, Msg::Rename { name: "alicia".into() }), Msg::Ok);
+    assert_eq!(
+        h.request(
+            b,
+            Msg::Rename {
+                name: "alicia".into()
+            }
+        ),
+        Msg::Ok
+    );
     let r = h.request(
         a,
         Msg::ListOnline {
@@ -366,8 +423,19 @@ fn search_online_list_and_rename() {
             more: false
         }
     );
-    let r = h.request(a, Msg::Search { name: "alice".into() });
-    assert!(matches!(r, Msg::SearchResult { presence: Presence::NotFound, .. }));
+    let r = h.request(
+        a,
+        Msg::Search {
+            name: "alice".into(),
+        },
+    );
+    assert!(matches!(
+        r,
+        Msg::SearchResult {
+            presence: Presence::NotFound,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -406,7 +474,10 @@ fn protocol_violations_close_with_a_reason() {
     );
     assert_eq!(h.closed.get(&e), Some(&CloseReason::BadVersion(99)));
     let frames = h.take(e);
-    assert_eq!(Harness::error_code(&frames[0].msg), Some(status::BAD_VERSION));
+    assert_eq!(
+        Harness::error_code(&frames[0].msg),
+        Some(status::BAD_VERSION)
+    );
     assert!(h.closed.get(&good).is_none());
     assert_eq!(h.request(good, Msg::Ping), Msg::Pong);
 }
@@ -421,7 +492,10 @@ fn shutdown_tells_every_client_and_refuses_new_ones() {
     h.input(Input::Shutdown);
     for c in [a, b] {
         let frames = h.take(c);
-        assert_eq!(Harness::error_code(&frames[0].msg), Some(status::SHUTTING_DOWN));
+        assert_eq!(
+            Harness::error_code(&frames[0].msg),
+            Some(status::SHUTTING_DOWN)
+        );
         assert_eq!(h.closed.get(&c), Some(&CloseReason::Shutdown));
     }
     assert_eq!(h.reg.online_count(), 0);

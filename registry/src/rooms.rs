@@ -1,0 +1,685 @@
+//! The room directory: rooms, members and roles (a write-through cache of the SQLite tables),
+//! the room requests, and the events pushed to a room's online members.
+//!
+//! Membership is persistent; delivery is to online members. Every change is applied in memory
+//! only after the store commits it, and the reply and the pushed events follow from there.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::time::Instant;
+
+use p2pchat_protocol::names::is_valid_name;
+use p2pchat_protocol::{status, Frame, MemberInfo, Msg, PeerInfo, RoomEvent, RoomInfo};
+
+use crate::io::ConnId;
+use crate::registry::{ConnState, Pending, Registry};
+use crate::store::{
+    AccountId, Role, RoomId, Snapshot, StoreDone, StoreError, StoreOk, StoreRequest,
+};
+
+#[derive(Debug)]
+pub(crate) struct Room {
+    pub(crate) name: String,
+    /// Members by account: role and join order (admin succession picks the smallest).
+    members: HashMap<AccountId, (Role, i64)>,
+}
+
+impl Room {
+    fn admins(&self) -> usize {
+        self.members
+            .values()
+            .filter(|(r, _)| *r == Role::Admin)
+            .count()
+    }
+
+    /// The oldest member by join order.
+    fn oldest(&self) -> Option<AccountId> {
+        self.members
+            .iter()
+            .min_by_key(|(_, (_, seq))| *seq)
+            .map(|(a, _)| *a)
+    }
+
+    fn is_admin(&self, account: AccountId) -> bool {
+        self.members
+            .get(&account)
+            .is_some_and(|(r, _)| *r == Role::Admin)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Rooms {
+    by_id: HashMap<RoomId, Room>,
+    by_name: BTreeMap<String, RoomId>,
+    of_account: HashMap<AccountId, BTreeSet<RoomId>>,
+    reserved: HashSet<String>,
+}
+
+impl Rooms {
+    pub(crate) fn load(snapshot: &Snapshot) -> Rooms {
+        let mut rooms = Rooms::default();
+        for r in &snapshot.rooms {
+            rooms.by_name.insert(r.name.clone(), r.id);
+            rooms.by_id.insert(
+                r.id,
+                Room {
+                    name: r.name.clone(),
+                    members: HashMap::new(),
+                },
+            );
+        }
+        for m in &snapshot.members {
+            rooms.add_member(m.room_id, m.account_id, m.role, m.joined_seq);
+        }
+        rooms
+    }
+
+    fn add_member(&mut self, room: RoomId, account: AccountId, role: Role, seq: i64) {
+        if let Some(r) = self.by_id.get_mut(&room) {
+            r.members.insert(account, (role, seq));
+            self.of_account.entry(account).or_default().insert(room);
+        }
+    }
+
+    fn remove_member(&mut self, room: RoomId, account: AccountId) -> bool {
+        let removed = self
+            .by_id
+            .get_mut(&room)
+            .is_some_and(|r| r.members.remove(&account).is_some());
+        if let Some(set) = self.of_account.get_mut(&account) {
+            set.remove(&room);
+            if set.is_empty() {
+                self.of_account.remove(&account);
+            }
+        }
+        removed
+    }
+
+    fn id(&self, name: &str) -> Option<RoomId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn rooms_of(&self, account: AccountId) -> Vec<RoomId> {
+        self.of_account
+            .get(&account)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+impl Registry {
+    fn room_member_check(
+        &mut self,
+        conn: ConnId,
+        id: u32,
+        room: &str,
+    ) -> Option<(AccountId, RoomId)> {
+        let account = match self.conns.get(&conn).map(|c| c.state) {
+            Some(ConnState::LoggedIn { account, .. }) => account,
+            _ => {
+                self.reply_error(
+                    conn,
+                    id,
+                    status::NOT_LOGGED_IN,
+                    status::message(status::NOT_LOGGED_IN),
+                );
+                return None;
+            }
+        };
+        let Some(room_id) = self.rooms.id(room) else {
+            self.reply_error(
+                conn,
+                id,
+                status::NO_SUCH_ROOM,
+                status::message(status::NO_SUCH_ROOM),
+            );
+            return None;
+        };
+        Some((account, room_id))
+    }
+
+    fn store_capacity_ok(&mut self, conn: ConnId, id: u32) -> bool {
+        if self.stores_in_flight >= self.config.max_pending_stores {
+            self.stats.busy += 1;
+            self.reply_error(conn, id, status::BUSY, status::message(status::BUSY));
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn handle_room_request(&mut self, now: Instant, conn: ConnId, id: u32, msg: Msg) {
+        match msg {
+            Msg::CreateRoom { room } => self.handle_create_room(now, conn, id, room),
+            Msg::ListRooms { after, limit } => self.handle_list_rooms(conn, id, &after, limit),
+            Msg::JoinRoom { room } => self.handle_join(conn, id, &room),
+            Msg::LeaveRoom { room } => self.handle_leave(conn, id, &room),
+            Msg::ListMembers { room } => self.handle_members(conn, id, &room),
+            Msg::Kick { room, name } => self.handle_kick_or_promote(conn, id, &room, &name, true),
+            Msg::Promote { room, name } => {
+                self.handle_kick_or_promote(conn, id, &room, &name, false)
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_create_room(&mut self, now: Instant, conn: ConnId, id: u32, room: String) {
+        let account = match self.conns.get(&conn).map(|c| c.state) {
+            Some(ConnState::LoggedIn { account, .. }) => account,
+            _ => {
+                return self.reply_error(
+                    conn,
+                    id,
+                    status::NOT_LOGGED_IN,
+                    status::message(status::NOT_LOGGED_IN),
+                )
+            }
+        };
+        if !is_valid_name(&room) {
+            return self.reply_error(
+                conn,
+                id,
+                status::INVALID_ROOM_NAME,
+                status::message(status::INVALID_ROOM_NAME),
+            );
+        }
+        if self.rooms.by_name.contains_key(&room) || self.rooms.reserved.contains(&room) {
+            return self.reply_error(
+                conn,
+                id,
+                status::ROOM_EXISTS,
+                status::message(status::ROOM_EXISTS),
+            );
+        }
+        if !self.store_capacity_ok(conn, id) {
+            return;
+        }
+        self.rooms.reserved.insert(room.clone());
+        let created_ms = self.wall_ms(now);
+        self.submit_store(
+            StoreRequest::CreateRoom {
+                name: room.clone(),
+                creator: account,
+                created_ms,
+            },
+            Pending::CreateRoom {
+                conn,
+                req: id,
+                account,
+                room,
+            },
+        );
+    }
+
+    fn handle_list_rooms(&mut self, conn: ConnId, id: u32, after: &str, limit: u16) {
+        if !matches!(
+            self.conns.get(&conn).map(|c| c.state),
+            Some(ConnState::LoggedIn { .. })
+        ) {
+            return self.reply_error(
+                conn,
+                id,
+                status::NOT_LOGGED_IN,
+                status::message(status::NOT_LOGGED_IN),
+            );
+        }
+        let limit = usize::from(if limit == 0 {
+            100
+        } else {
+            limit.min(self.config.max_page)
+        });
+        let start = if after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after.to_owned())
+        };
+        let mut it = self.rooms.by_name.range((start, Bound::Unbounded));
+        let mut rooms = Vec::new();
+        for (name, room_id) in it.by_ref().take(limit) {
+            let Some(r) = self.rooms.by_id.get(room_id) else {
+                continue;
+            };
+            let online = r
+                .members
+                .keys()
+                .filter(|a| self.presence.session_of(**a).is_some())
+                .count();
+            rooms.push(RoomInfo {
+                name: name.clone(),
+                members: r.members.len() as u32,
+                online: online as u32,
+            });
+        }
+        let more = it.next().is_some();
+        self.reply(conn, id, Msg::RoomList { rooms, more });
+    }
+
+    /// The other online members of a room and their peer addresses, in join order.
+    fn online_peers(&self, room_id: RoomId, except: AccountId) -> Vec<PeerInfo> {
+        let Some(r) = self.rooms.by_id.get(&room_id) else {
+            return Vec::new();
+        };
+        let mut members: Vec<(&AccountId, &(Role, i64))> = r.members.iter().collect();
+        members.sort_by_key(|(_, (_, seq))| *seq);
+        members
+            .into_iter()
+            .filter(|(a, _)| **a != except)
+            .filter_map(|(a, _)| {
+                let addr = self.presence.addr_of(*a)?;
+                let name = self.accounts.by_id(*a)?.name.clone();
+                Some(PeerInfo { name, addr })
+            })
+            .collect()
+    }
+
+    fn handle_join(&mut self, conn: ConnId, id: u32, room: &str) {
+        let Some((account, room_id)) = self.room_member_check(conn, id, room) else {
+            return;
+        };
+        let Some(r) = self.rooms.by_id.get(&room_id) else {
+            return;
+        };
+        // Joining a room one is in already answers with the online members again: that is how
+        // a peer re-joins its rooms after a reconnect, without a write or an event.
+        if r.members.contains_key(&account) {
+            let peers = self.online_peers(room_id, account);
+            let room = room.to_owned();
+            return self.reply(conn, id, Msg::RoomJoined { room, peers });
+        }
+        // An empty room has no admin: whoever joins it first becomes admin.
+        let role = if r.members.is_empty() {
+            Role::Admin
+        } else {
+            Role::Member
+        };
+        if !self.store_capacity_ok(conn, id) {
+            return;
+        }
+        self.submit_store(
+            StoreRequest::AddMember {
+                room_id,
+                account_id: account,
+                role,
+            },
+            Pending::Join {
+                conn,
+                req: id,
+                account,
+                room_id,
+                role,
+            },
+        );
+    }
+
+    fn handle_leave(&mut self, conn: ConnId, id: u32, room: &str) {
+        let Some((account, room_id)) = self.room_member_check(conn, id, room) else {
+            return;
+        };
+        if !self
+            .rooms
+            .by_id
+            .get(&room_id)
+            .is_some_and(|r| r.members.contains_key(&account))
+        {
+            return self.reply_error(
+                conn,
+                id,
+                status::NOT_A_MEMBER,
+                status::message(status::NOT_A_MEMBER),
+            );
+        }
+        if !self.store_capacity_ok(conn, id) {
+            return;
+        }
+        self.submit_store(
+            StoreRequest::RemoveMember {
+                room_id,
+                account_id: account,
+            },
+            Pending::Remove {
+                conn,
+                req: id,
+                room_id,
+                target: account,
+                by: None,
+            },
+        );
+    }
+
+    fn handle_members(&mut self, conn: ConnId, id: u32, room: &str) {
+        let Some((_, room_id)) = self.room_member_check(conn, id, room) else {
+            return;
+        };
+        let Some(r) = self.rooms.by_id.get(&room_id) else {
+            return;
+        };
+        let mut list: Vec<(i64, MemberInfo)> = r
+            .members
+            .iter()
+            .filter_map(|(a, (role, seq))| {
+                let name = self.accounts.by_id(*a)?.name.clone();
+                let online = self.presence.session_of(*a).is_some();
+                Some((
+                    *seq,
+                    MemberInfo {
+                        name,
+                        admin: *role == Role::Admin,
+                        online,
+                    },
+                ))
+            })
+            .collect();
+        list.sort_by_key(|(seq, _)| *seq);
+        let members = list.into_iter().map(|(_, m)| m).collect();
+        let room = room.to_owned();
+        self.reply(conn, id, Msg::MemberList { room, members });
+    }
+
+    fn handle_kick_or_promote(
+        &mut self,
+        conn: ConnId,
+        id: u32,
+        room: &str,
+        name: &str,
+        kick: bool,
+    ) {
+        let Some((account, room_id)) = self.room_member_check(conn, id, room) else {
+            return;
+        };
+        let Some(r) = self.rooms.by_id.get(&room_id) else {
+            return;
+        };
+        if !r.members.contains_key(&account) {
+            return self.reply_error(
+                conn,
+                id,
+                status::NOT_A_MEMBER,
+                status::message(status::NOT_A_MEMBER),
+            );
+        }
+        if !r.is_admin(account) {
+            return self.reply_error(
+                conn,
+                id,
+                status::NOT_ADMIN,
+                status::message(status::NOT_ADMIN),
+            );
+        }
+        let target = self
+            .accounts
+            .by_name(name)
+            .map(|a| a.id)
+            .filter(|t| r.members.contains_key(t));
+        let Some(target) = target else {
+            return self.reply_error(
+                conn,
+                id,
+                status::USER_NOT_IN_ROOM,
+                status::message(status::USER_NOT_IN_ROOM),
+            );
+        };
+        if !kick && r.is_admin(target) {
+            return self.reply(conn, id, Msg::Ok);
+        }
+        if !self.store_capacity_ok(conn, id) {
+            return;
+        }
+        if kick {
+            self.submit_store(
+                StoreRequest::RemoveMember {
+                    room_id,
+                    account_id: target,
+                },
+                Pending::Remove {
+                    conn,
+                    req: id,
+                    room_id,
+                    target,
+                    by: Some(account),
+                },
+            );
+        } else {
+            self.submit_store(
+                StoreRequest::SetRole {
+                    room_id,
+                    account_id: target,
+                    role: Role::Admin,
+                },
+                Pending::Promote {
+                    conn: Some((conn, id)),
+                    room_id,
+                    target,
+                },
+            );
+        }
+    }
+
+    /// Sends a room event to every online member of the room except `except`.
+    pub(crate) fn push_room_event(
+        &mut self,
+        room_id: RoomId,
+        event: RoomEvent,
+        except: Option<AccountId>,
+    ) {
+        let Some(r) = self.rooms.by_id.get(&room_id) else {
+            return;
+        };
+        let frame = Frame::event(Msg::Room {
+            room: r.name.clone(),
+            event,
+        });
+        let mut conns: Vec<ConnId> = r
+            .members
+            .keys()
+            .filter(|a| Some(**a) != except)
+            .filter_map(|a| {
+                self.presence
+                    .get(self.presence.session_of(*a)?)
+                    .map(|s| s.conn)
+            })
+            .collect();
+        conns.sort();
+        for conn in conns {
+            self.send_frame(conn, &frame);
+        }
+    }
+
+    /// Tells the account's rooms that it changed (online, offline, renamed).
+    pub(crate) fn push_to_rooms_of(&mut self, account: AccountId, event: RoomEvent) {
+        for room_id in self.rooms.rooms_of(account) {
+            self.push_room_event(room_id, event.clone(), Some(account));
+        }
+    }
+
+    /// If a room has members but no admin left, the oldest member becomes admin.
+    fn ensure_admin(&mut self, room_id: RoomId) {
+        let Some(r) = self.rooms.by_id.get(&room_id) else {
+            return;
+        };
+        if r.admins() > 0 {
+            return;
+        }
+        let Some(oldest) = r.oldest() else {
+            return;
+        };
+        self.submit_store(
+            StoreRequest::SetRole {
+                room_id,
+                account_id: oldest,
+                role: Role::Admin,
+            },
+            Pending::Promote {
+                conn: None,
+                room_id,
+                target: oldest,
+            },
+        );
+    }
+
+    pub(crate) fn handle_room_store_done(&mut self, pending: Pending, done: StoreDone) {
+        match pending {
+            Pending::CreateRoom {
+                conn,
+                req,
+                account,
+                room,
+            } => {
+                self.rooms.reserved.remove(&room);
+                match done.result {
+                    Ok(StoreOk::Room { id, joined_seq }) => {
+                        self.rooms.by_name.insert(room.clone(), id);
+                        self.rooms.by_id.insert(
+                            id,
+                            Room {
+                                name: room,
+                                members: HashMap::new(),
+                            },
+                        );
+                        self.rooms.add_member(id, account, Role::Admin, joined_seq);
+                        self.reply(conn, req, Msg::Ok);
+                    }
+                    Err(StoreError::NameTaken) => self.reply_error(
+                        conn,
+                        req,
+                        status::ROOM_EXISTS,
+                        status::message(status::ROOM_EXISTS),
+                    ),
+                    _ => self.reply_error(
+                        conn,
+                        req,
+                        status::INTERNAL,
+                        status::message(status::INTERNAL),
+                    ),
+                }
+            }
+            Pending::Join {
+                conn,
+                req,
+                account,
+                room_id,
+                role,
+            } => {
+                let Ok(StoreOk::Member { joined_seq }) = done.result else {
+                    return self.reply_error(
+                        conn,
+                        req,
+                        status::INTERNAL,
+                        status::message(status::INTERNAL),
+                    );
+                };
+                self.rooms.add_member(room_id, account, role, joined_seq);
+                if let Some(addr) = self.presence.addr_of(account) {
+                    let name = self
+                        .accounts
+                        .by_id(account)
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default();
+                    self.push_room_event(room_id, RoomEvent::Joined { name, addr }, Some(account));
+                }
+                let peers = self.online_peers(room_id, account);
+                let room = self
+                    .rooms
+                    .by_id
+                    .get(&room_id)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                self.reply(conn, req, Msg::RoomJoined { room, peers });
+            }
+            Pending::Remove {
+                conn,
+                req,
+                room_id,
+                target,
+                by,
+            } => {
+                if done.result.is_err() {
+                    return self.reply_error(
+                        conn,
+                        req,
+                        status::INTERNAL,
+                        status::message(status::INTERNAL),
+                    );
+                }
+                let name = self
+                    .accounts
+                    .by_id(target)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default();
+                // A kicked member hears of it too (it stops receiving), so it is told before
+                // it is removed; a leaver has its reply.
+                if let Some(by) = by {
+                    let by = self
+                        .accounts
+                        .by_id(by)
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default();
+                    let removed = self
+                        .rooms
+                        .by_id
+                        .get(&room_id)
+                        .is_some_and(|r| r.members.contains_key(&target));
+                    if removed {
+                        self.push_room_event(room_id, RoomEvent::Kicked { name, by }, None);
+                    }
+                    self.rooms.remove_member(room_id, target);
+                } else if self.rooms.remove_member(room_id, target) {
+                    self.push_room_event(room_id, RoomEvent::Left { name }, None);
+                }
+                self.reply(conn, req, Msg::Ok);
+                self.ensure_admin(room_id);
+            }
+            Pending::Promote {
+                conn,
+                room_id,
+                target,
+            } => {
+                if done.result.is_err() {
+                    if let Some((conn, req)) = conn {
+                        self.reply_error(
+                            conn,
+                            req,
+                            status::INTERNAL,
+                            status::message(status::INTERNAL),
+                        );
+                    }
+                    return;
+                }
+                let still_member = match self
+                    .rooms
+                    .by_id
+                    .get_mut(&room_id)
+                    .and_then(|r| r.members.get_mut(&target))
+                {
+                    Some(m) => {
+                        m.0 = Role::Admin;
+                        true
+                    }
+                    None => false,
+                };
+                if still_member {
+                    let name = self
+                        .accounts
+                        .by_id(target)
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default();
+                    self.push_room_event(room_id, RoomEvent::Promoted { name }, None);
+                } else {
+                    // The member left before the promotion committed: pick again.
+                    self.ensure_admin(room_id);
+                }
+                if let Some((conn, req)) = conn {
+                    self.reply(conn, req, Msg::Ok);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Rooms in the directory.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+}
