@@ -25,15 +25,22 @@ use ring::pbkdf2;
 pub enum HashRequest {
     /// Derive the hash of a new password (registration).
     Derive {
+        /// The password bytes; zeroed by the worker after use.
         password: Vec<u8>,
+        /// Random salt for the new account.
         salt: [u8; 16],
+        /// PBKDF2 iteration count to derive with.
         iterations: u32,
     },
     /// Check a password against a stored hash (login), in constant time.
     Verify {
+        /// The password bytes to check; zeroed by the worker after use.
         password: Vec<u8>,
+        /// The account's stored salt.
         salt: [u8; 16],
+        /// The account's stored PBKDF2 iteration count.
         iterations: u32,
+        /// The account's stored hash.
         expected: [u8; 32],
     },
 }
@@ -41,21 +48,27 @@ pub enum HashRequest {
 /// The answer to a [`HashRequest`] of the same kind.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum HashResult {
+    /// The PBKDF2-HMAC-SHA256 hash from a [`HashRequest::Derive`].
     Derived([u8; 32]),
+    /// Whether the password of a [`HashRequest::Verify`] matched.
     Verified(bool),
 }
 
 /// A request tagged with the core's id for matching the reply.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HashJob {
+    /// The core's id, echoed in the matching [`HashDone`].
     pub id: u64,
+    /// The work to do.
     pub request: HashRequest,
 }
 
 /// The reply to the [`HashJob`] with the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashDone {
+    /// The id of the [`HashJob`] this answers.
     pub id: u64,
+    /// The outcome.
     pub result: HashResult,
 }
 

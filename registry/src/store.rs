@@ -42,7 +42,9 @@ pub type RoomId = i64;
 /// A member's role in a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// An ordinary member.
     Member,
+    /// A room administrator.
     Admin,
 }
 
@@ -67,35 +69,50 @@ impl Role {
 /// One registered account, as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccountRecord {
+    /// The account's row id.
     pub id: AccountId,
+    /// The account name; unique across accounts.
     pub name: String,
+    /// Random PBKDF2 salt for this account's password hash.
     pub salt: [u8; 16],
+    /// PBKDF2 iteration count used for this account's hash, stored per account.
     pub iterations: u32,
+    /// PBKDF2-HMAC-SHA256 hash of the password.
     pub hash: [u8; 32],
+    /// When the account was created, in milliseconds since the Unix epoch.
     pub created_ms: i64,
 }
 
 /// The hash of an account's current resume token (at most one per account).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ResumeRecord {
+    /// The account the token resumes.
     pub account_id: AccountId,
+    /// SHA-256 hash of the resume token; the token itself is never stored.
     pub token_hash: [u8; 32],
+    /// When the token expires, in milliseconds since the Unix epoch.
     pub expires_ms: i64,
 }
 
 /// One chat room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomRecord {
+    /// The room's row id.
     pub id: RoomId,
+    /// The room name; unique across rooms.
     pub name: String,
+    /// When the room was created, in milliseconds since the Unix epoch.
     pub created_ms: i64,
 }
 
 /// One membership of an account in a room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberRecord {
+    /// The room.
     pub room_id: RoomId,
+    /// The member's account.
     pub account_id: AccountId,
+    /// The member's role in the room.
     pub role: Role,
     /// Join order across the whole database: strictly increasing, never reused. Admin
     /// succession picks the remaining member with the smallest value.
@@ -107,9 +124,13 @@ pub struct MemberRecord {
 /// Rows are ordered: accounts, tokens and rooms by id; members by room, then `joined_seq`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Every account, by id.
     pub accounts: Vec<AccountRecord>,
+    /// Every stored resume token, by account id.
     pub resume_tokens: Vec<ResumeRecord>,
+    /// Every room, by id.
     pub rooms: Vec<RoomRecord>,
+    /// Every membership, by room, then `joined_seq`.
     pub members: Vec<MemberRecord>,
 }
 
@@ -118,47 +139,74 @@ pub struct Snapshot {
 pub enum StoreRequest {
     /// Insert an account. Replies [`StoreOk::Account`] or [`StoreError::NameTaken`].
     CreateAccount {
+        /// The account name; must not be taken.
         name: String,
+        /// Random PBKDF2 salt for the password hash.
         salt: [u8; 16],
+        /// PBKDF2 iteration count the hash was derived with.
         iterations: u32,
+        /// PBKDF2-HMAC-SHA256 hash of the password.
         hash: [u8; 32],
+        /// Creation time, in milliseconds since the Unix epoch.
         created_ms: i64,
     },
     /// Change an account's name. Replies [`StoreOk::Done`] or [`StoreError::NameTaken`];
     /// an unknown id is [`StoreError::Failed`]. Memberships follow (they reference the id).
-    RenameAccount { id: AccountId, new_name: String },
+    RenameAccount {
+        /// The account to rename.
+        id: AccountId,
+        /// The new name; must not be taken.
+        new_name: String,
+    },
     /// Insert or replace the account's single resume token. Replies [`StoreOk::Done`].
     SetResumeToken {
+        /// The account the token resumes.
         account_id: AccountId,
+        /// SHA-256 hash of the new resume token.
         token_hash: [u8; 32],
+        /// Expiry time, in milliseconds since the Unix epoch.
         expires_ms: i64,
     },
     /// Remove the account's resume token if any. Replies [`StoreOk::Done`].
-    DeleteResumeToken { account_id: AccountId },
+    DeleteResumeToken {
+        /// The account whose token is removed.
+        account_id: AccountId,
+    },
     /// Insert a room and its creator as [`Role::Admin`]. Replies [`StoreOk::Room`] or
     /// [`StoreError::NameTaken`].
     CreateRoom {
+        /// The room name; must not be taken.
         name: String,
+        /// The account that creates the room and becomes its first admin.
         creator: AccountId,
+        /// Creation time, in milliseconds since the Unix epoch.
         created_ms: i64,
     },
     /// Add a member. Replies [`StoreOk::Member`]; an existing member keeps its role and
     /// `joined_seq`, which is returned.
     AddMember {
+        /// The room to join.
         room_id: RoomId,
+        /// The joining account.
         account_id: AccountId,
+        /// The role a new member gets; ignored for an existing member.
         role: Role,
     },
     /// Remove a member if present. Replies [`StoreOk::Done`].
     RemoveMember {
+        /// The room to leave.
         room_id: RoomId,
+        /// The leaving account.
         account_id: AccountId,
     },
     /// Change a member's role. Replies [`StoreOk::Done`]; a non-member is
     /// [`StoreError::Failed`].
     SetRole {
+        /// The room.
         room_id: RoomId,
+        /// The member whose role changes.
         account_id: AccountId,
+        /// The new role.
         role: Role,
     },
 }
@@ -166,17 +214,31 @@ pub enum StoreRequest {
 /// The successful answer to a [`StoreRequest`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOk {
+    /// The write was applied; there is nothing to return.
     Done,
+    /// The account was created with this id.
     Account(AccountId),
-    Room { id: RoomId, joined_seq: i64 },
-    Member { joined_seq: i64 },
+    /// The room was created.
+    Room {
+        /// The new room's id.
+        id: RoomId,
+        /// The creator's admin membership `joined_seq`.
+        joined_seq: i64,
+    },
+    /// The account is a member.
+    Member {
+        /// The membership's `joined_seq`: newly assigned, or the existing one.
+        joined_seq: i64,
+    },
 }
 
 /// Why a [`StoreRequest`] was not applied. Nothing of a failed request is written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// Another account or room already has the name.
     #[error("name already taken")]
     NameTaken,
+    /// The write failed for any other reason (missing row, SQLite error); carries the reason.
     #[error("storage failure: {0}")]
     Failed(String),
 }
@@ -184,14 +246,18 @@ pub enum StoreError {
 /// A request tagged with the core's id for matching the reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreJob {
+    /// The core's id, echoed in the matching [`StoreDone`].
     pub id: u64,
+    /// The write to make.
     pub request: StoreRequest,
 }
 
 /// The reply to the [`StoreJob`] with the same id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreDone {
+    /// The id of the [`StoreJob`] this answers.
     pub id: u64,
+    /// The outcome; `Ok` only once the write is durably committed.
     pub result: Result<StoreOk, StoreError>,
 }
 
