@@ -189,6 +189,7 @@ pub fn bench_config() -> Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one real anchor for a virtual clock
 mod tests {
     use super::*;
 

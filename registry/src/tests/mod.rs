@@ -45,6 +45,8 @@ impl Harness {
     pub(crate) fn new(config: Config) -> Harness {
         let dir = TempDir::new().unwrap();
         let (store, snapshot) = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+        // The virtual clock starts at one real instant; everything after is t0 + offset.
+        #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
         let reg = Registry::new(config, &snapshot, 7, t0, 1_700_000_000_000);
         Harness {

@@ -181,7 +181,7 @@ fn kick_and_promote_are_for_admins_only() {
         name: "carol".into(),
         by: "alice".into(),
     };
-    assert_eq!(room_events(&mut h, b), [kicked.clone()]);
+    assert_eq!(room_events(&mut h, b), std::slice::from_ref(&kicked));
     assert_eq!(
         room_events(&mut h, c),
         [kicked],
