@@ -66,12 +66,7 @@ proptest! {
         let mut d = FrameDecoder::new(1024);
         for c in &chunks {
             d.push(c);
-            loop {
-                match d.next_frame() {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = d.next_frame() {}
             prop_assert!(d.buffered() <= 1024 + LEN_PREFIX + 64);
         }
     }
