@@ -1,1 +1,378 @@
-fn main() {}
+//! `p2pchat`: the p2pchat terminal client. A thin driver: it parses flags, owns the sockets
+//! (a `p2pchat_engine::Reactor`), the clock and the terminal, and runs a `p2pchat_peer::Node`
+//! by the run loop in that crate's docs. Everything about chat lives in the library.
+
+#[path = "p2pchat/term.rs"]
+mod term;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Parser, ValueEnum};
+use log::{debug, info, warn};
+use p2pchat_engine::{ConnId, NetEvent, Reactor, Signal, UdpId};
+use p2pchat_peer::render::{self, Mode, Style, Tone};
+use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use term::{Printer, TermGuard, UiInput};
+
+/// How long to keep flushing connections after the node is done.
+const EXIT_LINGER: Duration = Duration::from_secs(2);
+
+/// p2pchat: peer-to-peer chat in the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "p2pchat", version, about, long_about = None)]
+struct Args {
+    /// The registry's TCP address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:15600")]
+    registry: String,
+    /// The registry's UDP (heartbeat) address [default: the registry host and the port it
+    /// announces at login].
+    #[arg(long, value_name = "HOST:PORT")]
+    registry_udp: Option<String>,
+    /// Where to listen for other peers.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    listen: SocketAddr,
+    /// Neighbours per room in the room overlay.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    degree: u16,
+    /// Concurrent private chats before new requests are answered "busy".
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_chats: u16,
+    /// Print every event as one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// When to use colour (auto: on a terminal, unless NO_COLOR is set).
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: ColorWhen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves `HOST:PORT`, preferring IPv4.
+fn resolve(what: &str, s: &str) -> Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .with_context(|| format!("invalid {what} address {s:?}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow!("{what} address {s:?} resolves to nothing"))
+}
+
+/// What the terminal shows and how.
+struct Ui {
+    printer: Printer,
+    mode: Mode,
+    /// Colour for line mode (only with `--color always`).
+    paint_lines: bool,
+    bell: bool,
+}
+
+impl Ui {
+    fn show(&mut self, event: &NodeEvent) {
+        let Some(mut text) = render::render(event, self.mode) else {
+            return;
+        };
+        if self.paint_lines {
+            text = match render::tone(event) {
+                Tone::Error => format!("\x1b[31m{text}\x1b[39m"),
+                Tone::Message => format!("\x1b[32m{text}\x1b[39m"),
+                Tone::Own => format!("\x1b[36m{text}\x1b[39m"),
+                Tone::Notice => format!("\x1b[33m{text}\x1b[39m"),
+            };
+        }
+        if self.bell && render::wants_bell(event) {
+            text.push('\x07');
+        }
+        self.printer.print(&text);
+    }
+}
+
+/// The sockets, and the map between the node's link ids and the engine's connection ids.
+struct Net {
+    reactor: Reactor,
+    udp: UdpId,
+    conns: HashMap<LinkId, ConnId>,
+    links: HashMap<ConnId, LinkId>,
+    next_accepted: u64,
+    /// Inputs produced while carrying out outputs (a connect that failed at once).
+    feedback: Vec<Input>,
+}
+
+impl Net {
+    /// Feeds one input to the node and carries out what it asks for, including the inputs that
+    /// causes (a connect that fails at once). Returns true once the node said `Exit`.
+    fn feed(&mut self, node: &mut Node, ui: &mut Ui, now: Instant, input: Input) -> bool {
+        node.handle_input(now, input);
+        let mut exit = self.drain(node, ui);
+        while let Some(input) = self.feedback.pop() {
+            node.handle_input(now, input);
+            exit |= self.drain(node, ui);
+        }
+        exit
+    }
+
+    /// Carries out everything the node asks for; returns true on `Exit`.
+    fn drain(&mut self, node: &mut Node, ui: &mut Ui) -> bool {
+        let mut exit = false;
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Connect { link, addr } => match self.reactor.connect(addr) {
+                    Ok(conn) => {
+                        self.conns.insert(link, conn);
+                        self.links.insert(conn, link);
+                    }
+                    Err(e) => {
+                        info!("connect to {addr} failed: {e}");
+                        self.feedback.push(Input::Closed { link });
+                    }
+                },
+                Output::Send { link, bytes } => {
+                    if let Some(&conn) = self.conns.get(&link) {
+                        self.reactor.send(conn, &bytes);
+                    }
+                }
+                Output::Close { link, reason } => {
+                    debug!("closing {link:?}: {reason}");
+                    if let Some(conn) = self.conns.remove(&link) {
+                        self.reactor.close(conn);
+                    }
+                }
+                Output::SendTo { to, bytes } => {
+                    if !self.reactor.send_to(self.udp, to, &bytes) {
+                        debug!("heartbeat to {to} dropped");
+                    }
+                }
+                Output::Event(event) => ui.show(&event),
+                Output::Exit => exit = true,
+            }
+        }
+        exit
+    }
+
+    /// The node's input for an engine event, if it has one.
+    fn input(&mut self, event: NetEvent) -> Option<Input> {
+        match event {
+            NetEvent::Accepted { conn, remote, .. } => {
+                self.next_accepted += 1;
+                let link = LinkId::Accepted(self.next_accepted);
+                self.conns.insert(link, conn);
+                self.links.insert(conn, link);
+                Some(Input::Accepted { link, remote })
+            }
+            NetEvent::Connected { conn } => {
+                let link = *self.links.get(&conn)?;
+                Some(Input::Connected { link })
+            }
+            NetEvent::Received { conn, bytes } => {
+                let link = *self.links.get(&conn)?;
+                Some(Input::Received { link, bytes })
+            }
+            NetEvent::Closed { conn, reason } => {
+                let link = self.links.remove(&conn)?;
+                debug!("{link:?} closed: {reason}");
+                if self.conns.get(&link) == Some(&conn) {
+                    self.conns.remove(&link);
+                }
+                Some(Input::Closed { link })
+            }
+            NetEvent::Datagram { from, .. } => {
+                debug!("ignoring a datagram from {from}");
+                None
+            }
+            NetEvent::Woken | NetEvent::Signal(_) => None,
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let registry = resolve("registry", &args.registry)?;
+    let registry_udp = match &args.registry_udp {
+        Some(s) => Some(resolve("registry UDP", s)?),
+        None => None,
+    };
+
+    let mut reactor = Reactor::new(p2pchat_engine::Config::default()).context("starting")?;
+    let listener = reactor
+        .listen(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = reactor
+        .listener_addr(listener)
+        .ok_or_else(|| anyhow!("listener has no address"))?;
+    let udp_bind: SocketAddr = if registry.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let udp = reactor
+        .bind_udp(udp_bind)
+        .context("cannot bind a UDP socket")?;
+    reactor.enable_signals().context("cannot handle signals")?;
+    info!("listening for peers on {listen}");
+
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let color = match args.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => interactive && !no_color,
+    };
+    let _term_guard = TermGuard::save();
+    let (tx, rx) = mpsc::channel();
+    let waker = reactor.waker();
+    let mut ui = if interactive {
+        let mut rl = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
+        let printer = rl
+            .create_external_printer()
+            .context("cannot start the line editor")?;
+        term::spawn_editor(rl, tx, waker);
+        let style = Style {
+            color,
+            markup: true,
+        };
+        Ui {
+            printer: Printer::External(Box::new(printer)),
+            mode: if args.json {
+                Mode::Json
+            } else {
+                Mode::Interactive(style)
+            },
+            paint_lines: false,
+            bell: !args.json,
+        }
+    } else {
+        term::spawn_line_reader(tx, waker);
+        Ui {
+            printer: Printer::Stdout,
+            mode: if args.json { Mode::Json } else { Mode::Line },
+            paint_lines: color && !args.json,
+            bell: false,
+        }
+    };
+
+    let mut config = Config::new(registry, listen);
+    config.registry_udp = registry_udp;
+    config.degree = usize::from(args.degree);
+    config.max_chats = usize::from(args.max_chats);
+
+    // The clock is read here and in the loop below, nowhere else (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
+    let (start, wall) = (Instant::now(), SystemTime::now());
+    let wall_ms = wall
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut node = Node::new(config, start, wall_ms, StdRng::from_os_rng());
+    let mut net = Net {
+        reactor,
+        udp,
+        conns: HashMap::new(),
+        links: HashMap::new(),
+        next_accepted: 0,
+        feedback: Vec::new(),
+    };
+    let mut exit_by: Option<Instant> = None;
+    let mut quit_requested = false;
+    let mut events = Vec::new();
+    let mut done = net.feed(&mut node, &mut ui, start, Input::Timeout);
+
+    loop {
+        if done && exit_by.is_none() {
+            net.reactor.close_listeners();
+            #[allow(clippy::disallowed_methods)]
+            let now = Instant::now();
+            exit_by = Some(now + EXIT_LINGER);
+        }
+        if let Some(by) = exit_by {
+            if net.reactor.connection_count() == 0 {
+                break;
+            }
+            #[allow(clippy::disallowed_methods)]
+            let now = Instant::now();
+            if now >= by {
+                warn!("exiting with unflushed connections");
+                break;
+            }
+        }
+        let deadline = exit_by.or_else(|| node.poll_timeout());
+        net.reactor
+            .turn(deadline, &mut events)
+            .context("event loop")?;
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        for event in events.drain(..) {
+            if done {
+                // Flushing before exit: refuse newcomers, let the rest close.
+                if let NetEvent::Accepted { conn, .. } = event {
+                    net.reactor.abort(conn);
+                }
+                continue;
+            }
+            match event {
+                NetEvent::Woken => {
+                    while let Ok(msg) = rx.try_recv() {
+                        let command = match msg {
+                            UiInput::Line(Ok(Some(command))) => command,
+                            UiInput::Line(Ok(None)) => continue,
+                            UiInput::Line(Err(e)) => {
+                                ui.show(&NodeEvent::error(e.to_string()));
+                                continue;
+                            }
+                            UiInput::Eof => Command::Quit,
+                        };
+                        quit_requested |= command == Command::Quit;
+                        done |= net.feed(&mut node, &mut ui, now, Input::Command(command));
+                    }
+                }
+                NetEvent::Signal(signal) => {
+                    if quit_requested && signal != Signal::Hangup {
+                        info!("second signal: exiting at once");
+                        return Ok(());
+                    }
+                    quit_requested = true;
+                    done |= net.feed(&mut node, &mut ui, now, Input::Command(Command::Quit));
+                }
+                other => {
+                    if let Some(input) = net.input(other) {
+                        done |= net.feed(&mut node, &mut ui, now, input);
+                    }
+                }
+            }
+        }
+        if !done {
+            done = net.feed(&mut node, &mut ui, now, Input::Timeout);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! Private one-to-one chats, directly between peers over a peer link, never through the
+//! registry.
+//!
+//! ```text
+//!  /chat NAME: Searching ──found──▶ Dialing ──link ready/send ChatRequest──▶ Requested
+//!                                                         ChatAccept ──▶ Active
+//!                                              ChatReject / ChatBusy ──▶ (gone)
+//!  ChatRequest from NAME: Incoming ──/accept──▶ Active      /reject ──▶ (gone)
+//!  Active ──/end or ChatEnd──▶ (gone, "ended")     link down ──▶ (gone, "lost")
+//! ```
+//! A chat is keyed by the peer's name, not by a link: the link under it may be replaced (when
+//! both peers dial each other at once) without the chat noticing. A link that no chat uses is
+//! closed: at once when the other side has said its last word (reject, busy, end), else after
+//! `idle_timeout`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use p2pchat_protocol::{Msg, Presence};
+
+use crate::io::{CloseReason, NodeEvent};
+use crate::link::LinkEvent;
+use crate::node::Node;
+use crate::registry_link::{Outcome, Request};
+
+/// Where a private chat is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chat {
+    /// We asked the registry where the user is.
+    Searching,
+    /// We are connecting to the user.
+    Dialing,
+    /// We sent a chat request; waiting for the answer.
+    Requested,
+    /// The user asked us; waiting for `/accept` or `/reject`.
+    Incoming,
+    /// Both sides agreed; messages flow.
+    Active,
+}
+
+impl Node {
+    /// `/chat NAME`
+    pub(crate) fn cmd_chat(&mut self, now: Instant, name: String) {
+        if !self.need_login() {
+            return;
+        }
+        if self.registry.name() == Some(name.as_str()) {
+            return self.error("you cannot chat with yourself");
+        }
+        match self.chats.get(&name) {
+            Some(Chat::Active) => return self.error(format!("already in a chat with {name}")),
+            Some(Chat::Incoming) => return self.cmd_accept(name),
+            Some(_) => return self.error(format!("a chat request to {name} is already pending")),
+            None => {}
+        }
+        if self.chats.len() >= self.config.max_chats {
+            let max = self.config.max_chats;
+            return self.error(format!("too many chats (at most {max}); /end one first"));
+        }
+        if self.links.is_ready(&name) {
+            self.send_request(now, name);
+            return;
+        }
+        self.chats.insert(name.clone(), Chat::Searching);
+        let msg = Msg::Search { name: name.clone() };
+        let req = Request::Search {
+            name: name.clone(),
+            for_chat: true,
+        };
+        if let Err(message) = self.registry.request(req, msg, &self.config, &mut self.out) {
+            self.chats.remove(&name);
+            self.error(message);
+        }
+    }
+
+    /// Sends a chat request on the ready link to `name`.
+    fn send_request(&mut self, now: Instant, name: String) {
+        if self.links.send_to(&name, Msg::ChatRequest, &mut self.out) {
+            self.links.set_idle(&name, None);
+            self.chats.insert(name, Chat::Requested);
+        } else {
+            self.chats.remove(&name);
+            self.error(format!("could not reach {name}"));
+            self.release_link(now, &name, false);
+        }
+    }
+
+    /// `/accept NAME`
+    pub(crate) fn cmd_accept(&mut self, name: String) {
+        if self.chats.get(&name) != Some(&Chat::Incoming) {
+            return self.error(format!("no chat request from {name}"));
+        }
+        if self.links.send_to(&name, Msg::ChatAccept, &mut self.out) {
+            self.start_chat(name);
+        } else {
+            self.chats.remove(&name);
+            self.event(NodeEvent::ChatLost { with: name });
+        }
+    }
+
+    /// `/reject NAME`
+    pub(crate) fn cmd_reject(&mut self, now: Instant, name: String) {
+        if self.chats.get(&name) != Some(&Chat::Incoming) {
+            return self.error(format!("no chat request from {name}"));
+        }
+        self.chats.remove(&name);
+        self.links.send_to(&name, Msg::ChatReject, &mut self.out);
+        self.event(NodeEvent::ChatRequestDeclined { from: name.clone() });
+        self.release_link(now, &name, false);
+    }
+
+    /// `/msg NAME TEXT`, and plain lines to the focused chat.
+    pub(crate) fn cmd_msg(&mut self, name: String, text: String) {
+        if self.chats.get(&name) != Some(&Chat::Active) {
+            return self.error(format!("no chat with {name}"));
+        }
+        let msg = Msg::ChatMessage { text: text.clone() };
+        if self.links.send_to(&name, msg, &mut self.out) {
+            self.event(NodeEvent::MessageSent { to: name, text });
+        } else {
+            self.error(format!("no chat with {name}"));
+        }
+    }
+
+    /// `/end NAME`
+    pub(crate) fn cmd_end(&mut self, now: Instant, name: String) {
+        let Some(chat) = self.chats.remove(&name) else {
+            return self.error(format!("no chat with {name}"));
+        };
+        self.say_goodbye(&name, chat);
+        self.event(NodeEvent::ChatEnded { with: name.clone() });
+        self.unfocus(&name);
+        self.release_link(now, &name, false);
+    }
+
+    /// Tells the peer a chat in state `chat` is over.
+    fn say_goodbye(&mut self, name: &str, chat: Chat) {
+        let last = match chat {
+            Chat::Active | Chat::Requested => Msg::ChatEnd,
+            Chat::Incoming => Msg::ChatReject,
+            Chat::Searching | Chat::Dialing => return,
+        };
+        self.links.send_to(name, last, &mut self.out);
+    }
+
+    /// Ends every chat (for `/quit`).
+    pub(crate) fn end_all_chats(&mut self, now: Instant) {
+        for (name, chat) in std::mem::take(&mut self.chats) {
+            self.say_goodbye(&name, chat);
+            if chat == Chat::Active {
+                self.event(NodeEvent::ChatEnded { with: name.clone() });
+            }
+            self.release_link(now, &name, false);
+        }
+        self.focus = None;
+    }
+
+    /// `/focus NAME`
+    pub(crate) fn cmd_focus(&mut self, target: String) {
+        if self.chats.get(&target) != Some(&Chat::Active) {
+            return self.error(format!("no chat with {target}"));
+        }
+        self.focus = Some(target.clone());
+        self.event(NodeEvent::Focus { target });
+    }
+
+    fn start_chat(&mut self, name: String) {
+        info!("chat with {name} started");
+        self.chats.insert(name.clone(), Chat::Active);
+        self.links.set_idle(&name, None);
+        self.focus = Some(name.clone());
+        self.event(NodeEvent::ChatStarted { with: name });
+    }
+
+    fn unfocus(&mut self, name: &str) {
+        if self.focus.as_deref() == Some(name) {
+            self.focus = None;
+        }
+    }
+
+    /// The link to `name` may have lost its last use: close it now (the peer said its last
+    /// word) or after the idle timeout.
+    pub(crate) fn release_link(&mut self, now: Instant, name: &str, at_once: bool) {
+        if self.chats.contains_key(name) {
+            return;
+        }
+        if at_once {
+            self.links
+                .close_peer(name, CloseReason::Idle, &mut self.out);
+        } else {
+            let deadline = now + self.config.idle_timeout;
+            self.links.set_idle(name, Some(deadline));
+        }
+    }
+
+    /// A registry reply the chats wait for.
+    pub(crate) fn handle_outcome(&mut self, now: Instant, outcome: Outcome) {
+        let Outcome::ChatSearch { query, result } = outcome;
+        if self.chats.get(&query) != Some(&Chat::Searching) {
+            return;
+        }
+        self.chats.remove(&query);
+        let (name, presence) = match result {
+            Ok(found) => found,
+            Err(message) => return self.error(message),
+        };
+        let addr = match presence {
+            Presence::Online(addr) => addr,
+            Presence::Offline => return self.error(format!("{name} is offline")),
+            Presence::NotFound => return self.error(format!("{name} not found")),
+        };
+        if self.registry.name() == Some(name.as_str()) {
+            return self.error("you cannot chat with yourself");
+        }
+        if self.chats.contains_key(&name) {
+            // The canonical name differs from what was typed and a chat with it exists.
+            return self.error(format!("a chat with {name} already exists"));
+        }
+        if self.links.is_ready(&name) {
+            return self.send_request(now, name);
+        }
+        self.chats.insert(name.clone(), Chat::Dialing);
+        if !self.links.is_dialing(&name) {
+            let addr = if addr.ip().is_unspecified() {
+                SocketAddr::new(self.config.registry.ip(), addr.port())
+            } else {
+                addr
+            };
+            let link = self.next_link();
+            self.links
+                .dial(now, link, addr, &name, &self.config, &mut self.out);
+        }
+    }
+
+    /// Acts on what happened to peer links.
+    pub(crate) fn handle_link_events(
+        &mut self,
+        now: Instant,
+        events: impl IntoIterator<Item = LinkEvent>,
+    ) {
+        for event in events {
+            match event {
+                LinkEvent::Ready { name } => match self.chats.get(&name) {
+                    Some(Chat::Dialing) => self.send_request(now, name),
+                    Some(_) => {}
+                    None => self.release_link(now, &name, false),
+                },
+                LinkEvent::Frame { name, msg } => self.handle_peer_msg(now, name, msg),
+                LinkEvent::Down { name } => self.link_down(name),
+                LinkEvent::DialFailed { name, message } => {
+                    if self.chats.get(&name) == Some(&Chat::Dialing) {
+                        self.chats.remove(&name);
+                        let message =
+                            message.unwrap_or_else(|| format!("could not connect to {name}"));
+                        self.error(message);
+                    }
+                }
+            }
+        }
+    }
+
+    fn link_down(&mut self, name: String) {
+        match self.chats.get(&name) {
+            Some(Chat::Active) => {
+                self.chats.remove(&name);
+                self.unfocus(&name);
+                self.event(NodeEvent::ChatLost { with: name });
+            }
+            Some(Chat::Requested) => {
+                self.chats.remove(&name);
+                self.error(format!("chat request to {name} failed: connection lost"));
+            }
+            Some(Chat::Incoming) => {
+                info!("{name} went away before we answered their chat request");
+                self.chats.remove(&name);
+            }
+            Some(Chat::Searching | Chat::Dialing) | None => {}
+        }
+    }
+
+    /// A frame from `name` on its ready link.
+    fn handle_peer_msg(&mut self, now: Instant, name: String, msg: Msg) {
+        let chat = self.chats.get(&name).copied();
+        match (msg, chat) {
+            (Msg::ChatRequest, Some(Chat::Requested | Chat::Searching | Chat::Dialing)) => {
+                // Both asked at once: that is an agreement.
+                self.links.send_to(&name, Msg::ChatAccept, &mut self.out);
+                self.start_chat(name);
+            }
+            (Msg::ChatRequest, Some(Chat::Active | Chat::Incoming)) => {
+                debug!("repeated chat request from {name}");
+            }
+            (Msg::ChatRequest, None) => {
+                if self.chats.len() >= self.config.max_chats {
+                    info!("busy: refusing a chat request from {name}");
+                    self.links.send_to(&name, Msg::ChatBusy, &mut self.out);
+                    self.release_link(now, &name, false);
+                    return;
+                }
+                self.chats.insert(name.clone(), Chat::Incoming);
+                self.links.set_idle(&name, None);
+                self.event(NodeEvent::ChatRequest { from: name });
+            }
+            (Msg::ChatAccept, Some(Chat::Requested)) => self.start_chat(name),
+            (Msg::ChatReject, Some(Chat::Requested)) => {
+                self.chats.remove(&name);
+                self.event(NodeEvent::ChatRejected { by: name.clone() });
+                self.release_link(now, &name, true);
+            }
+            (Msg::ChatBusy, Some(Chat::Requested)) => {
+                self.chats.remove(&name);
+                self.event(NodeEvent::ChatBusy { by: name.clone() });
+                self.release_link(now, &name, true);
+            }
+            (Msg::ChatMessage { text }, Some(Chat::Active)) => {
+                if !self.muted.contains(&name) {
+                    self.event(NodeEvent::Message { from: name, text });
+                }
+            }
+            (Msg::ChatEnd | Msg::ChatReject, Some(_)) => {
+                self.chats.remove(&name);
+                self.unfocus(&name);
+                self.event(NodeEvent::ChatEnded { with: name.clone() });
+                self.release_link(now, &name, true);
+            }
+            (
+                Msg::ChatAccept
+                | Msg::ChatReject
+                | Msg::ChatBusy
+                | Msg::ChatMessage { .. }
+                | Msg::ChatEnd,
+                _,
+            ) => debug!("chat frame from {name} outside a matching chat; ignored"),
+            (Msg::RoomLink { .. } | Msg::RoomUnlink { .. } | Msg::RoomMessage { .. }, _) => {
+                debug!("room frame from {name}: rooms are not supported yet");
+            }
+            (Msg::Error { code, message }, _) => warn!("{name} reported error {code}: {message}"),
+            (other, _) => {
+                let got = other.kind_name();
+                warn!("unexpected {got} frame from {name}; closing the link");
+                let reason = CloseReason::Unexpected {
+                    expected: "a peer message",
+                    got,
+                };
+                self.links.close_peer(&name, reason, &mut self.out);
+                self.link_down(name);
+            }
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! [`Node`]: one peer's state machine. Owns the registry session, the peer links and the chats;
+//! routes inputs to them and collects their outputs.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use log::{debug, info};
+use p2pchat_protocol::Msg;
+use rand::rngs::StdRng;
+
+use crate::chat::Chat;
+use crate::command::{Command, Password};
+use crate::io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
+use crate::link::Links;
+use crate::registry_link::{Outcome, RegistryLink, Request};
+
+/// Page size for `/users`.
+const PAGE: u16 = 1000;
+
+/// One p2pchat peer: the registry session, the peer links and the private chats, without I/O.
+///
+/// The methods, grouped as in quinn's `Connection`:
+///
+/// - **A. Getters** (`&self`): [`Node::name`], [`Node::chats`], [`Node::focus`],
+///   [`Node::is_registry_ready`], [`Node::link_count`].
+/// - **B/C. Inputs and commands**: [`Node::handle_input`], with network events and user
+///   [`Command`]s alike as [`Input`] values.
+/// - **D. Outputs**: [`Node::poll_output`] (connects, bytes, datagrams, closes, UI events) and
+///   [`Node::poll_timeout`] (when to feed [`Input::Timeout`] at the latest).
+///
+/// Time comes in as `now` on every input; wall-clock time (for the heartbeat timestamp) is
+/// derived from the one reading given to [`Node::new`]. Randomness (reconnect jitter) comes from
+/// the seeded `StdRng` given to `new`, so a simulator replays a node exactly.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    pub(crate) rng: StdRng,
+    epoch: Instant,
+    wall_epoch_ms: u64,
+    pub(crate) registry: RegistryLink,
+    pub(crate) links: Links,
+    pub(crate) chats: BTreeMap<String, Chat>,
+    pub(crate) focus: Option<String>,
+    pub(crate) muted: BTreeSet<String>,
+    next_dial: u64,
+    pub(crate) out: VecDeque<Output>,
+    /// Registry commands typed while another registry request is in flight, run in order.
+    deferred: VecDeque<Command>,
+    quit: Option<Quitting>,
+    exited: bool,
+}
+
+/// `/quit` in progress: waiting for in-flight replies and the logout, at most until `deadline`.
+#[derive(Debug)]
+struct Quitting {
+    deadline: Instant,
+    logout_sent: bool,
+}
+
+impl Node {
+    /// A node that will connect to `config.registry` on its first input (feed
+    /// [`Input::Timeout`] right away). `wall_ms` is the Unix time in milliseconds at `now`.
+    pub fn new(config: Config, now: Instant, wall_ms: u64, rng: StdRng) -> Node {
+        Node {
+            registry: RegistryLink::new(now, &config),
+            links: Links::new(),
+            config,
+            rng,
+            epoch: now,
+            wall_epoch_ms: wall_ms,
+            chats: BTreeMap::new(),
+            focus: None,
+            muted: BTreeSet::new(),
+            next_dial: 0,
+            out: VecDeque::new(),
+            deferred: VecDeque::new(),
+            quit: None,
+            exited: false,
+        }
+    }
+
+    /// Feeds one input. Time must not go backwards between calls. Every call also runs the
+    /// timers that are due, so [`Input::Timeout`] is just "nothing else happened".
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.exited {
+            return;
+        }
+        let mut outcomes = Vec::new();
+        match input {
+            Input::Command(command) => self.handle_command(now, command),
+            Input::Accepted { link, remote } => {
+                if matches!(link, LinkId::Accepted(_)) && !self.links.contains(link) {
+                    self.links.handle_accepted(now, link, remote, &self.config);
+                } else {
+                    debug!("driver reused {link:?} for an accepted link; ignored");
+                }
+            }
+            Input::Connected { link } => {
+                if self.registry.owns(link) {
+                    self.registry
+                        .handle_connected(now, link, &self.config, &mut self.out);
+                } else {
+                    let me = self.registry.name().map(str::to_string);
+                    let event = self
+                        .links
+                        .handle_connected(link, me.as_deref(), &mut self.out);
+                    self.handle_link_events(now, event);
+                }
+            }
+            Input::Received { link, bytes } => {
+                if self.registry.owns(link) {
+                    self.registry.handle_received(
+                        now,
+                        link,
+                        &bytes,
+                        &self.config,
+                        &mut self.rng,
+                        &mut self.out,
+                        &mut outcomes,
+                    );
+                } else {
+                    let me = self.registry.name().map(str::to_string);
+                    let events =
+                        self.links
+                            .handle_received(now, link, &bytes, me.as_deref(), &mut self.out);
+                    self.handle_link_events(now, events);
+                }
+            }
+            Input::Closed { link } => {
+                if self.registry.owns(link) {
+                    self.registry.handle_closed(
+                        now,
+                        link,
+                        &self.config,
+                        &mut self.rng,
+                        &mut self.out,
+                        &mut outcomes,
+                    );
+                } else {
+                    let event = self.links.handle_closed(link);
+                    self.handle_link_events(now, event);
+                }
+            }
+            Input::Timeout => {}
+        }
+        self.run_timers(now, &mut outcomes);
+        for outcome in outcomes {
+            self.handle_outcome(now, outcome);
+        }
+        self.run_deferred(now);
+        self.advance_quit(now);
+    }
+
+    /// The next thing for the driver to do, or `None` when there is nothing more for now. Call
+    /// after every [`Node::handle_input`] until it returns `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The latest moment to feed [`Input::Timeout`]; `None` when no timer runs (only after
+    /// [`Output::Exit`]). Changes after every input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.exited {
+            return None;
+        }
+        [
+            self.registry.poll_timeout(&self.config),
+            self.links.poll_timeout(&self.config),
+            self.quit.as_ref().map(|q| q.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Our username, while logged in (also while the registry is away and will be resumed).
+    pub fn name(&self) -> Option<&str> {
+        self.registry.name()
+    }
+
+    /// The users we have a private chat with (started ones), sorted.
+    pub fn chats(&self) -> Vec<&str> {
+        self.chats
+            .iter()
+            .filter(|(_, c)| **c == Chat::Active)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// Where plain lines go.
+    pub fn focus(&self) -> Option<&str> {
+        self.focus.as_deref()
+    }
+
+    /// Whether the registry connection is up (and the session, if any, resumed).
+    pub fn is_registry_ready(&self) -> bool {
+        self.registry.is_ready()
+    }
+
+    /// Peer links open or opening.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Unix time in milliseconds at `now`.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.epoch).as_millis();
+        self.wall_epoch_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn event(&mut self, event: NodeEvent) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    pub(crate) fn error(&mut self, message: impl Into<String>) {
+        self.event(NodeEvent::error(message));
+    }
+
+    pub(crate) fn next_link(&mut self) -> LinkId {
+        self.next_dial += 1;
+        LinkId::Dialed(self.next_dial)
+    }
+
+    fn run_timers(&mut self, now: Instant, outcomes: &mut Vec<Outcome>) {
+        let wall_ms = self.wall_ms(now);
+        let next_dial = &mut self.next_dial;
+        self.registry.handle_timeout(
+            now,
+            wall_ms,
+            || {
+                *next_dial += 1;
+                LinkId::Dialed(*next_dial)
+            },
+            &self.config,
+            &mut self.rng,
+            &mut self.out,
+            outcomes,
+        );
+        let events = self.links.handle_timeout(now, &self.config, &mut self.out);
+        self.handle_link_events(now, events);
+    }
+
+    /// Sends a registry request, or says why it cannot.
+    pub(crate) fn request(&mut self, req: Request, msg: Msg) {
+        if let Err(message) = self.registry.request(req, msg, &self.config, &mut self.out) {
+            self.error(message);
+        }
+    }
+
+    /// True when logged in; otherwise says so to the user.
+    pub(crate) fn need_login(&mut self) -> bool {
+        if self.registry.name().is_some() {
+            return true;
+        }
+        self.error("not logged in");
+        false
+    }
+
+    fn handle_command(&mut self, now: Instant, command: Command) {
+        if self.quit.is_some() {
+            debug!("quitting; command ignored");
+            return;
+        }
+        let to_registry = matches!(
+            command,
+            Command::Register { .. }
+                | Command::Login { .. }
+                | Command::Logout
+                | Command::Rename { .. }
+                | Command::Users
+                | Command::Search { .. }
+                | Command::Chat { .. }
+        );
+        if to_registry && (self.registry.has_pending() || !self.deferred.is_empty()) {
+            // One registry request at a time, in the order typed, so that a script's
+            // `/login` is answered before its `/search` is judged.
+            if self.deferred.len() >= self.config.max_queued {
+                return self.error("too many commands waiting for the registry");
+            }
+            self.deferred.push_back(command);
+            return;
+        }
+        self.execute(now, command);
+    }
+
+    /// Runs deferred registry commands while no registry request is in flight.
+    fn run_deferred(&mut self, now: Instant) {
+        while !self.registry.has_pending() {
+            let Some(command) = self.deferred.pop_front() else {
+                return;
+            };
+            self.execute(now, command);
+        }
+    }
+
+    fn execute(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Register { name, password } => {
+                let Some(Password(password)) = password else {
+                    return self.error("usage: /register NAME PASSWORD");
+                };
+                let msg = Msg::Register {
+                    name: name.clone(),
+                    password,
+                };
+                self.request(Request::Register { name }, msg);
+            }
+            Command::Login { name, password } => {
+                let Some(Password(password)) = password else {
+                    return self.error("usage: /login NAME PASSWORD");
+                };
+                if let Some(me) = self.registry.name() {
+                    let message = format!("already logged in as {me}");
+                    return self.error(message);
+                }
+                let msg = Msg::Login {
+                    name: name.clone(),
+                    password,
+                    listen: self.config.listen,
+                };
+                self.request(Request::Login { name }, msg);
+            }
+            Command::Logout => {
+                if self.need_login() {
+                    self.registry.logout(&self.config, &mut self.out);
+                }
+            }
+            Command::Rename { name } => {
+                if self.need_login() {
+                    let msg = Msg::Rename { name: name.clone() };
+                    self.request(Request::Rename { name }, msg);
+                }
+            }
+            Command::Users => {
+                if self.need_login() {
+                    let msg = Msg::ListOnline {
+                        after: String::new(),
+                        limit: PAGE,
+                    };
+                    self.request(Request::ListOnline { names: Vec::new() }, msg);
+                }
+            }
+            Command::Search { name } => {
+                if self.need_login() {
+                    let msg = Msg::Search { name: name.clone() };
+                    self.request(
+                        Request::Search {
+                            name,
+                            for_chat: false,
+                        },
+                        msg,
+                    );
+                }
+            }
+            Command::Chat { name } => self.cmd_chat(now, name),
+            Command::Accept { name } => self.cmd_accept(name),
+            Command::Reject { name } => self.cmd_reject(now, name),
+            Command::Msg { name, text } => self.cmd_msg(name, text),
+            Command::Text(text) => match self.focus.clone() {
+                Some(name) => self.cmd_msg(name, text),
+                None => self.error("no current chat: use /chat NAME, or /focus NAME"),
+            },
+            Command::End { name } => self.cmd_end(now, name),
+            Command::Focus { target } => self.cmd_focus(target),
+            Command::Mute { target } => {
+                self.muted.insert(target.clone());
+                self.event(NodeEvent::Muted { target });
+            }
+            Command::Unmute { target } => {
+                if self.muted.remove(&target) {
+                    self.event(NodeEvent::Unmuted { target });
+                } else {
+                    self.error(format!("{target} is not muted"));
+                }
+            }
+            Command::Rooms
+            | Command::Create { .. }
+            | Command::Join { .. }
+            | Command::Leave { .. }
+            | Command::Members { .. }
+            | Command::Say { .. }
+            | Command::Kick { .. }
+            | Command::Promote { .. } => self.error("rooms are not supported yet"),
+            Command::Help => self.event(NodeEvent::Help),
+            Command::Quit => self.start_quit(now),
+        }
+    }
+
+    /// `/quit`: end the chats, let in-flight replies arrive, log out, then exit.
+    fn start_quit(&mut self, now: Instant) {
+        info!("quitting");
+        self.end_all_chats(now);
+        self.quit = Some(Quitting {
+            deadline: now + self.config.quit_grace,
+            logout_sent: false,
+        });
+    }
+
+    fn advance_quit(&mut self, now: Instant) {
+        let Some(quit) = &mut self.quit else {
+            return;
+        };
+        if quit.deadline > now {
+            if self.registry.has_pending() || !self.deferred.is_empty() {
+                return;
+            }
+            if !quit.logout_sent && self.registry.name().is_some() && self.registry.is_ready() {
+                quit.logout_sent = true;
+                self.registry.logout(&self.config, &mut self.out);
+                return;
+            }
+        }
+        self.links.close_all(CloseReason::Quit, &mut self.out);
+        self.registry.close(&mut self.out);
+        self.out.push_back(Output::Exit);
+        self.exited = true;
+    }
+}

@@ -1,0 +1,698 @@
+//! The client side of the registry session: connection, requests and replies, login session,
+//! heartbeats, liveness pings and reconnection.
+//!
+//! Two parts of the state change independently, so each has its own type (hyper's
+//! `Reading`/`Writing` split): [`Conn`] is the TCP connection, and `session` is the login,
+//! which outlives a connection so that a reconnect can resume it with the token.
+//!
+//! ```text
+//!  Backoff ──due──▶ Connecting ──Connected/send Hello──▶ ExpectWelcome ──Welcome──▶ Ready
+//!     ▲                  │                                     │                      │
+//!     └──────────────────┴───────── closed / deadline ─────────┴──────────────────────┘
+//! ```
+//! On `Ready` with a session, the link sends `Resume` first and holds every other request until
+//! its reply, so that nothing reaches the registry before the session is back.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use p2pchat_protocol::{status, Frame, Msg, Presence, Role, VERSION};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use crate::heartbeat::Heartbeats;
+use crate::io::{CloseReason, Config, LinkId, NodeEvent, Output};
+use crate::link::{send, FrameReader};
+
+/// Largest page asked for with `ListOnline`.
+const PAGE: u16 = 1000;
+
+/// A request waiting for its reply (or, while the registry is away, for a connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Request {
+    Register { name: String },
+    Login { name: String },
+    Resume,
+    Logout,
+    Rename { name: String },
+    Search { name: String, for_chat: bool },
+    ListOnline { names: Vec<String> },
+    Ping,
+}
+
+/// Replies the node itself must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The search behind `/chat query` finished: the canonical name and presence, or an error.
+    ChatSearch {
+        query: String,
+        result: Result<(String, Presence), String>,
+    },
+}
+
+/// The TCP connection to the registry, named for what it waits for.
+#[derive(Debug)]
+enum Conn {
+    /// Waiting to reconnect.
+    Backoff { until: Instant },
+    /// Waiting for the TCP connect.
+    Connecting { link: LinkId, deadline: Instant },
+    /// Hello sent; waiting for the registry's welcome.
+    ExpectWelcome { link: LinkId, deadline: Instant },
+    /// Open. `resuming`: a `Resume` is in flight and other requests wait for it.
+    Ready {
+        link: LinkId,
+        last_rx: Instant,
+        next_ping: Instant,
+        resuming: bool,
+    },
+}
+
+/// A login session: what a resume and the heartbeats need.
+#[derive(Debug)]
+struct Session {
+    name: String,
+    token: Vec<u8>,
+    /// Stopped while the connection is down or the session not yet resumed.
+    heartbeats: Heartbeats,
+}
+
+/// The registry session of one node.
+#[derive(Debug)]
+pub(crate) struct RegistryLink {
+    conn: Conn,
+    reader: FrameReader,
+    session: Option<Session>,
+    next_id: u32,
+    pending: BTreeMap<u32, Request>,
+    queued: VecDeque<(Request, Msg)>,
+    /// Failed connection attempts since the last success.
+    attempts: u32,
+    ever_connected: bool,
+    /// The link was lost; say `Reconnected to registry` once it is back.
+    announce_reconnect: bool,
+    reported_unreachable: bool,
+}
+
+fn event(out: &mut VecDeque<Output>, ev: NodeEvent) {
+    out.push_back(Output::Event(ev));
+}
+
+impl RegistryLink {
+    /// A registry link that starts connecting at once (its first `handle_timeout` dials).
+    pub(crate) fn new(now: Instant, config: &Config) -> RegistryLink {
+        RegistryLink {
+            conn: Conn::Backoff { until: now },
+            reader: FrameReader::new(config.max_frame),
+            session: None,
+            next_id: 1,
+            pending: BTreeMap::new(),
+            queued: VecDeque::new(),
+            attempts: 0,
+            ever_connected: false,
+            announce_reconnect: false,
+            reported_unreachable: false,
+        }
+    }
+
+    /// Whether `link` is the registry connection.
+    pub(crate) fn owns(&self, link: LinkId) -> bool {
+        match self.conn {
+            Conn::Connecting { link: l, .. }
+            | Conn::ExpectWelcome { link: l, .. }
+            | Conn::Ready { link: l, .. } => l == link,
+            Conn::Backoff { .. } => false,
+        }
+    }
+
+    /// Our username while logged in (also while the registry is away and we will resume).
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.name.as_str())
+    }
+
+    /// Whether the connection is open and the session (if any) resumed.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(
+            self.conn,
+            Conn::Ready {
+                resuming: false,
+                ..
+            }
+        )
+    }
+
+    /// Whether user requests are waiting for a reply or for the connection.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.queued.is_empty()
+            || self
+                .pending
+                .values()
+                .any(|r| !matches!(r, Request::Ping | Request::Resume))
+    }
+
+    /// Sends `msg` for `req` now, or queues it until the registry is reachable.
+    pub(crate) fn request(
+        &mut self,
+        req: Request,
+        msg: Msg,
+        config: &Config,
+        out: &mut VecDeque<Output>,
+    ) -> Result<(), String> {
+        if let Conn::Ready {
+            link,
+            resuming: false,
+            ..
+        } = self.conn
+        {
+            self.send_request(link, req, msg, out);
+            return Ok(());
+        }
+        if self.queued.len() >= config.max_queued {
+            return Err("the registry is unreachable; try again later".into());
+        }
+        debug!("registry not ready, queueing {}", msg.kind_name());
+        self.queued.push_back((req, msg));
+        Ok(())
+    }
+
+    fn send_request(&mut self, link: LinkId, req: Request, msg: Msg, out: &mut VecDeque<Output>) {
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        self.pending.insert(id, req);
+        send(out, link, Frame::new(id, msg));
+    }
+
+    fn flush_queue(&mut self, out: &mut VecDeque<Output>) {
+        let Conn::Ready {
+            link,
+            resuming: false,
+            ..
+        } = self.conn
+        else {
+            return;
+        };
+        while let Some((req, msg)) = self.queued.pop_front() {
+            self.send_request(link, req, msg, out);
+        }
+    }
+
+    /// Ends the session: tells the registry if it is there, else just forgets the session.
+    pub(crate) fn logout(&mut self, config: &Config, out: &mut VecDeque<Output>) {
+        if self.session.take().is_none() {
+            return;
+        }
+        if self.is_ready() {
+            let _ = self.request(Request::Logout, Msg::Logout, config, out);
+        } else {
+            event(out, NodeEvent::LoggedOut);
+        }
+    }
+
+    /// Closes the connection for good (the node is exiting).
+    pub(crate) fn close(&mut self, out: &mut VecDeque<Output>) {
+        if let Conn::Connecting { link, .. }
+        | Conn::ExpectWelcome { link, .. }
+        | Conn::Ready { link, .. } = self.conn
+        {
+            out.push_back(Output::Close {
+                link,
+                reason: CloseReason::Quit,
+            });
+        }
+    }
+
+    /// A connect completed.
+    pub(crate) fn handle_connected(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        config: &Config,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Conn::Connecting { link: l, .. } = self.conn else {
+            return;
+        };
+        if l != link {
+            return;
+        }
+        send(
+            out,
+            link,
+            Frame::event(Msg::Hello {
+                version: VERSION,
+                role: Role::Client,
+                name: String::new(),
+                ticket: Vec::new(),
+            }),
+        );
+        self.conn = Conn::ExpectWelcome {
+            link,
+            deadline: now + config.handshake_timeout,
+        };
+    }
+
+    /// Bytes from the registry.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_received(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        bytes: &[u8],
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if !self.owns(link) {
+            return;
+        }
+        let frames = match self.reader.push(now, bytes) {
+            Ok(frames) => frames,
+            Err(err) => {
+                warn!("registry sent undecodable bytes: {err}");
+                self.drop_link(now, CloseReason::Decode(err), config, rng, out, outcomes);
+                return;
+            }
+        };
+        if let Conn::Ready { last_rx, .. } = &mut self.conn {
+            *last_rx = now;
+        }
+        for frame in frames {
+            if !self.owns(link) {
+                break;
+            }
+            self.handle_frame(now, frame, config, rng, out, outcomes);
+        }
+    }
+
+    fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: Frame,
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if frame.id == 0 {
+            match frame.msg {
+                // The registry closes the connection, and says why.
+                Msg::Error { message, .. } => event(out, NodeEvent::error(message)),
+                Msg::Welcome { name, .. } => self.handle_welcome(now, &name, config, out),
+                other => debug!("registry event ignored: {}", other.kind_name()),
+            }
+            return;
+        }
+        if !matches!(self.conn, Conn::Ready { .. }) {
+            let got = frame.msg.kind_name();
+            let reason = CloseReason::Unexpected {
+                expected: "welcome",
+                got,
+            };
+            self.drop_link(now, reason, config, rng, out, outcomes);
+            return;
+        }
+        let Some(req) = self.pending.remove(&frame.id) else {
+            warn!("registry reply with unknown id {}", frame.id);
+            return;
+        };
+        self.handle_reply(now, req, frame.msg, config, rng, out, outcomes);
+    }
+
+    fn handle_welcome(
+        &mut self,
+        now: Instant,
+        server: &str,
+        config: &Config,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Conn::ExpectWelcome { link, .. } = self.conn else {
+            warn!("unexpected welcome from the registry");
+            return;
+        };
+        info!("registry link up ({server})");
+        let resuming = self.session.is_some();
+        self.conn = Conn::Ready {
+            link,
+            last_rx: now,
+            next_ping: now + config.ping_interval,
+            resuming,
+        };
+        self.attempts = 0;
+        self.reported_unreachable = false;
+        if !self.ever_connected {
+            self.ever_connected = true;
+            event(
+                out,
+                NodeEvent::RegistryConnected {
+                    addr: config.registry,
+                },
+            );
+        }
+        if let Some(s) = &self.session {
+            let msg = Msg::Resume {
+                name: s.name.clone(),
+                token: s.token.clone(),
+                listen: config.listen,
+            };
+            self.send_request(link, Request::Resume, msg, out);
+            return;
+        }
+        if std::mem::take(&mut self.announce_reconnect) {
+            event(out, NodeEvent::RegistryReconnected);
+        }
+        self.flush_queue(out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_reply(
+        &mut self,
+        now: Instant,
+        req: Request,
+        msg: Msg,
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        match (req, msg) {
+            (Request::Resume, Msg::Error { code, message }) => {
+                if matches!(
+                    code,
+                    status::BAD_RESUME_TOKEN | status::BAD_CREDENTIALS | status::INVALID_NAME
+                ) {
+                    self.session = None;
+                    event(out, NodeEvent::error(message));
+                    self.resumed(out);
+                } else {
+                    // Busy, rate limited, or the old session not yet seen dead: try again later.
+                    info!("resume refused ({code} {message}); retrying");
+                    let reason = CloseReason::Misbehaved("resume refused");
+                    self.drop_link(now, reason, config, rng, out, outcomes);
+                }
+            }
+            (
+                Request::Search {
+                    name,
+                    for_chat: true,
+                },
+                Msg::Error { message, .. },
+            ) => {
+                outcomes.push(Outcome::ChatSearch {
+                    query: name,
+                    result: Err(message),
+                });
+            }
+            (Request::Ping, Msg::Error { message, .. }) => debug!("ping refused: {message}"),
+            (_, Msg::Error { message, .. }) => event(out, NodeEvent::error(message)),
+            (Request::Register { name }, Msg::Ok) => event(out, NodeEvent::Registered { name }),
+            (Request::Login { .. }, msg @ Msg::LoggedIn { .. }) => {
+                if let Some((name, advertised)) = self.start_session(now, msg, config) {
+                    event(out, NodeEvent::LoggedIn { name, advertised });
+                }
+            }
+            (Request::Resume, msg @ Msg::LoggedIn { .. }) => {
+                self.start_session(now, msg, config);
+                self.resumed(out);
+            }
+            (Request::Logout, Msg::Ok) => event(out, NodeEvent::LoggedOut),
+            (Request::Rename { name }, Msg::Ok) => {
+                if let Some(s) = &mut self.session {
+                    s.name = name.clone();
+                }
+                event(out, NodeEvent::Renamed { name });
+            }
+            (
+                Request::Search {
+                    for_chat: false, ..
+                },
+                Msg::SearchResult { name, presence },
+            ) => {
+                event(out, search_event(name, presence));
+            }
+            (Request::Search { name: query, .. }, Msg::SearchResult { name, presence }) => {
+                outcomes.push(Outcome::ChatSearch {
+                    query,
+                    result: Ok((name, presence)),
+                });
+            }
+            (Request::ListOnline { mut names }, Msg::OnlineList { names: page, more }) => {
+                let last = page.last().cloned();
+                names.extend(page);
+                match (more, last, &self.conn) {
+                    (true, Some(after), Conn::Ready { link, .. }) => {
+                        let link = *link;
+                        let msg = Msg::ListOnline { after, limit: PAGE };
+                        self.send_request(link, Request::ListOnline { names }, msg, out);
+                    }
+                    _ => {
+                        names.sort();
+                        names.dedup();
+                        event(out, NodeEvent::OnlineUsers { names });
+                    }
+                }
+            }
+            (Request::Ping, Msg::Pong) => {}
+            (req, msg) => {
+                warn!("unexpected reply {} to {req:?}", msg.kind_name());
+                event(out, NodeEvent::error("unexpected reply from the registry"));
+            }
+        }
+    }
+
+    /// The resume is settled (either way): announce, release held requests.
+    fn resumed(&mut self, out: &mut VecDeque<Output>) {
+        if let Conn::Ready { resuming, .. } = &mut self.conn {
+            *resuming = false;
+        }
+        if std::mem::take(&mut self.announce_reconnect) {
+            event(out, NodeEvent::RegistryReconnected);
+        }
+        self.flush_queue(out);
+    }
+
+    /// Stores a new session from `LoggedIn` and schedules its first heartbeat now.
+    fn start_session(
+        &mut self,
+        now: Instant,
+        msg: Msg,
+        config: &Config,
+    ) -> Option<(String, SocketAddr)> {
+        let Msg::LoggedIn {
+            name,
+            session,
+            heartbeat_key,
+            heartbeat_interval_ms,
+            resume_token,
+            udp_port,
+            advertised,
+            ..
+        } = msg
+        else {
+            return None;
+        };
+        info!("session {session} as {name}, advertised at {advertised}");
+        let udp = config
+            .registry_udp
+            .unwrap_or_else(|| SocketAddr::new(config.registry.ip(), udp_port));
+        self.session = Some(Session {
+            name: name.clone(),
+            token: resume_token,
+            heartbeats: Heartbeats::start(now, session, &heartbeat_key, heartbeat_interval_ms, udp),
+        });
+        Some((name, advertised))
+    }
+
+    /// The driver reports the connection gone.
+    pub(crate) fn handle_closed(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if self.owns(link) {
+            self.lost(now, config, rng, out, outcomes);
+        }
+    }
+
+    /// Closes the connection ourselves, then handles it as lost.
+    fn drop_link(
+        &mut self,
+        now: Instant,
+        reason: CloseReason,
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if let Conn::Connecting { link, .. }
+        | Conn::ExpectWelcome { link, .. }
+        | Conn::Ready { link, .. } = self.conn
+        {
+            warn!("closing the registry link: {reason}");
+            out.push_back(Output::Close { link, reason });
+        }
+        self.lost(now, config, rng, out, outcomes);
+    }
+
+    /// The connection is gone: report, fail what waited for it, schedule a reconnect.
+    fn lost(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        if matches!(self.conn, Conn::Ready { .. }) && !self.announce_reconnect {
+            event(out, NodeEvent::RegistryDisconnected);
+            self.announce_reconnect = true;
+        } else if !self.ever_connected && !self.reported_unreachable {
+            self.reported_unreachable = true;
+            let addr = config.registry;
+            event(
+                out,
+                NodeEvent::error(format!("cannot reach the registry at {addr}; retrying")),
+            );
+        }
+        for (_, req) in std::mem::take(&mut self.pending) {
+            match req {
+                Request::Ping | Request::Resume => {}
+                Request::Logout => event(out, NodeEvent::LoggedOut),
+                Request::Search {
+                    name,
+                    for_chat: true,
+                } => outcomes.push(Outcome::ChatSearch {
+                    query: name,
+                    result: Err("disconnected from registry".into()),
+                }),
+                _ => event(
+                    out,
+                    NodeEvent::error("disconnected from registry before it answered"),
+                ),
+            }
+        }
+        if let Some(s) = &mut self.session {
+            s.heartbeats.stop();
+        }
+        self.reader = FrameReader::new(config.max_frame);
+        let delay = self.backoff(config, rng);
+        debug!("reconnecting to the registry in {delay:?}");
+        self.conn = Conn::Backoff { until: now + delay };
+    }
+
+    /// The next reconnect delay: doubling from `backoff_min` up to `backoff_max`, then a random
+    /// point in its upper half ("equal jitter"), so that peers cut off together do not all
+    /// come back in the same instant.
+    fn backoff(&mut self, config: &Config, rng: &mut StdRng) -> Duration {
+        let doubled = config
+            .backoff_min
+            .saturating_mul(1u32 << self.attempts.min(16));
+        let base = doubled.min(config.backoff_max);
+        self.attempts = self.attempts.saturating_add(1);
+        let half = base / 2;
+        let jitter_ms = rng.random_range(0..=half.as_millis() as u64);
+        half + Duration::from_millis(jitter_ms)
+    }
+
+    /// Reconnects, pings, detects a dead link and sends heartbeats, as their times come.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        link_for_dial: impl FnOnce() -> LinkId,
+        config: &Config,
+        rng: &mut StdRng,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        match self.conn {
+            Conn::Backoff { until } if until <= now => {
+                let link = link_for_dial();
+                debug!(
+                    "connecting to the registry at {} ({link:?})",
+                    config.registry
+                );
+                self.conn = Conn::Connecting {
+                    link,
+                    deadline: now + config.handshake_timeout,
+                };
+                out.push_back(Output::Connect {
+                    link,
+                    addr: config.registry,
+                });
+            }
+            Conn::Backoff { .. } => {}
+            Conn::Connecting { deadline, .. } | Conn::ExpectWelcome { deadline, .. } => {
+                if deadline <= now {
+                    let reason = CloseReason::HandshakeTimeout;
+                    self.drop_link(now, reason, config, rng, out, outcomes);
+                }
+            }
+            Conn::Ready {
+                link,
+                last_rx,
+                next_ping,
+                ..
+            } => {
+                if last_rx + config.ping_interval * 2 <= now {
+                    self.drop_link(now, CloseReason::Silent, config, rng, out, outcomes);
+                    return;
+                }
+                if self.reader.deadline(config).is_some_and(|t| t <= now) {
+                    self.drop_link(now, CloseReason::FrameTimeout, config, rng, out, outcomes);
+                    return;
+                }
+                if next_ping <= now {
+                    if !self.pending.values().any(|r| *r == Request::Ping) {
+                        self.send_request(link, Request::Ping, Msg::Ping, out);
+                    }
+                    if let Conn::Ready { next_ping, .. } = &mut self.conn {
+                        *next_ping = now + config.ping_interval;
+                    }
+                }
+                self.heartbeat(now, wall_ms, out);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, now: Instant, wall_ms: u64, out: &mut VecDeque<Output>) {
+        if let Some(s) = &mut self.session {
+            out.extend(s.heartbeats.handle_timeout(now, wall_ms));
+        }
+    }
+
+    /// The earliest deadline of the registry link.
+    pub(crate) fn poll_timeout(&self, config: &Config) -> Option<Instant> {
+        let conn = match self.conn {
+            Conn::Backoff { until } => until,
+            Conn::Connecting { deadline, .. } | Conn::ExpectWelcome { deadline, .. } => deadline,
+            Conn::Ready {
+                last_rx, next_ping, ..
+            } => next_ping.min(last_rx + config.ping_interval * 2),
+        };
+        let heartbeat = self
+            .session
+            .as_ref()
+            .and_then(|s| s.heartbeats.poll_timeout());
+        [Some(conn), heartbeat, self.reader.deadline(config)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// The event for a `/search` answer.
+fn search_event(name: String, presence: Presence) -> NodeEvent {
+    match presence {
+        Presence::Online(addr) => NodeEvent::UserOnline { name, addr },
+        Presence::Offline => NodeEvent::UserOffline { name },
+        Presence::NotFound => NodeEvent::UserNotFound { name },
+    }
+}

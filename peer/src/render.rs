@@ -1,0 +1,498 @@
+//! Rendering [`NodeEvent`]s for the terminal: the exact line-mode lines of DESIGN §8, one JSON
+//! object per event for `--json`, and coloured lines with `*bold*`, `_italic_` and OSC 8
+//! hyperlinks for an interactive terminal. Pure functions of the event and the [`Mode`].
+
+use std::fmt::Write as _;
+
+use owo_colors::OwoColorize;
+use serde_json::{json, Value};
+
+use crate::command::COMMANDS;
+use crate::io::NodeEvent;
+
+/// How output is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Line mode: the plain §8 lines, nothing else added.
+    Line,
+    /// `--json`: one JSON object per event.
+    Json,
+    /// A terminal: colour and markup as allowed.
+    Interactive(Style),
+}
+
+/// What an interactive terminal may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours (off under `NO_COLOR` or `--color never`).
+    pub color: bool,
+    /// `*bold*`, `_italic_` and OSC 8 hyperlinks in message text.
+    pub markup: bool,
+}
+
+/// The colour family of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// What we typed.
+    Own,
+    /// Someone else's message.
+    Message,
+    /// Everything else that went well.
+    Notice,
+    /// `error: ...`
+    Error,
+}
+
+/// The event as shown in `mode`, possibly several lines (only `/help`); `None` when the mode
+/// shows nothing for it (our own messages in line mode).
+pub fn render(event: &NodeEvent, mode: Mode) -> Option<String> {
+    match mode {
+        Mode::Line => match event {
+            NodeEvent::MessageSent { .. } => None,
+            _ => Some(line(event)),
+        },
+        Mode::Json => Some(json(event)),
+        Mode::Interactive(style) => Some(styled(event, style)),
+    }
+}
+
+/// The plain text of an event: the §8 line where the contract has one, else a free-form notice.
+pub fn line(event: &NodeEvent) -> String {
+    match event {
+        NodeEvent::Registered { name } => format!("Registered {name}"),
+        NodeEvent::LoggedIn { name, .. } => format!("Logged in as {name}"),
+        NodeEvent::LoggedOut => "Logged out".into(),
+        NodeEvent::Renamed { name } => format!("Renamed to {name}"),
+        NodeEvent::UserOnline { name, addr } => format!("{name} is online at {addr}"),
+        NodeEvent::UserOffline { name } => format!("{name} is offline"),
+        NodeEvent::UserNotFound { name } => format!("{name} not found"),
+        NodeEvent::OnlineUsers { names } => {
+            let mut s = String::from("Online:");
+            for n in names {
+                s.push(' ');
+                s.push_str(n);
+            }
+            s
+        }
+        NodeEvent::RegistryConnected { addr } => format!("Connected to registry at {addr}"),
+        NodeEvent::RegistryDisconnected => "Disconnected from registry".into(),
+        NodeEvent::RegistryReconnected => "Reconnected to registry".into(),
+        NodeEvent::ChatRequest { from } => format!("Chat request from {from}"),
+        NodeEvent::ChatStarted { with } => format!("Chat with {with} started"),
+        NodeEvent::ChatRejected { by } => format!("{by} rejected the chat request"),
+        NodeEvent::ChatRequestDeclined { from } => {
+            format!("Rejected the chat request from {from}")
+        }
+        NodeEvent::ChatBusy { by } => format!("{by} is busy"),
+        NodeEvent::Message { from, text } => format!("Message from {from}: {text}"),
+        NodeEvent::MessageSent { to, text } => format!("To {to}: {text}"),
+        NodeEvent::ChatEnded { with } => format!("Chat with {with} ended"),
+        NodeEvent::ChatLost { with } => format!("Chat with {with} lost"),
+        NodeEvent::Focus { target } => format!("Now talking to {target}"),
+        NodeEvent::Muted { target } => format!("Muted {target}"),
+        NodeEvent::Unmuted { target } => format!("Unmuted {target}"),
+        NodeEvent::Help => help_text(),
+        NodeEvent::Error { message } => format!("error: {message}"),
+    }
+}
+
+/// The `/help` text: every command with one line.
+pub fn help_text() -> String {
+    let mut s = String::from("Commands:");
+    for (_, usage, help) in COMMANDS {
+        let _ = write!(s, "\n  {usage:<24} {help}");
+    }
+    s.push_str("\n  TEXT                     (no leading /) send to the current chat");
+    s.push_str("\nRoom commands are accepted but rooms are not supported yet.");
+    s
+}
+
+/// The `"type"` of an event in JSON.
+pub fn kind(event: &NodeEvent) -> &'static str {
+    match event {
+        NodeEvent::Registered { .. } => "registered",
+        NodeEvent::LoggedIn { .. } => "logged_in",
+        NodeEvent::LoggedOut => "logged_out",
+        NodeEvent::Renamed { .. } => "renamed",
+        NodeEvent::UserOnline { .. } => "user_online",
+        NodeEvent::UserOffline { .. } => "user_offline",
+        NodeEvent::UserNotFound { .. } => "user_not_found",
+        NodeEvent::OnlineUsers { .. } => "online_users",
+        NodeEvent::RegistryConnected { .. } => "registry_connected",
+        NodeEvent::RegistryDisconnected => "registry_disconnected",
+        NodeEvent::RegistryReconnected => "registry_reconnected",
+        NodeEvent::ChatRequest { .. } => "chat_request",
+        NodeEvent::ChatStarted { .. } => "chat_started",
+        NodeEvent::ChatRejected { .. } => "chat_rejected",
+        NodeEvent::ChatRequestDeclined { .. } => "chat_request_declined",
+        NodeEvent::ChatBusy { .. } => "chat_busy",
+        NodeEvent::Message { .. } => "message",
+        NodeEvent::MessageSent { .. } => "message_sent",
+        NodeEvent::ChatEnded { .. } => "chat_ended",
+        NodeEvent::ChatLost { .. } => "chat_lost",
+        NodeEvent::Focus { .. } => "focus",
+        NodeEvent::Muted { .. } => "muted",
+        NodeEvent::Unmuted { .. } => "unmuted",
+        NodeEvent::Help => "help",
+        NodeEvent::Error { .. } => "error",
+    }
+}
+
+/// One JSON object: `"type"`, the event's fields, and `"text"` with the plain line. Message
+/// contents are in `"body"` (since `"text"` is the whole line).
+pub fn json(event: &NodeEvent) -> String {
+    let fields: Value = match event {
+        NodeEvent::Registered { name }
+        | NodeEvent::Renamed { name }
+        | NodeEvent::UserOffline { name }
+        | NodeEvent::UserNotFound { name } => json!({ "name": name }),
+        NodeEvent::LoggedIn { name, advertised } => {
+            json!({ "name": name, "advertised": advertised.to_string() })
+        }
+        NodeEvent::UserOnline { name, addr } => json!({ "name": name, "addr": addr.to_string() }),
+        NodeEvent::OnlineUsers { names } => json!({ "names": names }),
+        NodeEvent::RegistryConnected { addr } => json!({ "addr": addr.to_string() }),
+        NodeEvent::ChatRequest { from } | NodeEvent::ChatRequestDeclined { from } => {
+            json!({ "from": from })
+        }
+        NodeEvent::ChatStarted { with }
+        | NodeEvent::ChatEnded { with }
+        | NodeEvent::ChatLost { with } => json!({ "with": with }),
+        NodeEvent::ChatRejected { by } | NodeEvent::ChatBusy { by } => json!({ "by": by }),
+        NodeEvent::Message { from, text } => json!({ "from": from, "body": text }),
+        NodeEvent::MessageSent { to, text } => json!({ "to": to, "body": text }),
+        NodeEvent::Focus { target }
+        | NodeEvent::Muted { target }
+        | NodeEvent::Unmuted { target } => {
+            json!({ "target": target })
+        }
+        NodeEvent::Error { message } => json!({ "message": message }),
+        NodeEvent::LoggedOut
+        | NodeEvent::RegistryDisconnected
+        | NodeEvent::RegistryReconnected
+        | NodeEvent::Help => json!({}),
+    };
+    // Written by hand so that "type" comes first and "text" last, whatever the map order.
+    let mut out = format!("{{\"type\":{}", Value::from(kind(event)));
+    if let Value::Object(fields) = fields {
+        for (key, value) in fields {
+            let _ = write!(out, ",{}:{value}", Value::from(key));
+        }
+    }
+    let _ = write!(out, ",\"text\":{}}}", Value::from(line(event)));
+    out
+}
+
+/// The colour family of an event.
+pub fn tone(event: &NodeEvent) -> Tone {
+    match event {
+        NodeEvent::MessageSent { .. } => Tone::Own,
+        NodeEvent::Message { .. } => Tone::Message,
+        NodeEvent::Error { .. } => Tone::Error,
+        _ => Tone::Notice,
+    }
+}
+
+/// Whether the terminal should ring for this event (a new private message; muted users'
+/// messages never become events).
+pub fn wants_bell(event: &NodeEvent) -> bool {
+    matches!(event, NodeEvent::Message { .. })
+}
+
+/// The event for an interactive terminal.
+pub fn styled(event: &NodeEvent, style: Style) -> String {
+    let (prefix, text) = match event {
+        NodeEvent::Message { from, text } => (format!("Message from {from}: "), text),
+        NodeEvent::MessageSent { to, text } => (format!("To {to}: "), text),
+        _ => {
+            let plain = line(event);
+            return match (style.color, tone(event)) {
+                (false, _) => plain,
+                (true, Tone::Error) => plain.red().to_string(),
+                (true, _) => plain.yellow().to_string(),
+            };
+        }
+    };
+    let body = markup(text, style.markup);
+    if !style.color {
+        return format!("{prefix}{body}");
+    }
+    match tone(event) {
+        Tone::Own => format!("{}{body}", prefix.cyan()),
+        _ => format!("{}{body}", prefix.green().bold()),
+    }
+}
+
+/// Message text with `*bold*`, `_italic_` and `http(s)://` links turned into terminal escapes
+/// (OSC 8 for links). With `on == false` the text comes back unchanged.
+pub fn markup(text: &str, on: bool) -> String {
+    if !on {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        let after_boundary = text[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "([<\"'".contains(c));
+        if after_boundary && (rest.starts_with("http://") || rest.starts_with("https://")) {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let url = rest[..end].trim_end_matches(|c: char| ".,;:!?)]>'\"".contains(c));
+            let _ = write!(out, "\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\");
+            i += url.len();
+            continue;
+        }
+        // `i < text.len()` on a char boundary, so there is a char; the default is never used.
+        let c = rest.chars().next().unwrap_or(' ');
+        let marker_boundary = text[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|p| !p.is_alphanumeric());
+        if (c == '*' || c == '_') && marker_boundary {
+            if let Some(len) = emphasis_len(&rest[1..], c) {
+                let inner = markup(&rest[1..1 + len], on);
+                let (open, close) = if c == '*' {
+                    ("\x1b[1m", "\x1b[22m")
+                } else {
+                    ("\x1b[3m", "\x1b[23m")
+                };
+                let _ = write!(out, "{open}{inner}{close}");
+                i += len + 2;
+                continue;
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// The length of the emphasised text after an opening `marker`, if a valid closing marker
+/// follows: non-empty, no blank at either edge, no newline, the closer not followed by a
+/// letter or digit.
+fn emphasis_len(after: &str, marker: char) -> Option<usize> {
+    if after.starts_with(char::is_whitespace) {
+        return None;
+    }
+    for (j, c) in after.char_indices() {
+        if c == '\n' {
+            return None;
+        }
+        if c != marker || j == 0 {
+            continue;
+        }
+        let before = after[..j].chars().next_back()?;
+        let next_ok = after[j + 1..]
+            .chars()
+            .next()
+            .is_none_or(|n| !n.is_alphanumeric());
+        if !before.is_whitespace() && next_ok {
+            return Some(j);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        s.to_string()
+    }
+
+    #[test]
+    fn contract_lines() {
+        let addr = "10.0.0.2:4000".parse().unwrap();
+        let cases = [
+            (NodeEvent::Registered { name: n("al") }, "Registered al"),
+            (
+                NodeEvent::LoggedIn {
+                    name: n("al"),
+                    advertised: addr,
+                },
+                "Logged in as al",
+            ),
+            (NodeEvent::LoggedOut, "Logged out"),
+            (NodeEvent::Renamed { name: n("bo") }, "Renamed to bo"),
+            (
+                NodeEvent::UserOnline {
+                    name: n("bo"),
+                    addr,
+                },
+                "bo is online at 10.0.0.2:4000",
+            ),
+            (NodeEvent::UserOffline { name: n("bo") }, "bo is offline"),
+            (NodeEvent::UserNotFound { name: n("zz") }, "zz not found"),
+            (
+                NodeEvent::OnlineUsers {
+                    names: vec![n("a"), n("b"), n("c")],
+                },
+                "Online: a b c",
+            ),
+            (
+                NodeEvent::RegistryDisconnected,
+                "Disconnected from registry",
+            ),
+            (NodeEvent::RegistryReconnected, "Reconnected to registry"),
+            (
+                NodeEvent::ChatRequest { from: n("bo") },
+                "Chat request from bo",
+            ),
+            (
+                NodeEvent::ChatStarted { with: n("bo") },
+                "Chat with bo started",
+            ),
+            (
+                NodeEvent::ChatRejected { by: n("bo") },
+                "bo rejected the chat request",
+            ),
+            (NodeEvent::ChatBusy { by: n("bo") }, "bo is busy"),
+            (
+                NodeEvent::Message {
+                    from: n("bo"),
+                    text: n("hi *there*"),
+                },
+                "Message from bo: hi *there*",
+            ),
+            (NodeEvent::ChatEnded { with: n("bo") }, "Chat with bo ended"),
+            (NodeEvent::ChatLost { with: n("bo") }, "Chat with bo lost"),
+            (
+                NodeEvent::error("invalid username or password"),
+                "error: invalid username or password",
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(render(&event, Mode::Line).as_deref(), Some(want));
+        }
+    }
+
+    #[test]
+    fn own_messages_are_not_lines_in_line_mode() {
+        let sent = NodeEvent::MessageSent {
+            to: n("bo"),
+            text: n("hi"),
+        };
+        assert_eq!(render(&sent, Mode::Line), None);
+        let plain = Style {
+            color: false,
+            markup: false,
+        };
+        assert_eq!(
+            render(&sent, Mode::Interactive(plain)).unwrap(),
+            "To bo: hi"
+        );
+    }
+
+    #[test]
+    fn json_has_type_fields_and_text() {
+        let v: Value = serde_json::from_str(&json(&NodeEvent::Message {
+            from: n("bo"),
+            text: n("hi"),
+        }))
+        .unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["from"], "bo");
+        assert_eq!(v["body"], "hi");
+        assert_eq!(v["text"], "Message from bo: hi");
+
+        let v: Value = serde_json::from_str(&json(&NodeEvent::UserOnline {
+            name: n("bo"),
+            addr: "127.0.0.1:9".parse().unwrap(),
+        }))
+        .unwrap();
+        assert_eq!(v["type"], "user_online");
+        assert_eq!(v["addr"], "127.0.0.1:9");
+        assert_eq!(v["text"], "bo is online at 127.0.0.1:9");
+
+        let v: Value = serde_json::from_str(&json(&NodeEvent::OnlineUsers {
+            names: vec![n("a"), n("b")],
+        }))
+        .unwrap();
+        assert_eq!(v["names"], json!(["a", "b"]));
+
+        let v: Value = serde_json::from_str(&json(&NodeEvent::error("boom"))).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "error", "message": "boom", "text": "error: boom"})
+        );
+
+        let line = json(&NodeEvent::ChatBusy { by: n("bo") });
+        assert_eq!(
+            line, r#"{"type":"chat_busy","by":"bo","text":"bo is busy"}"#,
+            "type first, text last"
+        );
+
+        let help = json(&NodeEvent::Help);
+        assert!(!help.contains('\n'), "one object per line");
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let help = help_text();
+        for (_, usage, _) in COMMANDS {
+            assert!(help.contains(usage), "{usage}");
+        }
+        assert_eq!(help.lines().count(), COMMANDS.len() + 3);
+    }
+
+    #[test]
+    fn markup_on_a_terminal() {
+        assert_eq!(markup("a *b* c", true), "a \x1b[1mb\x1b[22m c");
+        assert_eq!(markup("_it_!", true), "\x1b[3mit\x1b[23m!");
+        assert_eq!(
+            markup("*bold _both_*", true),
+            "\x1b[1mbold \x1b[3mboth\x1b[23m\x1b[22m"
+        );
+        assert_eq!(
+            markup("see https://example.org/x.", true),
+            "see \x1b]8;;https://example.org/x\x1b\\https://example.org/x\x1b]8;;\x1b\\."
+        );
+        // Not emphasis: inside words, unclosed, blank edges.
+        assert_eq!(markup("snake_case_name", true), "snake_case_name");
+        assert_eq!(markup("2*3*4", true), "2*3*4");
+        assert_eq!(markup("a * b * c", true), "a * b * c");
+        assert_eq!(markup("*open", true), "*open");
+        assert_eq!(markup("héllo *wörld*", true), "héllo \x1b[1mwörld\x1b[22m");
+    }
+
+    #[test]
+    fn markup_off_the_terminal_is_plain() {
+        let text = "a *b* _c_ https://x.org";
+        assert_eq!(markup(text, false), text);
+        let event = NodeEvent::Message {
+            from: n("bo"),
+            text: n(text),
+        };
+        let off = Style {
+            color: false,
+            markup: false,
+        };
+        assert_eq!(styled(&event, off), format!("Message from bo: {text}"));
+    }
+
+    #[test]
+    fn colour_follows_the_style() {
+        let err = NodeEvent::error("x");
+        let on = Style {
+            color: true,
+            markup: true,
+        };
+        let off = Style {
+            color: false,
+            markup: true,
+        };
+        assert!(styled(&err, on).contains("\x1b[31m"));
+        assert_eq!(styled(&err, off), "error: x");
+        let msg = NodeEvent::Message {
+            from: n("bo"),
+            text: n("*hi*"),
+        };
+        assert_eq!(styled(&msg, off), "Message from bo: \x1b[1mhi\x1b[22m");
+        assert!(styled(&msg, on).contains("\x1b[32m"));
+        assert!(wants_bell(&msg));
+        assert!(!wants_bell(&err));
+    }
+}
