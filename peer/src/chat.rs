@@ -21,8 +21,8 @@ use p2pchat_protocol::{Msg, Presence};
 
 use crate::io::{CloseReason, NodeEvent};
 use crate::link::LinkEvent;
-use crate::node::Node;
-use crate::registry_link::{Outcome, Request};
+use crate::node::{Node, Target};
+use crate::registry_link::Request;
 
 /// Where a private chat is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,10 +158,14 @@ impl Node {
 
     /// `/focus NAME`
     pub(crate) fn cmd_focus(&mut self, target: String) {
+        if self.rooms.rooms.contains_key(&target) {
+            self.set_focus_room(&target);
+            return self.event(NodeEvent::Focus { target });
+        }
         if self.chats.get(&target) != Some(&Chat::Active) {
             return self.error(format!("no chat with {target}"));
         }
-        self.focus = Some(target.clone());
+        self.focus = Some(Target::User(target.clone()));
         self.event(NodeEvent::Focus { target });
     }
 
@@ -169,12 +173,12 @@ impl Node {
         info!("chat with {name} started");
         self.chats.insert(name.clone(), Chat::Active);
         self.links.set_idle(&name, None);
-        self.focus = Some(name.clone());
+        self.focus = Some(Target::User(name.clone()));
         self.event(NodeEvent::ChatStarted { with: name });
     }
 
     fn unfocus(&mut self, name: &str) {
-        if self.focus.as_deref() == Some(name) {
+        if self.focus == Some(Target::User(name.to_string())) {
             self.focus = None;
         }
     }
@@ -182,7 +186,7 @@ impl Node {
     /// The link to `name` may have lost its last use: close it now (the peer said its last
     /// word) or after the idle timeout.
     pub(crate) fn release_link(&mut self, now: Instant, name: &str, at_once: bool) {
-        if self.chats.contains_key(name) {
+        if self.chats.contains_key(name) || self.rooms.uses(name) {
             return;
         }
         if at_once {
@@ -195,8 +199,12 @@ impl Node {
     }
 
     /// A registry reply the chats wait for.
-    pub(crate) fn handle_outcome(&mut self, now: Instant, outcome: Outcome) {
-        let Outcome::ChatSearch { query, result } = outcome;
+    pub(crate) fn handle_chat_search(
+        &mut self,
+        now: Instant,
+        query: String,
+        result: Result<(String, Presence), String>,
+    ) {
         if self.chats.get(&query) != Some(&Chat::Searching) {
             return;
         }
@@ -241,14 +249,26 @@ impl Node {
     ) {
         for event in events {
             match event {
-                LinkEvent::Ready { name } => match self.chats.get(&name) {
-                    Some(Chat::Dialing) => self.send_request(now, name),
-                    Some(_) => {}
-                    None => self.release_link(now, &name, false),
-                },
+                LinkEvent::Ready { name } => {
+                    match self.chats.get(&name) {
+                        Some(Chat::Dialing) => self.send_request(now, name.clone()),
+                        Some(_) => {}
+                        None => self.release_link(now, &name, false),
+                    }
+                    self.room_link_ready(&name);
+                }
+                LinkEvent::Frame {
+                    name,
+                    msg:
+                        msg @ (Msg::RoomLink { .. } | Msg::RoomUnlink { .. } | Msg::RoomMessage { .. }),
+                } => self.handle_room_frame(now, name, msg),
                 LinkEvent::Frame { name, msg } => self.handle_peer_msg(now, name, msg),
-                LinkEvent::Down { name } => self.link_down(name),
+                LinkEvent::Down { name } => {
+                    self.room_link_down(now, &name, false);
+                    self.link_down(name);
+                }
                 LinkEvent::DialFailed { name, message } => {
+                    self.room_link_down(now, &name, true);
                     if self.chats.get(&name) == Some(&Chat::Dialing) {
                         self.chats.remove(&name);
                         let message =
@@ -332,9 +352,6 @@ impl Node {
                 | Msg::ChatEnd,
                 _,
             ) => debug!("chat frame from {name} outside a matching chat; ignored"),
-            (Msg::RoomLink { .. } | Msg::RoomUnlink { .. } | Msg::RoomMessage { .. }, _) => {
-                debug!("room frame from {name}: rooms are not supported yet");
-            }
             (Msg::Error { code, message }, _) => warn!("{name} reported error {code}: {message}"),
             (other, _) => {
                 let got = other.kind_name();

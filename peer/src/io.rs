@@ -250,6 +250,77 @@ pub enum NodeEvent {
     },
     /// The command list, answer to `/help`.
     Help,
+    /// `/create` succeeded: we are the room's admin.
+    RoomCreated {
+        /// The room.
+        room: String,
+    },
+    /// We are in the room and linked to its overlay (or alone in it).
+    RoomJoined {
+        /// The room.
+        room: String,
+    },
+    /// `/leave` succeeded.
+    RoomLeft {
+        /// The room.
+        room: String,
+    },
+    /// A room message, shown once.
+    RoomMessage {
+        /// The room.
+        room: String,
+        /// Its origin.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// Our own room message (shown only interactively).
+    RoomMessageSent {
+        /// The room.
+        room: String,
+        /// Text.
+        text: String,
+    },
+    /// Someone joined a room we are in.
+    MemberJoined {
+        /// The room.
+        room: String,
+        /// The member.
+        name: String,
+    },
+    /// Someone left a room we are in.
+    MemberLeft {
+        /// The room.
+        room: String,
+        /// The member.
+        name: String,
+    },
+    /// Someone (maybe us) was kicked from a room we are in.
+    MemberKicked {
+        /// The room.
+        room: String,
+        /// The member.
+        name: String,
+    },
+    /// Someone became admin of a room we are in.
+    MemberPromoted {
+        /// The room.
+        room: String,
+        /// The member.
+        name: String,
+    },
+    /// `/rooms`: every room.
+    RoomList {
+        /// Rooms, sorted by name.
+        rooms: Vec<p2pchat_protocol::RoomInfo>,
+    },
+    /// `/members ROOM`.
+    MemberList {
+        /// The room.
+        room: String,
+        /// Members in join order.
+        members: Vec<p2pchat_protocol::MemberInfo>,
+    },
     /// `error: MESSAGE`
     Error {
         /// The message (the registry's text for registry errors).

@@ -39,7 +39,8 @@
 //!
 //!   Node ─┬─ RegistryLink (session, requests, heartbeats, reconnect)
 //!         ├─ Links        (peer links: handshake, deadlines, one per peer)
-//!         └─ chats        (private chats keyed by peer name)
+//!         ├─ chats        (private chats keyed by peer name)
+//!         └─ rooms        (room views, overlay links, flooding with dedup)
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
@@ -51,10 +52,12 @@ mod link;
 mod node;
 mod registry_link;
 pub mod render;
+pub mod room;
 
 pub use command::{Command, ParseError, Password};
 pub use io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 pub use node::Node;
+pub use room::RoomStats;
 
 #[cfg(test)]
 mod tests;

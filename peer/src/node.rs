@@ -13,6 +13,7 @@ use crate::command::{Command, Password};
 use crate::io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 use crate::link::Links;
 use crate::registry_link::{Outcome, RegistryLink, Request};
+use crate::room::Rooms;
 
 /// Page size for `/users`.
 const PAGE: u16 = 1000;
@@ -40,7 +41,8 @@ pub struct Node {
     pub(crate) registry: RegistryLink,
     pub(crate) links: Links,
     pub(crate) chats: BTreeMap<String, Chat>,
-    pub(crate) focus: Option<String>,
+    pub(crate) focus: Option<Target>,
+    pub(crate) rooms: Rooms,
     pub(crate) muted: BTreeSet<String>,
     next_dial: u64,
     pub(crate) out: VecDeque<Output>,
@@ -48,6 +50,13 @@ pub struct Node {
     deferred: VecDeque<Command>,
     quit: Option<Quitting>,
     exited: bool,
+}
+
+/// Where plain lines go: the last chat or room opened, or the `/focus` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    User(String),
+    Room(String),
 }
 
 /// `/quit` in progress: waiting for in-flight replies and the logout, at most until `deadline`.
@@ -70,6 +79,7 @@ impl Node {
             wall_epoch_ms: wall_ms,
             chats: BTreeMap::new(),
             focus: None,
+            rooms: Rooms::new(wall_ms),
             muted: BTreeSet::new(),
             next_dial: 0,
             out: VecDeque::new(),
@@ -166,6 +176,7 @@ impl Node {
         [
             self.registry.poll_timeout(&self.config),
             self.links.poll_timeout(&self.config),
+            self.rooms.poll_timeout(),
             self.quit.as_ref().map(|q| q.deadline),
         ]
         .into_iter()
@@ -189,7 +200,10 @@ impl Node {
 
     /// Where plain lines go.
     pub fn focus(&self) -> Option<&str> {
-        self.focus.as_deref()
+        match &self.focus {
+            Some(Target::User(n) | Target::Room(n)) => Some(n),
+            None => None,
+        }
     }
 
     /// Whether the registry connection is up (and the session, if any, resumed).
@@ -203,7 +217,7 @@ impl Node {
     }
 
     /// Unix time in milliseconds at `now`.
-    fn wall_ms(&self, now: Instant) -> u64 {
+    pub(crate) fn wall_ms(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.epoch).as_millis();
         self.wall_epoch_ms
             .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
@@ -239,6 +253,29 @@ impl Node {
         );
         let events = self.links.handle_timeout(now, &self.config, &mut self.out);
         self.handle_link_events(now, events);
+        self.room_timeouts(now);
+    }
+
+    /// A registry reply or event the node acts on.
+    fn handle_outcome(&mut self, now: Instant, outcome: Outcome) {
+        match outcome {
+            Outcome::ChatSearch { query, result } => self.handle_chat_search(now, query, result),
+            Outcome::RoomCreated { room } => self.room_created(room),
+            Outcome::RoomJoined { room, peers } => self.room_joined(now, room, peers),
+            Outcome::RoomLeft { room } => self.room_left(now, room),
+            Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
+            Outcome::SessionEnded => self.forget_rooms(now),
+        }
+    }
+
+    pub(crate) fn set_focus_room(&mut self, room: &str) {
+        self.focus = Some(Target::Room(room.to_string()));
+    }
+
+    pub(crate) fn unfocus_room(&mut self, room: &str) {
+        if self.focus == Some(Target::Room(room.to_string())) {
+            self.focus = None;
+        }
     }
 
     /// Sends a registry request, or says why it cannot.
@@ -271,6 +308,13 @@ impl Node {
                 | Command::Users
                 | Command::Search { .. }
                 | Command::Chat { .. }
+                | Command::Rooms
+                | Command::Create { .. }
+                | Command::Join { .. }
+                | Command::Leave { .. }
+                | Command::Members { .. }
+                | Command::Kick { .. }
+                | Command::Promote { .. }
         );
         if to_registry && (self.registry.has_pending() || !self.deferred.is_empty()) {
             // One registry request at a time, in the order typed, so that a script's
@@ -358,8 +402,9 @@ impl Node {
             Command::Reject { name } => self.cmd_reject(now, name),
             Command::Msg { name, text } => self.cmd_msg(name, text),
             Command::Text(text) => match self.focus.clone() {
-                Some(name) => self.cmd_msg(name, text),
-                None => self.error("no current chat: use /chat NAME, or /focus NAME"),
+                Some(Target::User(name)) => self.cmd_msg(name, text),
+                Some(Target::Room(room)) => self.cmd_say(now, room, text),
+                None => self.error("no current chat or room: use /chat NAME, /join ROOM or /focus"),
             },
             Command::End { name } => self.cmd_end(now, name),
             Command::Focus { target } => self.cmd_focus(target),
@@ -374,14 +419,48 @@ impl Node {
                     self.error(format!("{target} is not muted"));
                 }
             }
-            Command::Rooms
-            | Command::Create { .. }
-            | Command::Join { .. }
-            | Command::Leave { .. }
-            | Command::Members { .. }
-            | Command::Say { .. }
-            | Command::Kick { .. }
-            | Command::Promote { .. } => self.error("rooms are not supported yet"),
+            Command::Rooms => {
+                if self.need_login() {
+                    let msg = Msg::ListRooms {
+                        after: String::new(),
+                        limit: PAGE,
+                    };
+                    self.request(Request::ListRooms { rooms: Vec::new() }, msg);
+                }
+            }
+            Command::Create { room } => {
+                if self.need_login() {
+                    let msg = Msg::CreateRoom { room: room.clone() };
+                    self.request(Request::CreateRoom { room }, msg);
+                }
+            }
+            Command::Join { room } => {
+                if self.need_login() {
+                    self.request(Request::JoinRoom, Msg::JoinRoom { room });
+                }
+            }
+            Command::Leave { room } => {
+                if self.need_login() {
+                    let msg = Msg::LeaveRoom { room: room.clone() };
+                    self.request(Request::LeaveRoom { room }, msg);
+                }
+            }
+            Command::Members { room } => {
+                if self.need_login() {
+                    self.request(Request::Members, Msg::ListMembers { room });
+                }
+            }
+            Command::Say { room, text } => self.cmd_say(now, room, text),
+            Command::Kick { room, name } => {
+                if self.need_login() {
+                    self.request(Request::RoomAdmin, Msg::Kick { room, name });
+                }
+            }
+            Command::Promote { room, name } => {
+                if self.need_login() {
+                    self.request(Request::RoomAdmin, Msg::Promote { room, name });
+                }
+            }
             Command::Help => self.event(NodeEvent::Help),
             Command::Quit => self.start_quit(now),
         }

@@ -32,14 +32,38 @@ const PAGE: u16 = 1000;
 /// A request waiting for its reply (or, while the registry is away, for a connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Request {
-    Register { name: String },
-    Login { name: String },
+    Register {
+        name: String,
+    },
+    Login {
+        name: String,
+    },
     Resume,
     Logout,
-    Rename { name: String },
-    Search { name: String, for_chat: bool },
-    ListOnline { names: Vec<String> },
+    Rename {
+        name: String,
+    },
+    Search {
+        name: String,
+        for_chat: bool,
+    },
+    ListOnline {
+        names: Vec<String>,
+    },
     Ping,
+    CreateRoom {
+        room: String,
+    },
+    ListRooms {
+        rooms: Vec<p2pchat_protocol::RoomInfo>,
+    },
+    JoinRoom,
+    LeaveRoom {
+        room: String,
+    },
+    Members,
+    /// Kick or promote: the registry's pushed event is what the user sees.
+    RoomAdmin,
 }
 
 /// Replies the node itself must act on.
@@ -50,6 +74,22 @@ pub(crate) enum Outcome {
         query: String,
         result: Result<(String, Presence), String>,
     },
+    /// `/create` succeeded.
+    RoomCreated { room: String },
+    /// We are in `room`: a join reply, or the registry's list of our rooms after a login.
+    RoomJoined {
+        room: String,
+        peers: Vec<p2pchat_protocol::PeerInfo>,
+    },
+    /// `/leave` succeeded.
+    RoomLeft { room: String },
+    /// The registry pushed a room event.
+    RoomEvent {
+        room: String,
+        event: p2pchat_protocol::RoomEvent,
+    },
+    /// The session ended for good (logout, or a resume refused): rooms are left locally.
+    SessionEnded,
 }
 
 /// The TCP connection to the registry, named for what it waits for.
@@ -301,6 +341,10 @@ impl RegistryLink {
                 // The registry closes the connection, and says why.
                 Msg::Error { message, .. } => event(out, NodeEvent::error(message)),
                 Msg::Welcome { name, .. } => self.handle_welcome(now, &name, config, out),
+                Msg::Room { room, event } => outcomes.push(Outcome::RoomEvent { room, event }),
+                Msg::RoomJoined { room, peers } => {
+                    outcomes.push(Outcome::RoomJoined { room, peers })
+                }
                 other => debug!("registry event ignored: {}", other.kind_name()),
             }
             return;
@@ -385,6 +429,7 @@ impl RegistryLink {
                 ) {
                     self.session = None;
                     event(out, NodeEvent::error(message));
+                    outcomes.push(Outcome::SessionEnded);
                     self.resumed(out);
                 } else {
                     // Busy, rate limited, or the old session not yet seen dead: try again later.
@@ -417,7 +462,31 @@ impl RegistryLink {
                 self.start_session(now, msg, config);
                 self.resumed(out);
             }
-            (Request::Logout, Msg::Ok) => event(out, NodeEvent::LoggedOut),
+            (Request::Logout, Msg::Ok) => {
+                event(out, NodeEvent::LoggedOut);
+                outcomes.push(Outcome::SessionEnded);
+            }
+            (Request::CreateRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomCreated { room }),
+            (Request::JoinRoom, Msg::RoomJoined { room, peers }) => {
+                outcomes.push(Outcome::RoomJoined { room, peers })
+            }
+            (Request::LeaveRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomLeft { room }),
+            (Request::Members, Msg::MemberList { room, members }) => {
+                event(out, NodeEvent::MemberList { room, members })
+            }
+            (Request::RoomAdmin, Msg::Ok) => {}
+            (Request::ListRooms { mut rooms }, Msg::RoomList { rooms: page, more }) => {
+                let last = page.last().map(|r| r.name.clone());
+                rooms.extend(page);
+                match (more, last, &self.conn) {
+                    (true, Some(after), Conn::Ready { link, .. }) => {
+                        let link = *link;
+                        let msg = Msg::ListRooms { after, limit: PAGE };
+                        self.send_request(link, Request::ListRooms { rooms }, msg, out);
+                    }
+                    _ => event(out, NodeEvent::RoomList { rooms }),
+                }
+            }
             (Request::Rename { name }, Msg::Ok) => {
                 if let Some(s) = &mut self.session {
                     s.name = name.clone();

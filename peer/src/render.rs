@@ -48,7 +48,7 @@ pub enum Tone {
 pub fn render(event: &NodeEvent, mode: Mode) -> Option<String> {
     match mode {
         Mode::Line => match event {
-            NodeEvent::MessageSent { .. } => None,
+            NodeEvent::MessageSent { .. } | NodeEvent::RoomMessageSent { .. } => None,
             _ => Some(line(event)),
         },
         Mode::Json => Some(json(event)),
@@ -92,6 +92,38 @@ pub fn line(event: &NodeEvent) -> String {
         NodeEvent::Muted { target } => format!("Muted {target}"),
         NodeEvent::Unmuted { target } => format!("Unmuted {target}"),
         NodeEvent::Help => help_text(),
+        NodeEvent::RoomCreated { room } => format!("Created room {room}"),
+        NodeEvent::RoomJoined { room } => format!("Joined room {room}"),
+        NodeEvent::RoomLeft { room } => format!("Left room {room}"),
+        NodeEvent::RoomMessage { room, from, text } => {
+            format!("Message from {from} at {room}: {text}")
+        }
+        NodeEvent::RoomMessageSent { room, text } => format!("To {room}: {text}"),
+        NodeEvent::MemberJoined { room, name } => format!("{name} joined {room}"),
+        NodeEvent::MemberLeft { room, name } => format!("{name} left {room}"),
+        NodeEvent::MemberKicked { room, name } => format!("{name} was kicked from {room}"),
+        NodeEvent::MemberPromoted { room, name } => format!("{name} is now admin of {room}"),
+        NodeEvent::RoomList { rooms } => {
+            if rooms.is_empty() {
+                return "No rooms".into();
+            }
+            let lines: Vec<String> = rooms
+                .iter()
+                .map(|r| format!("{} members={} online={}", r.name, r.members, r.online))
+                .collect();
+            lines.join("\n")
+        }
+        NodeEvent::MemberList { room, members } => {
+            let list: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    let role = if m.admin { "admin, " } else { "" };
+                    let state = if m.online { "online" } else { "offline" };
+                    format!("{} ({role}{state})", m.name)
+                })
+                .collect();
+            format!("Members of {room}: {}", list.join(", "))
+        }
         NodeEvent::Error { message } => format!("error: {message}"),
     }
 }
@@ -102,8 +134,7 @@ pub fn help_text() -> String {
     for (_, usage, help) in COMMANDS {
         let _ = write!(s, "\n  {usage:<24} {help}");
     }
-    s.push_str("\n  TEXT                     (no leading /) send to the current chat");
-    s.push_str("\nRoom commands are accepted but rooms are not supported yet.");
+    s.push_str("\n  TEXT                     (no leading /) send to the current chat or room");
     s
 }
 
@@ -134,6 +165,17 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::Muted { .. } => "muted",
         NodeEvent::Unmuted { .. } => "unmuted",
         NodeEvent::Help => "help",
+        NodeEvent::RoomCreated { .. } => "room_created",
+        NodeEvent::RoomJoined { .. } => "room_joined",
+        NodeEvent::RoomLeft { .. } => "room_left",
+        NodeEvent::RoomMessage { .. } => "room_message",
+        NodeEvent::RoomMessageSent { .. } => "room_message_sent",
+        NodeEvent::MemberJoined { .. } => "member_joined",
+        NodeEvent::MemberLeft { .. } => "member_left",
+        NodeEvent::MemberKicked { .. } => "member_kicked",
+        NodeEvent::MemberPromoted { .. } => "member_promoted",
+        NodeEvent::RoomList { .. } => "room_list",
+        NodeEvent::MemberList { .. } => "member_list",
         NodeEvent::Error { .. } => "error",
     }
 }
@@ -167,6 +209,31 @@ pub fn json(event: &NodeEvent) -> String {
             json!({ "target": target })
         }
         NodeEvent::Error { message } => json!({ "message": message }),
+        NodeEvent::RoomCreated { room }
+        | NodeEvent::RoomJoined { room }
+        | NodeEvent::RoomLeft { room } => json!({ "room": room }),
+        NodeEvent::RoomMessage { room, from, text } => {
+            json!({ "room": room, "from": from, "body": text })
+        }
+        NodeEvent::RoomMessageSent { room, text } => json!({ "room": room, "body": text }),
+        NodeEvent::MemberJoined { room, name }
+        | NodeEvent::MemberLeft { room, name }
+        | NodeEvent::MemberKicked { room, name }
+        | NodeEvent::MemberPromoted { room, name } => json!({ "room": room, "name": name }),
+        NodeEvent::RoomList { rooms } => {
+            let rooms: Vec<Value> = rooms
+                .iter()
+                .map(|r| json!({ "name": r.name, "members": r.members, "online": r.online }))
+                .collect();
+            json!({ "rooms": rooms })
+        }
+        NodeEvent::MemberList { room, members } => {
+            let members: Vec<Value> = members
+                .iter()
+                .map(|m| json!({ "name": m.name, "admin": m.admin, "online": m.online }))
+                .collect();
+            json!({ "room": room, "members": members })
+        }
         NodeEvent::LoggedOut
         | NodeEvent::RegistryDisconnected
         | NodeEvent::RegistryReconnected
@@ -186,8 +253,8 @@ pub fn json(event: &NodeEvent) -> String {
 /// The colour family of an event.
 pub fn tone(event: &NodeEvent) -> Tone {
     match event {
-        NodeEvent::MessageSent { .. } => Tone::Own,
-        NodeEvent::Message { .. } => Tone::Message,
+        NodeEvent::MessageSent { .. } | NodeEvent::RoomMessageSent { .. } => Tone::Own,
+        NodeEvent::Message { .. } | NodeEvent::RoomMessage { .. } => Tone::Message,
         NodeEvent::Error { .. } => Tone::Error,
         _ => Tone::Notice,
     }
@@ -204,6 +271,10 @@ pub fn styled(event: &NodeEvent, style: Style) -> String {
     let (prefix, text) = match event {
         NodeEvent::Message { from, text } => (format!("Message from {from}: "), text),
         NodeEvent::MessageSent { to, text } => (format!("To {to}: "), text),
+        NodeEvent::RoomMessage { room, from, text } => {
+            (format!("Message from {from} at {room}: "), text)
+        }
+        NodeEvent::RoomMessageSent { room, text } => (format!("To {room}: "), text),
         _ => {
             let plain = line(event);
             return match (style.color, tone(event)) {

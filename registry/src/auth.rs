@@ -329,6 +329,7 @@ impl Registry {
             addr: advertised,
         };
         self.push_to_rooms_of(account, online);
+        self.push_memberships(conn, account);
         self.event(Event::Online {
             name,
             addr: advertised,

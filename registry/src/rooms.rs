@@ -494,6 +494,19 @@ impl Registry {
         }
     }
 
+    /// Tells a client that just logged in (or resumed) which rooms it is in, with each room's
+    /// online members: one `RoomJoined` event (id 0) per room. Memberships persist across
+    /// logouts and restarts, so this is how a peer learns them and re-forms its overlays.
+    pub(crate) fn push_memberships(&mut self, conn: ConnId, account: AccountId) {
+        for room_id in self.rooms.rooms_of(account) {
+            let peers = self.online_peers(room_id, account);
+            let Some(room) = self.rooms.by_id.get(&room_id).map(|r| r.name.clone()) else {
+                continue;
+            };
+            self.send_frame(conn, &Frame::event(Msg::RoomJoined { room, peers }));
+        }
+    }
+
     /// If a room has members but no admin left, the oldest member becomes admin.
     fn ensure_admin(&mut self, room_id: RoomId) {
         let Some(r) = self.rooms.by_id.get(&room_id) else {

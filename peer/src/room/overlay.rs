@@ -77,7 +77,13 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let online = names(4);
         let t = targets("p00", &online, &BTreeSet::new(), 4, &mut rng);
-        assert_eq!(t, ["p01", "p02", "p03"].iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            t,
+            ["p01", "p02", "p03"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
     }
 
     #[test]
@@ -100,7 +106,11 @@ mod tests {
             for round in 0..3 {
                 if round > 0 {
                     // Some members leave; survivors keep their live links and refill.
-                    let gone: Vec<String> = online.iter().filter(|_| rng.random_bool(0.2)).cloned().collect();
+                    let gone: Vec<String> = online
+                        .iter()
+                        .filter(|_| rng.random_bool(0.2))
+                        .cloned()
+                        .collect();
                     for g in &gone {
                         online.remove(g);
                         links.remove(g);
@@ -116,7 +126,9 @@ mod tests {
                         links.entry(t).or_default().insert(me.clone());
                     }
                 }
-                let Some(start) = online.iter().next().cloned() else { continue };
+                let Some(start) = online.iter().next().cloned() else {
+                    continue;
+                };
                 let mut seen = BTreeSet::from([start.clone()]);
                 let mut q = VecDeque::from([start]);
                 while let Some(x) = q.pop_front() {
@@ -126,9 +138,17 @@ mod tests {
                         }
                     }
                 }
-                assert_eq!(seen.len(), online.len(), "seed {seed} round {round}: disconnected");
+                assert_eq!(
+                    seen.len(),
+                    online.len(),
+                    "seed {seed} round {round}: disconnected"
+                );
                 for l in links.values() {
-                    assert!(l.len() <= max_links(3) + 3, "seed {seed}: {} links", l.len());
+                    assert!(
+                        l.len() <= max_links(3) + 3,
+                        "seed {seed}: {} links",
+                        l.len()
+                    );
                 }
             }
         }

@@ -1,0 +1,576 @@
+//! Rooms on the peer: the membership view pushed by the registry, the overlay of room links
+//! between members, and flooding of room messages across it.
+//!
+//! - The registry says who is in a room and online (`RoomJoined`, then `Room` events). The peer
+//!   keeps that view per room and picks neighbours from it ([`overlay::targets`]).
+//! - A room link is a neighbour relation carried on the one peer link of a pair: `RoomLink`
+//!   asks, `RoomLink` back confirms (when both ask at once, each request confirms the other),
+//!   `RoomUnlink` ends it. Only confirmed neighbours send or receive the room's messages, so a
+//!   member that was kicked or left stops receiving as soon as its neighbours drop it.
+//! - A message is `(origin, seq)` with a hop limit. It is shown and forwarded the first time it
+//!   is seen, to every neighbour except the one it came from; duplicates are counted and dropped
+//!   ([`dedup::Dedup`], bounded memory).
+
+pub mod dedup;
+pub mod overlay;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use p2pchat_protocol::{Msg, PeerInfo, RoomEvent};
+
+use crate::io::NodeEvent;
+use crate::node::Node;
+use dedup::{Dedup, MAX_ORIGINS};
+
+/// Hops a room message may travel. Overlays with the default degree have a diameter far
+/// below this; it only stops a message circulating if dedup state were lost.
+pub const HOP_LIMIT: u8 = 32;
+/// A member whose link failed or who refused us is not picked again for this long.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// "Joined room" is shown once the first neighbour confirms (from then on every message sent
+/// in the room reaches us), or after this long if none does.
+const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
+
+/// Flooding counters of one room (for tests, the simulator and the cost measurement).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoomStats {
+    /// Messages this peer originated.
+    pub originated: u64,
+    /// Room-message frames sent (originated and forwarded, one per neighbour).
+    pub frames_sent: u64,
+    /// Messages from others received for the first time.
+    pub delivered: u64,
+    /// Copies received again and dropped.
+    pub duplicates: u64,
+}
+
+/// One joined room.
+#[derive(Debug)]
+pub(crate) struct Room {
+    /// The other online members and their peer listeners.
+    online: BTreeMap<String, SocketAddr>,
+    /// Confirmed neighbours.
+    neighbors: BTreeSet<String>,
+    /// Neighbours asked (or to be asked once their link is up), not yet confirmed.
+    pending: BTreeSet<String>,
+    /// Members not to pick until the instant given.
+    retry: BTreeMap<String, Instant>,
+    dedup: Dedup,
+    /// While set, "Joined room" has not been shown yet; shown at the latest then.
+    announce: Option<Instant>,
+    stats: RoomStats,
+}
+
+impl Room {
+    fn new(peers: Vec<PeerInfo>) -> Room {
+        Room {
+            online: peers.into_iter().map(|p| (p.name, p.addr)).collect(),
+            neighbors: BTreeSet::new(),
+            pending: BTreeSet::new(),
+            retry: BTreeMap::new(),
+            dedup: Dedup::new(MAX_ORIGINS),
+            announce: None,
+            stats: RoomStats::default(),
+        }
+    }
+
+    fn uses(&self, name: &str) -> bool {
+        self.neighbors.contains(name) || self.pending.contains(name)
+    }
+}
+
+/// Every joined room of a node, and the node's message sequence.
+#[derive(Debug)]
+pub(crate) struct Rooms {
+    pub(crate) rooms: BTreeMap<String, Room>,
+    /// Next sequence number for messages we originate. It starts at the wall clock in µs, so a
+    /// restarted peer never reuses numbers its rooms' dedup state still remembers.
+    next_seq: u64,
+}
+
+impl Rooms {
+    pub(crate) fn new(wall_ms: u64) -> Rooms {
+        Rooms {
+            rooms: BTreeMap::new(),
+            next_seq: wall_ms.saturating_mul(1000),
+        }
+    }
+
+    /// Whether any room needs a link to `name`.
+    pub(crate) fn uses(&self, name: &str) -> bool {
+        self.rooms.values().any(|r| r.uses(name))
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.rooms
+            .values()
+            .flat_map(|r| r.announce.into_iter().chain(r.retry.values().copied()))
+            .min()
+    }
+}
+
+impl Node {
+    // ----- commands -----
+
+    /// `/say ROOM TEXT`, and plain lines while a room has the focus.
+    pub(crate) fn cmd_say(&mut self, now: Instant, room: String, text: String) {
+        let Some(me) = self.registry.name().map(str::to_string) else {
+            return self.error("not logged in");
+        };
+        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+            return self.error(format!("you are not in room {room}"));
+        };
+        if r.neighbors.is_empty() && !r.online.is_empty() {
+            return self.error(format!(
+                "not connected to anyone in {room} yet; try again in a moment"
+            ));
+        }
+        let seq = self.rooms.next_seq;
+        self.rooms.next_seq += 1;
+        let sent_ms = self.wall_ms(now);
+        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+            return;
+        };
+        r.dedup.first_sight(&me, seq);
+        r.stats.originated += 1;
+        let msg = Msg::RoomMessage {
+            room: room.clone(),
+            origin: me,
+            seq,
+            hops: HOP_LIMIT,
+            sent_ms,
+            text: text.clone(),
+        };
+        let neighbors: Vec<String> = r.neighbors.iter().cloned().collect();
+        for n in &neighbors {
+            if self.links.send_to(n, msg.clone(), &mut self.out) {
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.stats.frames_sent += 1;
+                }
+            }
+        }
+        self.event(NodeEvent::RoomMessageSent { room, text });
+    }
+
+    // ----- registry outcomes -----
+
+    /// We are in `room` with these online members: a join reply, or (`pushed`) the registry's
+    /// list of our rooms at login or resume.
+    pub(crate) fn room_joined(&mut self, now: Instant, room: String, peers: Vec<PeerInfo>) {
+        let me = self.registry.name().map(str::to_string);
+        let peers: Vec<PeerInfo> = peers
+            .into_iter()
+            .filter(|p| Some(p.name.as_str()) != me.as_deref())
+            .collect();
+        if let Some(r) = self.rooms.rooms.get_mut(&room) {
+            // Already in it (a re-join after a reconnect): refresh the view, keep good links.
+            r.online = peers.into_iter().map(|p| (p.name, p.addr)).collect();
+            let stale: Vec<String> = r
+                .neighbors
+                .iter()
+                .chain(r.pending.iter())
+                .filter(|n| !r.online.contains_key(*n))
+                .cloned()
+                .collect();
+            for n in stale {
+                self.drop_neighbor(now, &room, &n, true);
+            }
+            self.refresh_room(now, &room);
+            return;
+        }
+        let mut r = Room::new(peers);
+        if r.online.is_empty() {
+            self.event(NodeEvent::RoomJoined { room: room.clone() });
+        } else {
+            r.announce = Some(now + JOIN_NOTICE_WAIT);
+        }
+        self.rooms.rooms.insert(room.clone(), r);
+        self.set_focus_room(&room);
+        self.refresh_room(now, &room);
+    }
+
+    pub(crate) fn room_created(&mut self, room: String) {
+        self.rooms.rooms.insert(room.clone(), Room::new(Vec::new()));
+        self.set_focus_room(&room);
+        self.event(NodeEvent::RoomCreated { room });
+    }
+
+    pub(crate) fn room_left(&mut self, now: Instant, room: String) {
+        self.leave_locally(now, &room);
+        self.event(NodeEvent::RoomLeft { room });
+    }
+
+    /// Forgets every room (logged out, or the session could not be resumed).
+    pub(crate) fn forget_rooms(&mut self, now: Instant) {
+        let rooms: Vec<String> = self.rooms.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.leave_locally(now, &room);
+        }
+    }
+
+    /// Drops a room: unlinks every neighbour, forgets the state.
+    fn leave_locally(&mut self, now: Instant, room: &str) {
+        let Some(r) = self.rooms.rooms.remove(room) else {
+            return;
+        };
+        for n in r.neighbors.iter().chain(r.pending.iter()) {
+            let msg = Msg::RoomUnlink {
+                room: room.to_string(),
+            };
+            self.links.send_to(n, msg, &mut self.out);
+            self.release_link(now, n, false);
+        }
+        self.unfocus_room(room);
+    }
+
+    /// A room event pushed by the registry.
+    pub(crate) fn room_event(&mut self, now: Instant, room: String, event: RoomEvent) {
+        if !self.rooms.rooms.contains_key(&room) {
+            debug!("event for room {room} we are not in: {event:?}");
+            return;
+        }
+        let me = self.registry.name().map(str::to_string);
+        match event {
+            RoomEvent::Joined { name, addr } => {
+                self.set_online(&room, &name, Some(addr));
+                self.event(NodeEvent::MemberJoined {
+                    room: room.clone(),
+                    name,
+                });
+            }
+            RoomEvent::Online { name, addr } => self.set_online(&room, &name, Some(addr)),
+            RoomEvent::Left { name } => {
+                self.set_online(&room, &name, None);
+                self.drop_neighbor(now, &room, &name, true);
+                self.event(NodeEvent::MemberLeft {
+                    room: room.clone(),
+                    name,
+                });
+            }
+            RoomEvent::Offline { name } => {
+                self.set_online(&room, &name, None);
+                self.drop_neighbor(now, &room, &name, false);
+            }
+            RoomEvent::Kicked { name, .. } => {
+                if Some(name.as_str()) == me.as_deref() {
+                    self.leave_locally(now, &room);
+                    self.event(NodeEvent::MemberKicked { room, name });
+                    return;
+                }
+                self.set_online(&room, &name, None);
+                self.drop_neighbor(now, &room, &name, true);
+                self.event(NodeEvent::MemberKicked {
+                    room: room.clone(),
+                    name,
+                });
+            }
+            RoomEvent::Promoted { name } => {
+                self.event(NodeEvent::MemberPromoted {
+                    room: room.clone(),
+                    name,
+                });
+            }
+            RoomEvent::Renamed { old, new } => {
+                let addr = self
+                    .rooms
+                    .rooms
+                    .get(&room)
+                    .and_then(|r| r.online.get(&old).copied());
+                self.set_online(&room, &old, None);
+                self.drop_neighbor(now, &room, &old, true);
+                if let Some(addr) = addr {
+                    self.set_online(&room, &new, Some(addr));
+                }
+            }
+        }
+        self.refresh_room(now, &room);
+    }
+
+    fn set_online(&mut self, room: &str, name: &str, addr: Option<SocketAddr>) {
+        let me = self.registry.name();
+        if Some(name) == me {
+            return;
+        }
+        if let Some(r) = self.rooms.rooms.get_mut(room) {
+            match addr {
+                Some(a) => {
+                    r.online.insert(name.to_string(), a);
+                    r.retry.remove(name);
+                }
+                None => {
+                    r.online.remove(name);
+                }
+            }
+        }
+    }
+
+    // ----- the overlay -----
+
+    /// Links to the members the overlay wants and that are not linked yet.
+    fn refresh_room(&mut self, now: Instant, room: &str) {
+        let Some(me) = self.registry.name().map(str::to_string) else {
+            return;
+        };
+        let degree = self.config.degree.max(1);
+        let Some(r) = self.rooms.rooms.get_mut(room) else {
+            return;
+        };
+        r.retry.retain(|_, until| *until > now);
+        let candidates: BTreeSet<String> = r
+            .online
+            .keys()
+            .filter(|n| !r.retry.contains_key(*n))
+            .cloned()
+            .collect();
+        let linked: BTreeSet<String> = r.neighbors.union(&r.pending).cloned().collect();
+        let want = overlay::targets(&me, &candidates, &linked, degree, &mut self.rng);
+        let to_add: Vec<String> = want.difference(&linked).cloned().collect();
+        for name in to_add {
+            let Some(addr) = self
+                .rooms
+                .rooms
+                .get(room)
+                .and_then(|r| r.online.get(&name).copied())
+            else {
+                continue;
+            };
+            if let Some(r) = self.rooms.rooms.get_mut(room) {
+                r.pending.insert(name.clone());
+            }
+            if self.links.is_ready(&name) {
+                self.send_room_link(room, &name);
+            } else if !self.links.is_dialing(&name) {
+                let link = self.next_link();
+                self.links
+                    .dial(now, link, addr, &name, &self.config, &mut self.out);
+            }
+        }
+    }
+
+    fn send_room_link(&mut self, room: &str, name: &str) {
+        self.links.set_idle(name, None);
+        let msg = Msg::RoomLink {
+            room: room.to_string(),
+        };
+        self.links.send_to(name, msg, &mut self.out);
+    }
+
+    /// Ends the neighbour relation with `name` in `room` (telling it, if `tell`).
+    fn drop_neighbor(&mut self, now: Instant, room: &str, name: &str, tell: bool) {
+        let Some(r) = self.rooms.rooms.get_mut(room) else {
+            return;
+        };
+        let was = r.neighbors.remove(name) | r.pending.remove(name);
+        if !was {
+            return;
+        }
+        if tell {
+            let msg = Msg::RoomUnlink {
+                room: room.to_string(),
+            };
+            self.links.send_to(name, msg, &mut self.out);
+        }
+        self.release_link(now, name, false);
+    }
+
+    /// The link to `name` is ready: ask for the room links waiting for it.
+    pub(crate) fn room_link_ready(&mut self, name: &str) {
+        let rooms: Vec<String> = self
+            .rooms
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.pending.contains(name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for room in rooms {
+            self.send_room_link(&room, name);
+        }
+    }
+
+    /// The link to `name` is gone (or could not be opened): repair every room that used it.
+    pub(crate) fn room_link_down(&mut self, now: Instant, name: &str, failed: bool) {
+        let rooms: Vec<String> = self
+            .rooms
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.uses(name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for room in rooms {
+            if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                r.neighbors.remove(name);
+                r.pending.remove(name);
+                // Until the registry says it is gone, do not hammer a member we cannot reach.
+                r.retry.insert(name.to_string(), now + RETRY_AFTER);
+                if failed {
+                    debug!("could not link to {name} for room {room}");
+                }
+            }
+            self.refresh_room(now, &room);
+        }
+    }
+
+    /// A room frame on the link from `from`.
+    pub(crate) fn handle_room_frame(&mut self, now: Instant, from: String, msg: Msg) {
+        match msg {
+            Msg::RoomLink { room } => self.handle_room_link(now, from, room),
+            Msg::RoomUnlink { room } => {
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.retry.insert(from.clone(), now + RETRY_AFTER);
+                }
+                self.drop_neighbor(now, &room, &from, false);
+                self.refresh_room(now, &room);
+            }
+            Msg::RoomMessage {
+                room,
+                origin,
+                seq,
+                hops,
+                sent_ms,
+                text,
+            } => self.handle_room_message(from, room, origin, seq, hops, sent_ms, text),
+            _ => {}
+        }
+    }
+
+    fn handle_room_link(&mut self, now: Instant, from: String, room: String) {
+        let max = overlay::max_links(self.config.degree.max(1));
+        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+            let msg = Msg::RoomUnlink { room };
+            self.links.send_to(&from, msg, &mut self.out);
+            self.release_link(now, &from, false);
+            return;
+        };
+        if r.neighbors.contains(&from) {
+            return;
+        }
+        if r.pending.remove(&from) {
+            // Our request crossed theirs, or this is their confirmation.
+            r.neighbors.insert(from.clone());
+        } else if r.online.contains_key(&from) && r.neighbors.len() < max {
+            r.neighbors.insert(from.clone());
+            let msg = Msg::RoomLink { room: room.clone() };
+            self.links.send_to(&from, msg, &mut self.out);
+        } else {
+            // Not a member we know online (kicked, say), or we are full.
+            debug!("refusing a room link to {room} from {from}");
+            let msg = Msg::RoomUnlink { room };
+            self.links.send_to(&from, msg, &mut self.out);
+            self.release_link(now, &from, false);
+            return;
+        }
+        self.links.set_idle(&from, None);
+        let announce = self
+            .rooms
+            .rooms
+            .get_mut(&room)
+            .and_then(|r| r.announce.take());
+        if announce.is_some() {
+            self.event(NodeEvent::RoomJoined { room });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_room_message(
+        &mut self,
+        from: String,
+        room: String,
+        origin: String,
+        seq: u64,
+        hops: u8,
+        sent_ms: u64,
+        text: String,
+    ) {
+        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+            return;
+        };
+        if !r.neighbors.contains(&from) {
+            debug!("room message for {room} from non-neighbour {from}; dropped");
+            return;
+        }
+        if !r.dedup.first_sight(&origin, seq) {
+            r.stats.duplicates += 1;
+            return;
+        }
+        r.stats.delivered += 1;
+        let forward: Vec<String> = if hops > 1 {
+            r.neighbors
+                .iter()
+                .filter(|n| **n != from)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let msg = Msg::RoomMessage {
+            room: room.clone(),
+            origin: origin.clone(),
+            seq,
+            hops: hops - 1,
+            sent_ms,
+            text: text.clone(),
+        };
+        let mut sent = 0;
+        for n in &forward {
+            if self.links.send_to(n, msg.clone(), &mut self.out) {
+                sent += 1;
+            }
+        }
+        if let Some(r) = self.rooms.rooms.get_mut(&room) {
+            r.stats.frames_sent += sent;
+        }
+        if !self.muted.contains(&room) && !self.muted.contains(&origin) {
+            self.event(NodeEvent::RoomMessage {
+                room,
+                from: origin,
+                text,
+            });
+        }
+    }
+
+    /// Shows overdue "Joined room" notices and lets retry holds lapse.
+    pub(crate) fn room_timeouts(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let mut refresh = Vec::new();
+        for (name, r) in &mut self.rooms.rooms {
+            if r.announce.is_some_and(|t| t <= now) {
+                r.announce = None;
+                due.push(name.clone());
+            }
+            let before = r.retry.len();
+            r.retry.retain(|_, until| *until > now);
+            if r.retry.len() != before {
+                refresh.push(name.clone());
+            }
+        }
+        for room in due {
+            info!("no neighbour confirmed in {room} yet");
+            self.event(NodeEvent::RoomJoined { room });
+        }
+        for room in refresh {
+            self.refresh_room(now, &room);
+        }
+    }
+
+    /// Flooding counters of a joined room.
+    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
+        self.rooms.rooms.get(room).map(|r| r.stats)
+    }
+
+    /// Confirmed neighbours in a joined room, sorted.
+    pub fn room_neighbors(&self, room: &str) -> Vec<String> {
+        self.rooms
+            .rooms
+            .get(room)
+            .map(|r| r.neighbors.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Rooms we are in, sorted.
+    pub fn joined_rooms(&self) -> Vec<String> {
+        self.rooms.rooms.keys().cloned().collect()
+    }
+}
