@@ -278,3 +278,32 @@ fn room_requests_need_a_login_and_a_room() {
     let r = h.request(d, Msg::CreateRoom { room: "x".into() });
     assert_eq!(Harness::error_code(&r), Some(status::NOT_LOGGED_IN));
 }
+
+#[test]
+fn login_and_resume_push_the_users_rooms() {
+    let (mut h, a, b, _) = three();
+    assert_eq!(h.request(a, Msg::CreateRoom { room: "r1".into() }), Msg::Ok);
+    assert_eq!(h.request(a, Msg::CreateRoom { room: "r2".into() }), Msg::Ok);
+    join(&mut h, b, "r1");
+    h.restart();
+    let b = h.connect(30);
+    h.login(b, "bob"); // r1 is pushed to bob, nobody else online
+    let a = h.connect(31);
+    h.send(a, Frame::new(99, super::login("alice", "password1")));
+    let frames = h.take(a);
+    assert!(matches!(frames[0], Frame { id: 99, msg: Msg::LoggedIn { .. } }), "{frames:?}");
+    let pushed: Vec<(String, Vec<String>)> = frames[1..]
+        .iter()
+        .map(|f| match f {
+            Frame {
+                id: 0,
+                msg: Msg::RoomJoined { room, peers },
+            } => (room.clone(), peers.iter().map(|p| p.name.clone()).collect()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        pushed,
+        [("r1".to_string(), vec!["bob".to_string()]), ("r2".to_string(), vec![])]
+    );
+}
