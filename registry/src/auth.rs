@@ -69,6 +69,20 @@ impl Registry {
         }
     }
 
+    /// The checks a login and a resume share: not logged in already, no other attempt in flight
+    /// on this connection, and the source's rate bucket. Answers and returns false if one fails.
+    fn may_authenticate(&mut self, now: Instant, conn: ConnId, id: u32, resume: bool) -> bool {
+        if self.logged_in(conn).is_some() {
+            self.error(conn, id, status::ALREADY_LOGGED_IN);
+            return false;
+        }
+        if self.conns.get(&conn).is_some_and(|c| c.auth_in_flight) {
+            self.busy(conn, id);
+            return false;
+        }
+        self.allow_auth(now, conn, id, resume)
+    }
+
     fn busy(&mut self, conn: ConnId, id: u32) {
         self.stats.busy += 1;
         self.reply_error(conn, id, status::BUSY, status::message(status::BUSY));
@@ -130,13 +144,7 @@ impl Registry {
         password: String,
         listen: SocketAddr,
     ) {
-        if self.logged_in(conn).is_some() {
-            return self.error(conn, id, status::ALREADY_LOGGED_IN);
-        }
-        if self.conns.get(&conn).is_some_and(|c| c.auth_in_flight) {
-            return self.busy(conn, id);
-        }
-        if !self.allow_auth(now, conn, id, false) {
+        if !self.may_authenticate(now, conn, id, false) {
             return;
         }
         if let Some(wait) = self.backoff.wait(&name, now) {
@@ -188,13 +196,7 @@ impl Registry {
         token: Vec<u8>,
         listen: SocketAddr,
     ) {
-        if self.logged_in(conn).is_some() {
-            return self.error(conn, id, status::ALREADY_LOGGED_IN);
-        }
-        if self.conns.get(&conn).is_some_and(|c| c.auth_in_flight) {
-            return self.busy(conn, id);
-        }
-        if !self.allow_auth(now, conn, id, true) {
+        if !self.may_authenticate(now, conn, id, true) {
             return;
         }
         let wall = self.wall_ms(now);
