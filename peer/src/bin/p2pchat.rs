@@ -253,7 +253,7 @@ fn run(args: Args) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let waker = reactor.waker();
     let mut ui = if interactive {
-        let mut rl = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
+        let mut rl = term::editor().context("cannot start the line editor")?;
         let printer = rl
             .create_external_printer()
             .context("cannot start the line editor")?;

@@ -2,6 +2,7 @@
 //! terminal, plain lines otherwise) and hands them to the reactor thread, and the printer that
 //! shows events above the line being typed.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -10,8 +11,60 @@ use std::thread;
 use log::{debug, warn};
 use p2pchat_engine::Waker;
 use p2pchat_peer::command::{self, Command, ParseError, Password};
+use rustyline::completion::Completer;
+use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{ColorMode, Editor, ExternalPrinter, Helper};
+
+/// The line editor: rustyline with a helper that can hide what is typed (for passwords).
+pub(crate) type LineEditor = Editor<Masking, DefaultHistory>;
+
+/// Hides the line while `on` (the password prompt), shows it otherwise.
+pub(crate) struct Masking {
+    on: bool,
+}
+
+impl Highlighter for Masking {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.on {
+            // Blanks of the same width keep rustyline's cursor arithmetic right.
+            Cow::Owned(" ".repeat(line.chars().count()))
+        } else {
+            Cow::Borrowed(line)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        // Redraw on every keystroke while masking, so no typed character is ever shown.
+        self.on && kind != CmdKind::MoveCursor
+    }
+}
+
+impl Completer for Masking {
+    type Candidate = String;
+}
+
+impl Hinter for Masking {
+    type Hint = String;
+}
+
+impl Validator for Masking {}
+
+impl Helper for Masking {}
+
+/// A line editor with the masking helper installed.
+pub(crate) fn editor() -> rustyline::Result<LineEditor> {
+    let mut rl = LineEditor::new()?;
+    rl.set_helper(Some(Masking { on: false }));
+    // Masking works through the highlighter, which rustyline only runs with colour enabled;
+    // the helper adds no colour of its own, so NO_COLOR is still honoured for our output.
+    rl.set_color_mode(ColorMode::Forced);
+    Ok(rl)
+}
 
 /// What the input thread hands to the reactor thread.
 pub(crate) enum UiInput {
@@ -102,7 +155,7 @@ pub(crate) fn spawn_line_reader(tx: Sender<UiInput>, waker: Arc<Waker>) {
 
 /// Reads lines with rustyline on a thread (interactive mode). `/login NAME` and `/register NAME`
 /// prompt for the password without echo. Stops after `/quit`, Ctrl-C or Ctrl-D.
-pub(crate) fn spawn_editor(mut rl: DefaultEditor, tx: Sender<UiInput>, waker: Arc<Waker>) {
+pub(crate) fn spawn_editor(mut rl: LineEditor, tx: Sender<UiInput>, waker: Arc<Waker>) {
     thread::spawn(move || {
         loop {
             let line = match rl.readline("> ") {
@@ -133,7 +186,7 @@ pub(crate) fn spawn_editor(mut rl: DefaultEditor, tx: Sender<UiInput>, waker: Ar
                 },
             )) = &mut parsed
             {
-                match read_password("Password: ") {
+                match read_password(&mut rl) {
                     Ok(p) => *password = Some(Password(p)),
                     Err(e) => warn!("reading the password: {e}"),
                 }
@@ -152,26 +205,16 @@ pub(crate) fn spawn_editor(mut rl: DefaultEditor, tx: Sender<UiInput>, waker: Ar
     });
 }
 
-/// Reads one line from the terminal with echo off.
-fn read_password(prompt: &str) -> io::Result<String> {
-    let mut out = io::stdout();
-    write!(out, "{prompt}")?;
-    out.flush()?;
-    let fd = libc::STDIN_FILENO;
-    // SAFETY: termios is plain data, filled by tcgetattr before use.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
-        return Err(io::Error::last_os_error());
+/// Reads the password with the same editor, the typed characters hidden. Reading through the
+/// editor (and not a second reader on stdin) matters: the editor may already hold bytes typed
+/// ahead, and a second buffered reader would steal or lose them.
+fn read_password(rl: &mut LineEditor) -> rustyline::Result<String> {
+    if let Some(h) = rl.helper_mut() {
+        h.on = true;
     }
-    let saved = term;
-    term.c_lflag &= !libc::ECHO;
-    term.c_lflag |= libc::ECHONL;
-    // SAFETY: a valid termios for the same descriptor.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
-    let mut line = String::new();
-    let read = io::stdin().lock().read_line(&mut line);
-    // SAFETY: the settings read above.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    read?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    let read = rl.readline("Password: ");
+    if let Some(h) = rl.helper_mut() {
+        h.on = false;
+    }
+    read
 }
