@@ -506,7 +506,7 @@ mod tests {
         for (_, usage, _) in COMMANDS {
             assert!(help.contains(usage), "{usage}");
         }
-        assert_eq!(help.lines().count(), COMMANDS.len() + 3);
+        assert_eq!(help.lines().count(), COMMANDS.len() + 2);
     }
 
     #[test]

@@ -252,7 +252,10 @@ impl Node {
             }
             RoomEvent::Offline { name } => {
                 self.set_online(&room, &name, None);
-                self.drop_neighbor(now, &room, &name, false);
+                // Told, because "offline" is the registry's view: the peer link may well be
+                // up. Dropping it silently would leave it counting us as a neighbour (and
+                // ignoring our `RoomLink` once it is back online), a one-way edge for good.
+                self.drop_neighbor(now, &room, &name, true);
             }
             RoomEvent::Kicked { name, .. } => {
                 if Some(name.as_str()) == me.as_deref() {
@@ -509,7 +512,8 @@ impl Node {
             room: room.clone(),
             origin: origin.clone(),
             seq,
-            hops: hops - 1,
+            // The sender's word: 0 (no correct peer sends it) must not underflow.
+            hops: hops.saturating_sub(1),
             sent_ms,
             text: text.clone(),
         };

@@ -94,6 +94,34 @@ mod tests {
         assert_eq!(successor("zzz", &online).as_deref(), Some("p00"));
     }
 
+    /// Churn costs nothing for links that are fine: current links to online members are
+    /// kept, gone ones are not wanted, the successor is always wanted, and the total is the
+    /// degree once the room is larger than that.
+    #[test]
+    fn current_links_are_kept_and_the_successor_added() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let online = names(10);
+        let linked: BTreeSet<String> = ["p05", "p07", "gone"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for _ in 0..20 {
+            let t = targets("p00", &online, &linked, 3, &mut rng);
+            let want: BTreeSet<String> = ["p01", "p05", "p07"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            assert_eq!(t, want);
+        }
+        for _ in 0..20 {
+            let t = targets("p03", &online, &BTreeSet::new(), 4, &mut rng);
+            assert_eq!(t.len(), 4);
+            assert!(t.contains("p04"), "the successor");
+            assert!(!t.contains("p03"), "never itself");
+            assert!(t.iter().all(|n| online.contains(n)));
+        }
+    }
+
     /// Every peer links to its targets; the union must be connected for many seeds and sizes,
     /// also after random members leave.
     #[test]

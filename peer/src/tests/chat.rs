@@ -91,7 +91,7 @@ fn request_accept_messages_and_end() {
     assert_eq!(
         w.peers[a].take_events(),
         vec![NodeEvent::error(
-            "no current chat: use /chat NAME, or /focus NAME"
+            "no current chat or room: use /chat NAME, /join ROOM or /focus"
         )]
     );
 }
@@ -201,7 +201,7 @@ fn chats_survive_a_registry_outage() {
             ev_message("alice", "during the outage")
         ]
     );
-    w.registry_up = true;
+    w.restart_registry();
     w.run_until(w.now + Duration::from_secs(1));
     w.line(b, "after");
     assert_eq!(
@@ -219,7 +219,7 @@ fn chats_survive_a_registry_outage() {
 fn chat_with_missing_users() {
     let mut w = World::new();
     let a = w.add_user("alice", |_| {});
-    w.registered.insert("frank".into());
+    w.register("frank");
     w.line(a, "/chat frank");
     w.line(a, "/chat nobody");
     w.line(a, "/chat alice");

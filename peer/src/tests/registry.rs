@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use p2pchat_protocol::{Heartbeat, HeartbeatKey, Msg, Presence, Role, VERSION};
+use p2pchat_protocol::{status, Heartbeat, HeartbeatKey, Msg, Presence, Role, VERSION};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -44,14 +44,19 @@ fn events(outputs: &[Output]) -> Vec<NodeEvent> {
         .collect()
 }
 
-/// Driven by hand, byte for byte: hello, welcome, a login typed before the welcome, heartbeats
-/// on schedule with increasing counters and a valid tag.
+/// Driven by hand, byte for byte, against the real registry: hello, welcome, a login typed
+/// before the welcome, heartbeats on schedule with increasing counters and a tag the registry
+/// accepts.
 #[test]
 fn handshake_login_and_heartbeat_schedule() {
     // The test's one clock read; everything after is t0 + Duration.
     #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();
     let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let config = registry_config().with_heartbeat_timeout(Duration::from_secs(15));
+    let mut host = RegistryHost::new(config, t0);
+    create_account(&mut host, at(0), "alice");
+
     let listen: SocketAddr = "0.0.0.0:4000".parse().unwrap();
     let config = Config::new(registry_addr(), listen);
     let mut node = Node::new(config, t0, WALL_MS, StdRng::seed_from_u64(1));
@@ -67,6 +72,9 @@ fn handshake_login_and_heartbeat_schedule() {
         }]
     );
 
+    let conn = ConnId(100);
+    let remote: SocketAddr = "10.0.0.7:50000".parse().unwrap();
+    host.handle(at(5), reg::Input::Connected { conn, remote });
     node.handle_input(at(5), Input::Connected { link });
     let out = node_outputs(&mut node);
     assert_eq!(
@@ -78,24 +86,21 @@ fn handshake_login_and_heartbeat_schedule() {
             ticket: vec![]
         })]
     );
+    let to_node = to_registry(&mut host, at(5), conn, &out);
+    assert!(matches!(
+        frames_to(&to_node, conn).as_slice(),
+        [Frame {
+            msg: Msg::Welcome { .. },
+            ..
+        }]
+    ));
 
     // Typed before the welcome: held until the registry is ready.
     let login = parse("/login alice password1").unwrap().unwrap();
     node.handle_input(at(6), Input::Command(login));
     assert!(sent_frames(&node_outputs(&mut node)).is_empty());
 
-    let welcome = Msg::Welcome {
-        version: VERSION,
-        name: "registry".into(),
-    };
-    node.handle_input(
-        at(10),
-        Input::Received {
-            link,
-            bytes: bytes(0, welcome),
-        },
-    );
-    let out = node_outputs(&mut node);
+    let out = deliver(&mut node, at(10), link, &to_node);
     assert_eq!(
         events(&out),
         vec![NodeEvent::RegistryConnected {
@@ -114,31 +119,25 @@ fn handshake_login_and_heartbeat_schedule() {
         }
     );
 
-    let key = [7u8; 32];
-    let logged_in = Msg::LoggedIn {
-        name: "alice".into(),
-        session: 42,
+    let to_node = to_registry(&mut host, at(20), conn, &out);
+    let replies = frames_to(&to_node, conn);
+    let Some(Msg::LoggedIn {
+        session,
         heartbeat_key: key,
-        heartbeat_interval_ms: 5_000,
-        heartbeat_timeout_ms: 15_000,
-        resume_token: vec![9, 9],
-        udp_port: 15_500,
-        advertised: "10.0.0.7:4000".parse().unwrap(),
+        ..
+    }) = replies.iter().find(|f| f.id == sent[0].id).map(|f| &f.msg)
+    else {
+        panic!("no LoggedIn: {replies:?}");
     };
-    node.handle_input(
-        at(20),
-        Input::Received {
-            link,
-            bytes: bytes(sent[0].id, logged_in),
-        },
-    );
-    let out = node_outputs(&mut node);
+    let (session, key) = (*session, *key);
+    let out = deliver(&mut node, at(20), link, &to_node);
     assert_eq!(
         events(&out),
         vec![NodeEvent::LoggedIn {
             name: "alice".into(),
             advertised: "10.0.0.7:4000".parse().unwrap()
-        }]
+        }],
+        "the registry advertises the address it sees us at"
     );
     let hb = heartbeats(&out);
     assert_eq!(hb.len(), 1, "the first heartbeat goes at once");
@@ -148,9 +147,12 @@ fn handshake_login_and_heartbeat_schedule() {
         "10.0.0.1:15500".parse().unwrap(),
         "registry host, announced port"
     );
-    assert_eq!((first.session, first.counter), (42, 1));
+    assert_eq!((first.session, first.counter), (session, 1));
     assert_eq!(first.sent_ms, WALL_MS + 20);
     assert!(first.is_authentic(&HeartbeatKey::new(&key)));
+    to_registry(&mut host, at(20), conn, &out);
+    let accepted = |host: &RegistryHost| host.registry.as_ref().unwrap().stats().heartbeats;
+    assert_eq!(accepted(&host), 1, "the registry accepts it");
     assert_eq!(node.poll_timeout(), Some(at(5_020)));
 
     node.handle_input(at(5_019), Input::Timeout);
@@ -161,13 +163,107 @@ fn handshake_login_and_heartbeat_schedule() {
     let mut counter = 1;
     for k in 1..=4u64 {
         node.handle_input(at(20 + 5_000 * k), Input::Timeout);
-        let hb = heartbeats(&node_outputs(&mut node));
+        let out = node_outputs(&mut node);
+        let hb = heartbeats(&out);
         assert_eq!(hb.len(), 1);
         counter += 1;
         assert_eq!(hb[0].1.counter, counter, "strictly increasing");
         assert_eq!(hb[0].1.sent_ms, WALL_MS + 20 + 5_000 * k);
         assert!(hb[0].1.is_authentic(&HeartbeatKey::new(&key)));
+        to_registry(&mut host, at(20 + 5_000 * k), conn, &out);
+        assert_eq!(accepted(&host), counter);
     }
+    let registry = host.registry.as_ref().unwrap();
+    assert!(registry.is_online("alice"));
+    assert_eq!(
+        registry.stats().hb_bad_tag + registry.stats().hb_replayed,
+        0
+    );
+}
+
+/// Registers `name` at the registry from a connection of its own, then hangs up.
+fn create_account(host: &mut RegistryHost, now: Instant, name: &str) {
+    let conn = ConnId(1);
+    let remote: SocketAddr = "10.0.0.200:50000".parse().unwrap();
+    host.handle(now, reg::Input::Connected { conn, remote });
+    let hello = bytes(
+        0,
+        Msg::Hello {
+            version: VERSION,
+            role: Role::Client,
+            name: String::new(),
+            ticket: vec![],
+        },
+    );
+    host.handle(
+        now,
+        reg::Input::Received {
+            conn,
+            bytes: &hello,
+        },
+    );
+    let register = bytes(
+        1,
+        Msg::Register {
+            name: name.into(),
+            password: PASSWORD.into(),
+        },
+    );
+    let out = host.handle(
+        now,
+        reg::Input::Received {
+            conn,
+            bytes: &register,
+        },
+    );
+    assert_eq!(frames_to(&out, conn), vec![Frame::new(1, Msg::Ok)]);
+    host.handle(now, reg::Input::Closed { conn });
+}
+
+/// Carries what the node sent (frames on its registry link, heartbeat datagrams) to the
+/// registry; returns what the registry sends back.
+fn to_registry(
+    host: &mut RegistryHost,
+    now: Instant,
+    conn: ConnId,
+    out: &[Output],
+) -> Vec<ToClient> {
+    let mut back = Vec::new();
+    for o in out {
+        match o {
+            Output::Send { bytes, .. } => {
+                back.extend(host.handle(now, reg::Input::Received { conn, bytes }))
+            }
+            Output::SendTo { to, bytes } if *to == registry_udp() => {
+                let from: SocketAddr = "10.0.0.7:40000".parse().unwrap();
+                back.extend(host.handle(now, reg::Input::Datagram { from, bytes }));
+            }
+            _ => {}
+        }
+    }
+    back
+}
+
+/// The frames the registry sent to `conn`.
+fn frames_to(out: &[ToClient], conn: ConnId) -> Vec<Frame> {
+    out.iter()
+        .filter_map(|o| match o {
+            ToClient::Send(c, bytes) if *c == conn => Some(frames(bytes)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Delivers the registry's bytes to the node on `link`; returns the node's outputs.
+fn deliver(node: &mut Node, now: Instant, link: LinkId, from_registry: &[ToClient]) -> Vec<Output> {
+    for o in from_registry {
+        if let ToClient::Send(_, bytes) = o {
+            let bytes = bytes.clone();
+            node.handle_input(now, Input::Received { link, bytes });
+        }
+    }
+    node_outputs(node)
 }
 
 #[test]
@@ -252,14 +348,15 @@ fn reconnect_backs_off_with_jitter_and_resumes_with_the_token() {
         "still logged in, to resume"
     );
 
-    w.registry_up = true;
+    // The registry comes back over the same database: the token survived the restart.
+    w.restart_registry();
     let next = w.peers[a].node.poll_timeout().unwrap();
     w.advance_to(next);
     assert_eq!(
         w.peers[a].last_resume,
         Some(Msg::Resume {
             name: "alice".into(),
-            token: vec![a as u8, 1],
+            token: w.peers[a].logins[0].token.clone(),
             listen: w.peers[a].listen,
         })
     );
@@ -270,17 +367,27 @@ fn reconnect_backs_off_with_jitter_and_resumes_with_the_token() {
     // Heartbeats restart with the new session, key and counter.
     let last = w.peers[a].datagrams.last().unwrap().clone();
     let hb = Heartbeat::decode(&last.2).unwrap();
-    assert_eq!((hb.session, hb.counter), ((a as u64) << 8 | 2, 1));
-    assert!(hb.is_authentic(&HeartbeatKey::new(&key_of(a, 2))));
+    assert_eq!(w.peers[a].logins.len(), 2);
+    let second = w.peers[a].logins[1].clone();
+    assert_ne!(second.session, w.peers[a].logins[0].session);
+    assert_eq!((hb.session, hb.counter), (second.session, 1));
+    assert!(hb.is_authentic(&HeartbeatKey::new(&second.key)));
+    let registry = w.registry.registry.as_ref().unwrap();
+    assert!(registry.is_online("alice"));
+    assert!(
+        registry.stats().heartbeats >= 1,
+        "and the registry takes them"
+    );
 
     // A second outage resumes with the token of the second login.
     w.kill_registry();
-    w.registry_up = true;
+    w.restart_registry();
     w.run_until(w.now + Duration::from_secs(1));
     let Some(Msg::Resume { token, .. }) = &w.peers[a].last_resume else {
         panic!("no resume");
     };
-    assert_eq!(token, &vec![a as u8, 2]);
+    assert_eq!(token, &second.token);
+    assert_eq!(w.peers[a].logins.len(), 3);
 }
 
 #[test]
@@ -288,8 +395,9 @@ fn requests_wait_for_the_resume() {
     let mut w = World::new();
     let a = w.add_user("alice", |_| {});
     w.kill_registry();
-    w.registry_up = true;
-    w.hold_resume = true;
+    w.restart_registry();
+    // A slow disk: the resume waits for its new token to be written.
+    w.registry.hold_stores = true;
     w.line(a, "/search bob");
     w.run_until(w.now + Duration::from_secs(1));
     let seen: Vec<&Msg> = w.registry_seen[a].iter().map(|f| &f.msg).collect();
@@ -298,17 +406,19 @@ fn requests_wait_for_the_resume() {
 
 #[test]
 fn refused_resume_logs_out() {
-    let mut w = World::new();
+    // The token expires for real: the registry stays away longer than the resume window.
+    let window = Duration::from_secs(60);
+    let mut w = World::with_registry(|c| c.resume_window = window);
     let a = w.add_user("alice", |_| {});
     w.kill_registry();
-    w.registry_up = true;
-    w.refuse_resume = true;
-    w.run_until(w.now + Duration::from_secs(1));
+    w.run_for(window + Duration::from_secs(1));
+    w.restart_registry();
+    w.run_for(Duration::from_secs(11));
     assert_eq!(
         w.peers[a].take_events(),
         vec![
             NodeEvent::RegistryDisconnected,
-            NodeEvent::error("resume token invalid or expired"),
+            NodeEvent::error(status::message(status::BAD_RESUME_TOKEN)),
             NodeEvent::RegistryReconnected,
         ]
     );
@@ -318,6 +428,55 @@ fn refused_resume_logs_out() {
         w.peers[a].take_events(),
         vec![NodeEvent::error("not logged in")]
     );
+}
+
+/// A password login from elsewhere replaces the resume token: the node that lost its
+/// connection is refused when it tries the old one, and is logged out.
+#[test]
+fn a_login_elsewhere_invalidates_the_resume_token() {
+    let mut w = World::new();
+    let a = w.add_user("alice", |_| {});
+    w.drop_registry_conn(a);
+    // Before alice's node reconnects, alice logs in on another machine.
+    let other = w.add_user("alice", |_| {});
+    assert_ne!(w.peers[other].logins[0].token, w.peers[a].logins[0].token);
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(
+        w.peers[a].take_events(),
+        vec![
+            NodeEvent::RegistryDisconnected,
+            NodeEvent::error(status::message(status::BAD_RESUME_TOKEN)),
+            NodeEvent::RegistryReconnected,
+        ]
+    );
+    assert_eq!(w.peers[a].node.name(), None);
+    assert_eq!(w.peers[other].node.name(), Some("alice"));
+    assert!(w.peers[other].take_events().is_empty(), "undisturbed");
+}
+
+/// The registry shuts down gracefully: its error line is shown, then the link is lost and
+/// comes back (with the session) when a new registry runs.
+#[test]
+fn registry_shutdown_is_shown_and_survived() {
+    let mut w = World::new();
+    let a = w.add_user("alice", |_| {});
+    w.feed_registry(reg::Input::Shutdown);
+    w.pump();
+    assert_eq!(
+        w.peers[a].take_events(),
+        vec![
+            NodeEvent::error("server shutting down"),
+            NodeEvent::RegistryDisconnected
+        ]
+    );
+    w.kill_registry();
+    w.restart_registry();
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(
+        w.peers[a].take_events(),
+        vec![NodeEvent::RegistryReconnected]
+    );
+    assert_eq!(w.peers[a].node.name(), Some("alice"));
 }
 
 #[test]
@@ -388,7 +547,7 @@ fn search_and_users() {
     let names = ["erin", "carol", "alice", "dave", "bob"];
     let ids: Vec<usize> = names.iter().map(|n| w.add_user(n, |_| {})).collect();
     let a = ids[2];
-    w.registered.insert("frank".into());
+    w.register("frank");
     w.line(a, "/search bob");
     w.line(a, "/search frank");
     w.line(a, "/search nobody");
@@ -504,25 +663,13 @@ fn quit_gives_up_after_the_grace_period() {
 fn quit_waits_for_a_reply_in_flight() {
     let mut w = World::new();
     let a = w.add(|_| {});
-    w.registry_silent = true;
+    // Slow hashing: the registration is not answered yet.
+    w.registry.hold_hashes = true;
     w.line(a, "/register alice password1");
     w.line(a, "/quit");
     assert!(!w.peers[a].exited);
     // The reply arrives: the node exits right after showing it.
-    w.registry_silent = false;
-    let link = w.peers[a].registry_link.unwrap();
-    let id = w.registry_seen[a]
-        .iter()
-        .find(|f| matches!(f.msg, Msg::Register { .. }))
-        .unwrap()
-        .id;
-    w.input(
-        a,
-        Input::Received {
-            link,
-            bytes: bytes(id, Msg::Ok),
-        },
-    );
+    w.release_registry_jobs();
     assert!(w.peers[a].exited);
     assert!(w.peers[a].take_events().contains(&NodeEvent::Registered {
         name: "alice".into()
