@@ -265,6 +265,8 @@ impl Node {
             Outcome::RoomLeft { room } => self.room_left(now, room),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
             Outcome::SessionEnded => self.forget_rooms(now),
+            Outcome::Resumed => self.rooms.start_sync(),
+            Outcome::RoomsSynced => self.rooms_synced(now),
         }
     }
 

@@ -64,6 +64,9 @@ pub(crate) enum Request {
     Members,
     /// Kick or promote: the registry's pushed event is what the user sees.
     RoomAdmin,
+    /// A ping sent right after a resume: the registry answers in order, so its pong comes after
+    /// every room it pushed for the new session.
+    SyncRooms,
 }
 
 /// Replies the node itself must act on.
@@ -90,6 +93,10 @@ pub(crate) enum Outcome {
     },
     /// The session ended for good (logout, or a resume refused): rooms are left locally.
     SessionEnded,
+    /// A resume succeeded; the registry now pushes the rooms the user is still in.
+    Resumed,
+    /// Every room of the resumed session has been pushed (see [`Request::SyncRooms`]).
+    RoomsSynced,
 }
 
 /// The TCP connection to the registry, named for what it waits for.
@@ -460,8 +467,15 @@ impl RegistryLink {
             }
             (Request::Resume, msg @ Msg::LoggedIn { .. }) => {
                 self.start_session(now, msg, config);
+                outcomes.push(Outcome::Resumed);
+                // Rooms we were kicked from while away are simply not pushed: a ping marks the
+                // end of the pushes so the node can drop them.
+                if let Conn::Ready { link, .. } = self.conn {
+                    self.send_request(link, Request::SyncRooms, Msg::Ping, out);
+                }
                 self.resumed(out);
             }
+            (Request::SyncRooms, Msg::Pong) => outcomes.push(Outcome::RoomsSynced),
             (Request::Logout, Msg::Ok) => {
                 event(out, NodeEvent::LoggedOut);
                 outcomes.push(Outcome::SessionEnded);

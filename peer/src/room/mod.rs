@@ -89,6 +89,8 @@ pub(crate) struct Rooms {
     /// Next sequence number for messages we originate. It starts at the wall clock in µs, so a
     /// restarted peer never reuses numbers its rooms' dedup state still remembers.
     next_seq: u64,
+    /// After a resume, the rooms the registry has pushed so far (`None` outside a resume).
+    sync: Option<BTreeSet<String>>,
 }
 
 impl Rooms {
@@ -96,7 +98,13 @@ impl Rooms {
         Rooms {
             rooms: BTreeMap::new(),
             next_seq: wall_ms.saturating_mul(1000),
+            sync: None,
         }
+    }
+
+    /// A resume succeeded: start collecting the rooms the registry pushes.
+    pub(crate) fn start_sync(&mut self) {
+        self.sync = Some(BTreeSet::new());
     }
 
     /// Whether any room needs a link to `name`.
@@ -160,6 +168,9 @@ impl Node {
     /// We are in `room` with these online members: a join reply, or (`pushed`) the registry's
     /// list of our rooms at login or resume.
     pub(crate) fn room_joined(&mut self, now: Instant, room: String, peers: Vec<PeerInfo>) {
+        if let Some(pushed) = &mut self.rooms.sync {
+            pushed.insert(room.clone());
+        }
         let me = self.registry.name().map(str::to_string);
         let peers: Vec<PeerInfo> = peers
             .into_iter()
@@ -201,6 +212,25 @@ impl Node {
     pub(crate) fn room_left(&mut self, now: Instant, room: String) {
         self.leave_locally(now, &room);
         self.event(NodeEvent::RoomLeft { room });
+    }
+
+    /// Every room of the resumed session has been pushed: a room we hold that was not pushed is
+    /// one we were removed from while away (kicked, most likely). Leave it here too.
+    pub(crate) fn rooms_synced(&mut self, now: Instant) {
+        let Some(pushed) = self.rooms.sync.take() else {
+            return;
+        };
+        let gone: Vec<String> = self
+            .rooms
+            .rooms
+            .keys()
+            .filter(|r| !pushed.contains(*r))
+            .cloned()
+            .collect();
+        for room in gone {
+            info!("no longer a member of {room} after the resume");
+            self.room_left(now, room);
+        }
     }
 
     /// Forgets every room (logged out, or the session could not be resumed).
