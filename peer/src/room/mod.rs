@@ -56,6 +56,9 @@ pub(crate) struct Room {
     neighbors: BTreeSet<String>,
     /// Neighbours asked (or to be asked once their link is up), not yet confirmed.
     pending: BTreeSet<String>,
+    /// The neighbours (and pending ones) that we asked for, as opposed to those that asked us.
+    /// Only these are ours to prune when the overlay wants fewer links.
+    initiated: BTreeSet<String>,
     /// Members not to pick until the instant given.
     retry: BTreeMap<String, Instant>,
     dedup: Dedup,
@@ -70,6 +73,7 @@ impl Room {
             online: peers.into_iter().map(|p| (p.name, p.addr)).collect(),
             neighbors: BTreeSet::new(),
             pending: BTreeSet::new(),
+            initiated: BTreeSet::new(),
             retry: BTreeMap::new(),
             dedup: Dedup::new(MAX_ORIGINS),
             announce: None,
@@ -361,6 +365,18 @@ impl Node {
         let linked: BTreeSet<String> = r.neighbors.union(&r.pending).cloned().collect();
         let want = overlay::targets(&me, &candidates, &linked, degree, &mut self.rng);
         let to_add: Vec<String> = want.difference(&linked).cloned().collect();
+        // Links we opened that the overlay no longer wants (a room that outgrew its full mesh,
+        // say) are dropped, so each peer opens about `degree` links. Links others opened to us
+        // are theirs to keep or drop, which keeps the two ends from fighting over one link.
+        let prune: Vec<String> = r
+            .initiated
+            .iter()
+            .filter(|n| r.neighbors.contains(*n) && !want.contains(*n))
+            .cloned()
+            .collect();
+        for name in prune {
+            self.drop_neighbor(now, room, &name, true);
+        }
         for name in to_add {
             let Some(addr) = self
                 .rooms
@@ -372,6 +388,7 @@ impl Node {
             };
             if let Some(r) = self.rooms.rooms.get_mut(room) {
                 r.pending.insert(name.clone());
+                r.initiated.insert(name.clone());
             }
             if self.links.is_ready(&name) {
                 self.send_room_link(room, &name);
@@ -396,6 +413,7 @@ impl Node {
         let Some(r) = self.rooms.rooms.get_mut(room) else {
             return;
         };
+        r.initiated.remove(name);
         let was = r.neighbors.remove(name) | r.pending.remove(name);
         if !was {
             return;
@@ -436,6 +454,7 @@ impl Node {
             if let Some(r) = self.rooms.rooms.get_mut(&room) {
                 r.neighbors.remove(name);
                 r.pending.remove(name);
+                r.initiated.remove(name);
                 // Until the registry says it is gone, do not hammer a member we cannot reach.
                 r.retry.insert(name.to_string(), now + RETRY_AFTER);
                 if failed {
@@ -484,6 +503,7 @@ impl Node {
             // Our request crossed theirs, or this is their confirmation.
             r.neighbors.insert(from.clone());
         } else if r.online.contains_key(&from) && r.neighbors.len() < max {
+            r.initiated.remove(&from);
             r.neighbors.insert(from.clone());
             let msg = Msg::RoomLink { room: room.clone() };
             self.links.send_to(&from, msg, &mut self.out);
