@@ -6,7 +6,11 @@
 //! - [`RegistryDriver`] runs a real [`Registry`] over a real SQLite store in a temporary
 //!   directory, completing hash jobs inline and store jobs in batches (group commit, as the
 //!   store thread does). Time is whatever `now` the caller passes: nothing here reads a clock.
+//! - [`sim`] is the deterministic discrete-event simulator: one real registry and many real peer
+//!   nodes on a virtual clock and a simulated network (latency, jitter, loss, kills).
 #![warn(missing_docs)]
+
+pub mod sim;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -73,8 +73,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Sets the heartbeat timeout and derives the interval from it (a third, so two heartbeats
-    /// may be lost before a session expires).
+    /// Sets the heartbeat timeout and derives the interval from it (a third, DESIGN §6). One lost
+    /// heartbeat never expires a session; two consecutive losses leave only the third heartbeat,
+    /// due right at the deadline, so they expire it unless it arrives early (the simulator
+    /// measures this: docs/performance.md).
     pub fn with_heartbeat_timeout(mut self, timeout: Duration) -> Self {
         self.heartbeat_timeout = timeout;
         self.heartbeat_interval = timeout / 3;

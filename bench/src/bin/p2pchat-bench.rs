@@ -5,6 +5,14 @@
 //! (latency counted from the *intended* send time, so a stalled loop cannot hide behind a slow
 //! sender: coordinated omission corrected, as wrk2 does), first with no other load, then while
 //! `--logins` clients log in and out in a loop, each login costing a full PBKDF2 hash.
+//!
+//! `sim-flood`: the cost of flooding room messages, measured in the deterministic simulator
+//! (`p2pchat_bench::sim`): for each room size and overlay degree, the frames sent per message
+//! against the `n - 1` a spanning tree would need, duplicates, hops, and whether every member
+//! showed every message exactly once.
+//!
+//! `sim-presence`: many peers log in and heartbeat for a while in the simulator; counts the
+//! sessions that expired although their peer was alive (false expiries).
 
 // A load generator measures real time: it reads the clock by design.
 #![allow(clippy::disallowed_methods)]
@@ -20,13 +28,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use p2pchat_bench::sim::{self, scenario};
 use p2pchat_protocol::{Frame, FrameDecoder, Msg, Role, VERSION};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 #[derive(Parser)]
 #[command(
     name = "p2pchat-bench",
     version,
-    about = "p2pchat measurements over loopback"
+    about = "p2pchat measurements over loopback and in the simulator"
 )]
 struct Args {
     #[command(subcommand)]
@@ -53,6 +64,45 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Flooding cost in the simulator: frames per message against the n-1 bound.
+    SimFlood {
+        /// Room sizes (peers), comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [8, 32, 128, 512])]
+        peers: Vec<usize>,
+        /// Overlay degrees, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [2, 3, 4, 6])]
+        degrees: Vec<usize>,
+        /// Messages per room, each from a random member.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// The simulation seed (default: `SIM_SEED`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Presence at scale in the simulator: logins, heartbeats, false expiries.
+    SimPresence {
+        /// Peers.
+        #[arg(long, default_value_t = 10_000)]
+        peers: usize,
+        /// Virtual minutes of heartbeats after everyone is logged in.
+        #[arg(long, default_value_t = 3)]
+        minutes: u64,
+        /// Probability that a heartbeat datagram is lost.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Largest extra delay of a datagram, in ms (uniform from 0).
+        #[arg(long, default_value_t = 2)]
+        jitter_ms: u64,
+        /// The simulation seed (default: `SIM_SEED`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -71,6 +121,21 @@ fn run(args: Args) -> anyhow::Result<()> {
             rate,
             seconds,
         } => login_stall(registry_bin, iterations, logins, rate, seconds),
+        Scenario::SimFlood {
+            peers,
+            degrees,
+            messages,
+            seed,
+            json,
+        } => sim_flood(&peers, &degrees, messages, seed, json),
+        Scenario::SimPresence {
+            peers,
+            minutes,
+            loss,
+            jitter_ms,
+            seed,
+            json,
+        } => sim_presence(peers, minutes, loss, jitter_ms, seed, json),
     }
 }
 
@@ -332,5 +397,179 @@ fn login_stall(
         "logins completed during the busy phase: {n} ({:.1}/s, each a full PBKDF2 verify)",
         n as f64 / elapsed.as_secs_f64()
     );
+    Ok(())
+}
+
+fn sim_seed(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| sim::seed_from_env(1))
+}
+
+fn sim_flood(
+    peers: &[usize],
+    degrees: &[usize],
+    messages: usize,
+    seed: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let seed = sim_seed(seed);
+    if !json {
+        println!("sim-flood: seed {seed}, {messages} messages per room from random members");
+        println!(
+            "| n | d | mean nbrs | links L | frames/msg | n-1 | ratio | 2L-(n-1) | dups/msg | max hops | mean hops | exactly once | setup (real) | flood (real) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    }
+    let mut all_ok = true;
+    for &n in peers {
+        for &d in degrees {
+            let t = Instant::now();
+            let mut config = sim::SimConfig::new(seed);
+            config.keep_event = scenario::scenario_events;
+            let mut w = sim::World::new(config);
+            let limit = Duration::from_secs(600);
+            let ids = scenario::add_users(&mut w, n, d, limit).map_err(anyhow::Error::msg)?;
+            scenario::form_room(&mut w, &ids, "flood", limit).map_err(anyhow::Error::msg)?;
+            let setup = t.elapsed();
+            w.track_hops("flood");
+            let t = Instant::now();
+            let mut rng = StdRng::seed_from_u64(seed ^ 0xf100d);
+            let r = scenario::flood(
+                &mut w,
+                &ids,
+                "flood",
+                d,
+                messages,
+                Duration::from_millis(10),
+                &mut rng,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let flood_wall = t.elapsed();
+            all_ok &= r.exactly_once;
+            let m = r.messages.max(1) as f64;
+            let per_msg = r.frames as f64 / m;
+            let bound = r.peers.saturating_sub(1);
+            let tree_excess = 2.0 * r.links - bound as f64;
+            if r.one_way > 0 {
+                eprintln!("  n={n} d={d}: {} one-way overlay links", r.one_way);
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "peers": r.peers, "degree": d, "messages": r.messages, "seed": seed,
+                        "frames": r.frames, "frames_per_message": per_msg,
+                        "lower_bound": bound, "ratio": per_msg / bound.max(1) as f64,
+                        "links": r.links, "one_way_links": r.one_way,
+                        "two_links_minus_bound": tree_excess,
+                        "duplicates_per_message": r.duplicates as f64 / m,
+                        "delivered": r.delivered,
+                        "mean_neighbours": r.mean_neighbours, "max_neighbours": r.max_neighbours,
+                        "max_hops": r.max_hops, "mean_hops": r.mean_hops,
+                        "exactly_once": r.exactly_once, "problems": r.problems,
+                        "virtual_s": r.virtual_time.as_secs_f64(),
+                        "setup_wall_s": setup.as_secs_f64(), "flood_wall_s": flood_wall.as_secs_f64(),
+                        "steps": w.steps(), "trace_hash": format!("{:016x}", w.trace_hash()),
+                    })
+                );
+            } else {
+                println!(
+                    "| {n} | {d} | {:.2} (max {}) | {} | {per_msg:.1} | {bound} | {:.2} | {tree_excess:.0} | {:.1} | {} | {:.2} | {} | {:.2} s | {:.2} s |",
+                    r.mean_neighbours,
+                    r.max_neighbours,
+                    r.links,
+                    per_msg / bound.max(1) as f64,
+                    r.duplicates as f64 / m,
+                    r.max_hops,
+                    r.mean_hops,
+                    if r.exactly_once { "yes" } else { "NO" },
+                    setup.as_secs_f64(),
+                    flood_wall.as_secs_f64(),
+                );
+                for p in &r.problems {
+                    eprintln!("  n={n} d={d}: {p}");
+                }
+            }
+        }
+    }
+    if !all_ok {
+        bail!("some member did not show some message exactly once (seed {seed})");
+    }
+    Ok(())
+}
+
+fn sim_presence(
+    peers: usize,
+    minutes: u64,
+    loss: f64,
+    jitter_ms: u64,
+    seed: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use p2pchat_registry::{Event, OfflineReason};
+    let seed = sim_seed(seed);
+    let mut config = sim::SimConfig::new(seed);
+    config.net.jitter = Duration::from_millis(jitter_ms);
+    config.keep_event = |e| matches!(e, p2pchat_peer::NodeEvent::Error { .. });
+    config.check_every = Duration::from_millis(10);
+    let mut w = sim::World::new(config);
+    let t = Instant::now();
+    let ids = scenario::add_users(&mut w, peers, 4, Duration::from_secs(600))
+        .map_err(anyhow::Error::msg)?;
+    let login_virtual = w.elapsed();
+    let login_wall = t.elapsed();
+    w.set_udp_loss(loss);
+    let hb_before = w.registry().stats().heartbeats;
+    let t = Instant::now();
+    w.run_for(Duration::from_secs(60 * minutes));
+    let run_wall = t.elapsed();
+    let expired = |e: &sim::RegistryEvent| {
+        matches!(
+            e.event,
+            Event::Offline {
+                why: OfflineReason::Expired,
+                ..
+            }
+        )
+    };
+    // Every peer is alive throughout, so every expiry is a false one.
+    let false_expiries = w.registry_events().iter().filter(|e| expired(e)).count();
+    let online = w.registry().online_count();
+    let heartbeats = w.registry().stats().heartbeats - hb_before;
+    let net = w.net_stats();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "peers": ids.len(), "minutes": minutes, "udp_loss": loss, "seed": seed,
+                "jitter_ms": jitter_ms,
+                "login_virtual_s": login_virtual.as_secs_f64(), "login_wall_s": login_wall.as_secs_f64(),
+                "run_wall_s": run_wall.as_secs_f64(), "heartbeats": heartbeats,
+                "datagrams_lost": net.datagrams_lost, "false_expiries": false_expiries,
+                "online_at_end": online, "steps": w.steps(), "store_commits": w.store_commits(),
+                "trace_hash": format!("{:016x}", w.trace_hash()),
+            })
+        );
+    } else {
+        println!(
+            "sim-presence: seed {seed}, {peers} peers, udp loss {loss}, jitter 0-{jitter_ms} ms"
+        );
+        println!(
+            "logins: all {} logged in after {:.2} s virtual, {:.2} s real ({} store commits)",
+            ids.len(),
+            login_virtual.as_secs_f64(),
+            login_wall.as_secs_f64(),
+            w.store_commits()
+        );
+        println!(
+            "heartbeats: {minutes} virtual min in {:.2} s real; {heartbeats} received, {} lost",
+            run_wall.as_secs_f64(),
+            net.datagrams_lost
+        );
+        println!(
+            "false expiries: {false_expiries}; online at the end: {online} of {}; {} steps",
+            ids.len(),
+            w.steps()
+        );
+    }
     Ok(())
 }

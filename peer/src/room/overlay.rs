@@ -56,7 +56,9 @@ pub fn successor(me: &str, online: &BTreeSet<String>) -> Option<String> {
         .cloned()
 }
 
-/// Most links a peer keeps in one room, inbound included.
+/// Most neighbours a peer lets *others* add in one room: a link request beyond this is refused.
+/// A peer's own requests are not counted against it (its ring successor must always be
+/// reachable), so a peer can end up with more, as the flooding-cost table shows.
 pub fn max_links(degree: usize) -> usize {
     2 * degree + 2
 }
