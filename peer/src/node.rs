@@ -261,7 +261,7 @@ impl Node {
         match outcome {
             Outcome::ChatSearch { query, result } => self.handle_chat_search(now, query, result),
             Outcome::RoomCreated { room } => self.room_created(room),
-            Outcome::RoomJoined { room, peers } => self.room_joined(now, room, peers),
+            Outcome::RoomJoined { room, peers, reply } => self.room_joined(now, room, peers, reply),
             Outcome::RoomLeft { room } => self.room_left(now, room),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
             Outcome::SessionEnded => self.forget_rooms(now),

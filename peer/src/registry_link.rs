@@ -83,6 +83,8 @@ pub(crate) enum Outcome {
     RoomJoined {
         room: String,
         peers: Vec<p2pchat_protocol::PeerInfo>,
+        /// The answer to the user's own `/join` (not a push at login or resume).
+        reply: bool,
     },
     /// `/leave` succeeded.
     RoomLeft { room: String },
@@ -349,9 +351,11 @@ impl RegistryLink {
                 Msg::Error { message, .. } => event(out, NodeEvent::error(message)),
                 Msg::Welcome { name, .. } => self.handle_welcome(now, &name, config, out),
                 Msg::Room { room, event } => outcomes.push(Outcome::RoomEvent { room, event }),
-                Msg::RoomJoined { room, peers } => {
-                    outcomes.push(Outcome::RoomJoined { room, peers })
-                }
+                Msg::RoomJoined { room, peers } => outcomes.push(Outcome::RoomJoined {
+                    room,
+                    peers,
+                    reply: false,
+                }),
                 other => debug!("registry event ignored: {}", other.kind_name()),
             }
             return;
@@ -482,7 +486,11 @@ impl RegistryLink {
             }
             (Request::CreateRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomCreated { room }),
             (Request::JoinRoom, Msg::RoomJoined { room, peers }) => {
-                outcomes.push(Outcome::RoomJoined { room, peers })
+                outcomes.push(Outcome::RoomJoined {
+                    room,
+                    peers,
+                    reply: true,
+                })
             }
             (Request::LeaveRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomLeft { room }),
             (Request::Members, Msg::MemberList { room, members }) => {

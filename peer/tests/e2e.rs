@@ -7,6 +7,10 @@
 // These tests run real processes against the real clock: timeouts need `Instant::now`.
 #![allow(clippy::disallowed_methods)]
 
+/// Rooms: overlays, flooding, membership and roles, persistence.
+#[path = "e2e/rooms.rs"]
+mod rooms;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -37,7 +41,29 @@ fn registry_binary() -> &'static Path {
             Some(other) => other,
         };
         let bin = profile_dir.join("p2pchat-registry");
-        let status = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        // `cargo test` runs us with the variables it sets for the package under test
+        // (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build scripts that watch one of them (ring's
+        // does, for CARGO_MANIFEST_DIR) would see a change and rebuild, and the next plain
+        // `cargo build` would rebuild again: pass the build our caller's environment instead.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let set_by_cargo_for_us = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_BIN_",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .iter()
+            .any(|p| key.starts_with(p));
+            if set_by_cargo_for_us {
+                cargo.env_remove(&*key);
+            }
+        }
+        let status = cargo
             .args([
                 "build",
                 "-p",
@@ -246,19 +272,26 @@ impl Registry {
     }
 
     fn peer(&self, name: &str, extra: &[&str]) -> Proc {
-        let mut p = Proc::spawn(
-            name,
-            Command::new(env!("CARGO_BIN_EXE_p2pchat"))
-                .args([
-                    "--registry",
-                    &self.tcp.to_string(),
-                    "--listen",
-                    "127.0.0.1:0",
-                ])
-                .args(extra)
-                .env_remove("RUST_LOG")
-                .env_remove("NO_COLOR"),
-        );
+        self.peer_logging(name, extra, None)
+    }
+
+    /// A peer with `RUST_LOG` set to `log` (none when `None`); its stderr is kept in the
+    /// [`Proc`] for failure reports.
+    fn peer_logging(&self, name: &str, extra: &[&str], log: Option<&str>) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2pchat"));
+        cmd.args([
+            "--registry",
+            &self.tcp.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env_remove("NO_COLOR");
+        match log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let mut p = Proc::spawn(name, &mut cmd);
         p.expect_with("connected to the registry", WAIT, |l| {
             l.contains("Connected to registry at ")
         });
@@ -267,7 +300,12 @@ impl Registry {
 
     /// A peer registered and logged in as `name`.
     fn user(&self, name: &str, extra: &[&str]) -> Proc {
-        let mut p = self.peer(name, extra);
+        self.user_logging(name, extra, None)
+    }
+
+    /// [`Registry::user`] with `RUST_LOG` set as in [`Registry::peer_logging`].
+    fn user_logging(&self, name: &str, extra: &[&str], log: Option<&str>) -> Proc {
+        let mut p = self.peer_logging(name, extra, log);
         p.send(&format!("/register {name} {PASSWORD}"));
         p.expect(&format!("Registered {name}"));
         p.send(&format!("/login {name} {PASSWORD}"));
@@ -466,9 +504,12 @@ fn invalid_commands_print_one_error_and_keep_running() {
         ("/chat b@d", "error: invalid username: b@d"),
         (
             "hello?",
-            "error: no current chat: use /chat NAME, or /focus NAME",
+            "error: no current chat or room: use /chat NAME, /join ROOM or /focus",
         ),
-        ("/join lobby", "error: rooms are not supported yet"),
+        ("/join lobby", "error: not logged in"),
+        ("/say lobby hi", "error: not logged in"),
+        ("/kick lobby", "error: usage: /kick ROOM NAME"),
+        ("/create r#1", "error: invalid room name: r#1"),
     ];
     for (line, want) in cases {
         alice.send(line);

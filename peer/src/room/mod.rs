@@ -171,7 +171,13 @@ impl Node {
 
     /// We are in `room` with these online members: a join reply, or (`pushed`) the registry's
     /// list of our rooms at login or resume.
-    pub(crate) fn room_joined(&mut self, now: Instant, room: String, peers: Vec<PeerInfo>) {
+    pub(crate) fn room_joined(
+        &mut self,
+        now: Instant,
+        room: String,
+        peers: Vec<PeerInfo>,
+        reply: bool,
+    ) {
         if let Some(pushed) = &mut self.rooms.sync {
             pushed.insert(room.clone());
         }
@@ -181,8 +187,20 @@ impl Node {
             .filter(|p| Some(p.name.as_str()) != me.as_deref())
             .collect();
         if let Some(r) = self.rooms.rooms.get_mut(&room) {
-            // Already in it (a re-join after a reconnect): refresh the view, keep good links.
-            r.online = peers.into_iter().map(|p| (p.name, p.addr)).collect();
+            // Already in it: a re-join after a reconnect (or a `/join` of a room we are in).
+            // After a registry restart the members resume one by one, so this list may lack
+            // members that are alive and linked to us: a neighbour whose peer link is up stays
+            // (an `offline`, `left` or `kicked` event, or the link's loss, removes it later).
+            let mut online: BTreeMap<String, SocketAddr> =
+                peers.into_iter().map(|p| (p.name, p.addr)).collect();
+            for n in &r.neighbors {
+                if let (false, Some(addr)) = (online.contains_key(n), r.online.get(n)) {
+                    if self.links.is_ready(n) {
+                        online.insert(n.clone(), *addr);
+                    }
+                }
+            }
+            r.online = online;
             let stale: Vec<String> = r
                 .neighbors
                 .iter()
@@ -194,6 +212,9 @@ impl Node {
                 self.drop_neighbor(now, &room, &n, true);
             }
             self.refresh_room(now, &room);
+            if reply {
+                self.event(NodeEvent::RoomJoined { room });
+            }
             return;
         }
         let mut r = Room::new(peers);
@@ -401,6 +422,7 @@ impl Node {
     }
 
     fn send_room_link(&mut self, room: &str, name: &str) {
+        debug!("room {room}: asking {name} to link");
         self.links.set_idle(name, None);
         let msg = Msg::RoomLink {
             room: room.to_string(),
@@ -418,6 +440,7 @@ impl Node {
         if !was {
             return;
         }
+        debug!("room {room}: unlinking {name} (telling it: {tell})");
         if tell {
             let msg = Msg::RoomUnlink {
                 room: room.to_string(),
@@ -515,6 +538,7 @@ impl Node {
             self.release_link(now, &from, false);
             return;
         }
+        debug!("room {room}: linked with {from}");
         self.links.set_idle(&from, None);
         let announce = self
             .rooms
