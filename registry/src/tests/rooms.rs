@@ -291,7 +291,16 @@ fn login_and_resume_push_the_users_rooms() {
     let a = h.connect(31);
     h.send(a, Frame::new(99, super::login("alice", "password1")));
     let frames = h.take(a);
-    assert!(matches!(frames[0], Frame { id: 99, msg: Msg::LoggedIn { .. } }), "{frames:?}");
+    assert!(
+        matches!(
+            frames[0],
+            Frame {
+                id: 99,
+                msg: Msg::LoggedIn { .. }
+            }
+        ),
+        "{frames:?}"
+    );
     let pushed: Vec<(String, Vec<String>)> = frames[1..]
         .iter()
         .map(|f| match f {
@@ -304,6 +313,9 @@ fn login_and_resume_push_the_users_rooms() {
         .collect();
     assert_eq!(
         pushed,
-        [("r1".to_string(), vec!["bob".to_string()]), ("r2".to_string(), vec![])]
+        [
+            ("r1".to_string(), vec!["bob".to_string()]),
+            ("r2".to_string(), vec![])
+        ]
     );
 }
