@@ -32,17 +32,6 @@ fn token_hash(token: &[u8]) -> [u8; 32] {
 }
 
 impl Registry {
-    fn state(&self, conn: ConnId) -> Option<ConnState> {
-        self.conns.get(&conn).map(|c| c.state)
-    }
-
-    fn logged_in(&self, conn: ConnId) -> Option<(AccountId, u64)> {
-        match self.state(conn)? {
-            ConnState::LoggedIn { account, session } => Some((account, session)),
-            _ => None,
-        }
-    }
-
     /// Takes a token from the password-attempt bucket of the connection's source, or answers
     /// "rate limited" and returns false.
     fn allow_auth(&mut self, now: Instant, conn: ConnId, id: u32, resume: bool) -> bool {
@@ -81,15 +70,6 @@ impl Registry {
             return false;
         }
         self.allow_auth(now, conn, id, resume)
-    }
-
-    fn busy(&mut self, conn: ConnId, id: u32) {
-        self.stats.busy += 1;
-        self.reply_error(conn, id, status::BUSY, status::message(status::BUSY));
-    }
-
-    fn error(&mut self, conn: ConnId, id: u32, code: u16) {
-        self.reply_error(conn, id, code, status::message(code));
     }
 
     pub(crate) fn handle_register(
@@ -244,8 +224,8 @@ impl Registry {
         if self.presence.session_of(account).is_some() || self.starting.contains(&account) {
             return self.error(conn, id, status::ALREADY_ONLINE);
         }
-        if self.stores_in_flight >= self.config.max_pending_stores {
-            return self.busy(conn, id);
+        if !self.store_capacity_ok(conn, id) {
+            return;
         }
         let mut token = vec![0u8; 32];
         self.rng.fill_bytes(&mut token);
@@ -361,8 +341,8 @@ impl Registry {
     }
 
     pub(crate) fn handle_search(&mut self, conn: ConnId, id: u32, name: &str) {
-        if self.logged_in(conn).is_none() {
-            return self.error(conn, id, status::NOT_LOGGED_IN);
+        if self.require_login(conn, id).is_none() {
+            return;
         }
         let presence = match self.accounts.by_name(name) {
             None => Where::NotFound,
@@ -379,8 +359,8 @@ impl Registry {
     }
 
     pub(crate) fn handle_list_online(&mut self, conn: ConnId, id: u32, after: &str, limit: u16) {
-        if self.logged_in(conn).is_none() {
-            return self.error(conn, id, status::NOT_LOGGED_IN);
+        if self.require_login(conn, id).is_none() {
+            return;
         }
         let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
         let limit = usize::from(limit.min(self.config.max_page));
@@ -389,8 +369,8 @@ impl Registry {
     }
 
     pub(crate) fn handle_rename(&mut self, conn: ConnId, id: u32, name: String) {
-        let Some((account, _)) = self.logged_in(conn) else {
-            return self.error(conn, id, status::NOT_LOGGED_IN);
+        let Some(account) = self.require_login(conn, id) else {
+            return;
         };
         if !is_valid_name(&name) {
             return self.error(conn, id, status::INVALID_NAME);
@@ -401,8 +381,8 @@ impl Registry {
         if self.accounts.is_taken(&name) {
             return self.error(conn, id, status::NAME_TAKEN);
         }
-        if self.stores_in_flight >= self.config.max_pending_stores {
-            return self.busy(conn, id);
+        if !self.store_capacity_ok(conn, id) {
+            return;
         }
         self.accounts.reserve(&name);
         self.submit_store(
@@ -436,9 +416,9 @@ impl Registry {
                 },
                 HashResult::Derived(hash),
             ) => {
-                if self.stores_in_flight >= self.config.max_pending_stores {
+                if !self.store_capacity_ok(conn, req) {
                     self.accounts.release(&name);
-                    return self.busy(conn, req);
+                    return;
                 }
                 let created_ms = self.wall_ms(_now);
                 self.submit_store(

@@ -622,6 +622,47 @@ impl Registry {
         );
     }
 
+    pub(crate) fn state(&self, conn: ConnId) -> Option<ConnState> {
+        self.conns.get(&conn).map(|c| c.state)
+    }
+
+    /// The account and session of a logged-in connection.
+    pub(crate) fn logged_in(&self, conn: ConnId) -> Option<(AccountId, u64)> {
+        match self.state(conn)? {
+            ConnState::LoggedIn { account, session } => Some((account, session)),
+            _ => None,
+        }
+    }
+
+    /// The account of a logged-in connection; otherwise answers "not logged in".
+    pub(crate) fn require_login(&mut self, conn: ConnId, id: u32) -> Option<AccountId> {
+        let account = self.logged_in(conn).map(|(account, _)| account);
+        if account.is_none() {
+            self.error(conn, id, status::NOT_LOGGED_IN);
+        }
+        account
+    }
+
+    /// Answers a request with `code` and its default message.
+    pub(crate) fn error(&mut self, conn: ConnId, id: u32, code: u16) {
+        self.reply_error(conn, id, code, status::message(code));
+    }
+
+    /// Answers a request with "busy, try again" and counts it.
+    pub(crate) fn busy(&mut self, conn: ConnId, id: u32) {
+        self.stats.busy += 1;
+        self.error(conn, id, status::BUSY);
+    }
+
+    /// Whether another store job may be queued; if not, answers "busy" and returns false.
+    pub(crate) fn store_capacity_ok(&mut self, conn: ConnId, id: u32) -> bool {
+        if self.stores_in_flight >= self.config.max_pending_stores {
+            self.busy(conn, id);
+            return false;
+        }
+        true
+    }
+
     pub(crate) fn event(&mut self, event: Event) {
         self.outbox.push_back(Output::Event(event));
     }

@@ -12,7 +12,7 @@ use p2pchat_protocol::names::is_valid_name;
 use p2pchat_protocol::{status, Frame, MemberInfo, Msg, PeerInfo, RoomEvent, RoomInfo};
 
 use crate::io::ConnId;
-use crate::registry::{ConnState, Pending, Registry};
+use crate::registry::{Pending, Registry};
 use crate::store::{
     AccountId, Role, RoomId, Snapshot, StoreDone, StoreError, StoreOk, StoreRequest,
 };
@@ -118,37 +118,12 @@ impl Registry {
         id: u32,
         room: &str,
     ) -> Option<(AccountId, RoomId)> {
-        let account = match self.conns.get(&conn).map(|c| c.state) {
-            Some(ConnState::LoggedIn { account, .. }) => account,
-            _ => {
-                self.reply_error(
-                    conn,
-                    id,
-                    status::NOT_LOGGED_IN,
-                    status::message(status::NOT_LOGGED_IN),
-                );
-                return None;
-            }
-        };
+        let account = self.require_login(conn, id)?;
         let Some(room_id) = self.rooms.id(room) else {
-            self.reply_error(
-                conn,
-                id,
-                status::NO_SUCH_ROOM,
-                status::message(status::NO_SUCH_ROOM),
-            );
+            self.error(conn, id, status::NO_SUCH_ROOM);
             return None;
         };
         Some((account, room_id))
-    }
-
-    fn store_capacity_ok(&mut self, conn: ConnId, id: u32) -> bool {
-        if self.stores_in_flight >= self.config.max_pending_stores {
-            self.stats.busy += 1;
-            self.reply_error(conn, id, status::BUSY, status::message(status::BUSY));
-            return false;
-        }
-        true
     }
 
     pub(crate) fn handle_room_request(&mut self, now: Instant, conn: ConnId, id: u32, msg: Msg) {
@@ -167,32 +142,14 @@ impl Registry {
     }
 
     fn handle_create_room(&mut self, now: Instant, conn: ConnId, id: u32, room: String) {
-        let account = match self.conns.get(&conn).map(|c| c.state) {
-            Some(ConnState::LoggedIn { account, .. }) => account,
-            _ => {
-                return self.reply_error(
-                    conn,
-                    id,
-                    status::NOT_LOGGED_IN,
-                    status::message(status::NOT_LOGGED_IN),
-                )
-            }
+        let Some(account) = self.require_login(conn, id) else {
+            return;
         };
         if !is_valid_name(&room) {
-            return self.reply_error(
-                conn,
-                id,
-                status::INVALID_ROOM_NAME,
-                status::message(status::INVALID_ROOM_NAME),
-            );
+            return self.error(conn, id, status::INVALID_ROOM_NAME);
         }
         if self.rooms.by_name.contains_key(&room) || self.rooms.reserved.contains(&room) {
-            return self.reply_error(
-                conn,
-                id,
-                status::ROOM_EXISTS,
-                status::message(status::ROOM_EXISTS),
-            );
+            return self.error(conn, id, status::ROOM_EXISTS);
         }
         if !self.store_capacity_ok(conn, id) {
             return;
@@ -215,16 +172,8 @@ impl Registry {
     }
 
     fn handle_list_rooms(&mut self, conn: ConnId, id: u32, after: &str, limit: u16) {
-        if !matches!(
-            self.conns.get(&conn).map(|c| c.state),
-            Some(ConnState::LoggedIn { .. })
-        ) {
-            return self.reply_error(
-                conn,
-                id,
-                status::NOT_LOGGED_IN,
-                status::message(status::NOT_LOGGED_IN),
-            );
+        if self.require_login(conn, id).is_none() {
+            return;
         }
         let limit = usize::from(if limit == 0 {
             100
@@ -324,12 +273,7 @@ impl Registry {
             .get(&room_id)
             .is_some_and(|r| r.members.contains_key(&account))
         {
-            return self.reply_error(
-                conn,
-                id,
-                status::NOT_A_MEMBER,
-                status::message(status::NOT_A_MEMBER),
-            );
+            return self.error(conn, id, status::NOT_A_MEMBER);
         }
         if !self.store_capacity_ok(conn, id) {
             return;
@@ -393,20 +337,10 @@ impl Registry {
             return;
         };
         if !r.members.contains_key(&account) {
-            return self.reply_error(
-                conn,
-                id,
-                status::NOT_A_MEMBER,
-                status::message(status::NOT_A_MEMBER),
-            );
+            return self.error(conn, id, status::NOT_A_MEMBER);
         }
         if !r.is_admin(account) {
-            return self.reply_error(
-                conn,
-                id,
-                status::NOT_ADMIN,
-                status::message(status::NOT_ADMIN),
-            );
+            return self.error(conn, id, status::NOT_ADMIN);
         }
         let target = self
             .accounts
@@ -414,12 +348,7 @@ impl Registry {
             .map(|a| a.id)
             .filter(|t| r.members.contains_key(t));
         let Some(target) = target else {
-            return self.reply_error(
-                conn,
-                id,
-                status::USER_NOT_IN_ROOM,
-                status::message(status::USER_NOT_IN_ROOM),
-            );
+            return self.error(conn, id, status::USER_NOT_IN_ROOM);
         };
         if !kick && r.is_admin(target) {
             return self.reply(conn, id, Msg::Ok);
@@ -554,18 +483,8 @@ impl Registry {
                         self.rooms.add_member(id, account, Role::Admin, joined_seq);
                         self.reply(conn, req, Msg::Ok);
                     }
-                    Err(StoreError::NameTaken) => self.reply_error(
-                        conn,
-                        req,
-                        status::ROOM_EXISTS,
-                        status::message(status::ROOM_EXISTS),
-                    ),
-                    _ => self.reply_error(
-                        conn,
-                        req,
-                        status::INTERNAL,
-                        status::message(status::INTERNAL),
-                    ),
+                    Err(StoreError::NameTaken) => self.error(conn, req, status::ROOM_EXISTS),
+                    _ => self.error(conn, req, status::INTERNAL),
                 }
             }
             Pending::Join {
@@ -576,12 +495,7 @@ impl Registry {
                 role,
             } => {
                 let Ok(StoreOk::Member { joined_seq }) = done.result else {
-                    return self.reply_error(
-                        conn,
-                        req,
-                        status::INTERNAL,
-                        status::message(status::INTERNAL),
-                    );
+                    return self.error(conn, req, status::INTERNAL);
                 };
                 self.rooms.add_member(room_id, account, role, joined_seq);
                 if let Some(addr) = self.presence.addr_of(account) {
@@ -609,12 +523,7 @@ impl Registry {
                 by,
             } => {
                 if done.result.is_err() {
-                    return self.reply_error(
-                        conn,
-                        req,
-                        status::INTERNAL,
-                        status::message(status::INTERNAL),
-                    );
+                    return self.error(conn, req, status::INTERNAL);
                 }
                 let name = self
                     .accounts
@@ -651,12 +560,7 @@ impl Registry {
             } => {
                 if done.result.is_err() {
                     if let Some((conn, req)) = conn {
-                        self.reply_error(
-                            conn,
-                            req,
-                            status::INTERNAL,
-                            status::message(status::INTERNAL),
-                        );
+                        self.error(conn, req, status::INTERNAL);
                     }
                     return;
                 }
