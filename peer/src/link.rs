@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use log::{debug, info};
 use p2pchat_protocol::{names, status, Frame, FrameDecoder, Msg, Role, VERSION};
 
@@ -399,9 +400,23 @@ impl Links {
 
     /// Sends a frame on the ready link to `name`; false when there is none.
     pub(crate) fn send_to(&self, name: &str, msg: Msg, out: &mut VecDeque<Output>) -> bool {
+        self.send_bytes_to(name, &Frame::event(msg).to_bytes(), out)
+    }
+
+    /// Queues an already encoded frame on the ready link to `name`: flooding encodes a message
+    /// once and hands every neighbour the same (reference-counted) bytes.
+    pub(crate) fn send_bytes_to(
+        &self,
+        name: &str,
+        bytes: &Bytes,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
         match self.by_name.get(name) {
             Some(link) => {
-                send(out, *link, Frame::event(msg));
+                out.push_back(Output::Send {
+                    link: *link,
+                    bytes: bytes.clone(),
+                });
                 true
             }
             None => false,

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
-use p2pchat_protocol::{Msg, PeerInfo, RoomEvent};
+use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent};
 
 use crate::io::NodeEvent;
 use crate::node::Node;
@@ -156,9 +156,10 @@ impl Node {
             sent_ms,
             text: text.clone(),
         };
+        let bytes = Frame::event(msg).to_bytes();
         let neighbors: Vec<String> = r.neighbors.iter().cloned().collect();
         for n in &neighbors {
-            if self.links.send_to(n, msg.clone(), &mut self.out) {
+            if self.links.send_bytes_to(n, &bytes, &mut self.out) {
                 if let Some(r) = self.rooms.rooms.get_mut(&room) {
                     r.stats.frames_sent += 1;
                 }
@@ -591,9 +592,10 @@ impl Node {
             sent_ms,
             text: text.clone(),
         };
+        let bytes = Frame::event(msg).to_bytes();
         let mut sent = 0;
         for n in &forward {
-            if self.links.send_to(n, msg.clone(), &mut self.out) {
+            if self.links.send_bytes_to(n, &bytes, &mut self.out) {
                 sent += 1;
             }
         }
