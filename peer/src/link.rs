@@ -53,10 +53,13 @@ impl FrameReader {
         while let Some(frame) = self.decoder.next_frame()? {
             frames.push(frame);
         }
-        if self.decoder.has_partial() {
-            self.partial_since.get_or_insert(now);
-        } else {
+        // The deadline runs from when the *current* partial frame started: trickling bytes into
+        // one frame does not extend it, but a frame that completed in this push means the
+        // partial one left over started now (a peer streaming steadily is not a slow client).
+        if !self.decoder.has_partial() {
             self.partial_since = None;
+        } else if !frames.is_empty() || self.partial_since.is_none() {
+            self.partial_since = Some(now);
         }
         Ok(frames)
     }
@@ -568,5 +571,43 @@ impl Links {
             .get(name)
             .and_then(|id| self.links.get(id))
             .and_then(|l| l.remote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_frame_deadline_runs_from_the_start_of_the_current_frame() {
+        // Virtual clock anchored at one real instant.
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        let config = Config::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        let frame = Frame::event(Msg::ChatMessage {
+            text: "x".repeat(50),
+        })
+        .to_bytes();
+        let mut r = FrameReader::new(1 << 16);
+        // A partial frame at t0, trickled at t0 + 5 s: the deadline stays t0 + timeout.
+        assert!(r.push(t0, &frame[..10]).unwrap().is_empty());
+        assert!(r
+            .push(t0 + Duration::from_secs(5), &frame[10..20])
+            .unwrap()
+            .is_empty());
+        assert_eq!(r.deadline(&config), Some(t0 + config.frame_timeout));
+        // At t0 + 9 s the frame completes and the next one starts: its deadline is fresh.
+        let t9 = t0 + Duration::from_secs(9);
+        let mut chunk = frame[20..].to_vec();
+        chunk.extend_from_slice(&frame[..10]);
+        assert_eq!(r.push(t9, &chunk).unwrap().len(), 1);
+        assert_eq!(r.deadline(&config), Some(t9 + config.frame_timeout));
+        // The rest arrives: nothing is pending, no deadline.
+        assert_eq!(r.push(t9, &frame[10..]).unwrap().len(), 1);
+        assert_eq!(r.deadline(&config), None);
     }
 }
