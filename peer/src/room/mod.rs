@@ -24,6 +24,7 @@ use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent};
 use crate::io::NodeEvent;
 use crate::node::Node;
 use dedup::{Dedup, MAX_ORIGINS};
+use overlay::Members;
 
 /// Hops a room message may travel. Overlays with the default degree have a diameter far
 /// below this; it only stops a message circulating if dedup state were lost.
@@ -51,7 +52,7 @@ pub struct RoomStats {
 #[derive(Debug)]
 pub(crate) struct Room {
     /// The other online members and their peer listeners.
-    online: BTreeMap<String, SocketAddr>,
+    online: Members,
     /// Confirmed neighbours.
     neighbors: BTreeSet<String>,
     /// Neighbours asked (or to be asked once their link is up), not yet confirmed.
@@ -83,6 +84,59 @@ impl Room {
 
     fn uses(&self, name: &str) -> bool {
         self.neighbors.contains(name) || self.pending.contains(name)
+    }
+
+    /// Whether [`overlay::targets`] would change nothing: the room is larger than the degree,
+    /// we hold at least `degree` links, one of them to our ring successor, and every link we
+    /// opened is among those the overlay keeps (the successor and the first `degree - 1`
+    /// others in name order). In a big room nearly every membership event is about somebody
+    /// else and lands here, checked in O(d log n) without allocating.
+    fn is_settled(&self, me: &str, degree: usize) -> bool {
+        let held = |n: &str| self.retry.contains_key(n);
+        if self.online.len() <= degree + self.retry.len() + 1
+            || self.neighbors.len() + self.pending.len() < degree
+        {
+            return false;
+        }
+        let Some(succ) = self.online.successor(me, held) else {
+            return false;
+        };
+        if !self.uses(succ) {
+            return false;
+        }
+        let candidate = |n: &str| n != me && self.online.contains(n) && !held(n);
+        // The links in name order, each once, as `targets` walks their union.
+        let mut a = self.neighbors.iter().map(String::as_str).peekable();
+        let mut b = self.pending.iter().map(String::as_str).peekable();
+        let linked = std::iter::from_fn(|| match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x == y => {
+                b.next();
+                a.next()
+            }
+            (Some(x), Some(y)) if x < y => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        });
+        let mut kept = 1;
+        let mut last: Option<&str> = None;
+        for n in linked {
+            if kept >= degree {
+                break;
+            }
+            if n != succ && candidate(n) {
+                kept += 1;
+                last = Some(n);
+            }
+        }
+        if kept < degree {
+            // `targets` would draw random members to fill up.
+            return false;
+        }
+        self.initiated
+            .iter()
+            .filter(|n| self.neighbors.contains(*n))
+            .all(|n| n == succ || (candidate(n) && last.is_some_and(|l| n.as_str() <= l)))
     }
 }
 
@@ -192,12 +246,11 @@ impl Node {
             // After a registry restart the members resume one by one, so this list may lack
             // members that are alive and linked to us: a neighbour whose peer link is up stays
             // (an `offline`, `left` or `kicked` event, or the link's loss, removes it later).
-            let mut online: BTreeMap<String, SocketAddr> =
-                peers.into_iter().map(|p| (p.name, p.addr)).collect();
+            let mut online: Members = peers.into_iter().map(|p| (p.name, p.addr)).collect();
             for n in &r.neighbors {
-                if let (false, Some(addr)) = (online.contains_key(n), r.online.get(n)) {
+                if let (false, Some(addr)) = (online.contains(n), r.online.addr(n)) {
                     if self.links.is_ready(n) {
-                        online.insert(n.clone(), *addr);
+                        online.insert(n.clone(), addr);
                     }
                 }
             }
@@ -206,7 +259,7 @@ impl Node {
                 .neighbors
                 .iter()
                 .chain(r.pending.iter())
-                .filter(|n| !r.online.contains_key(*n))
+                .filter(|n| !r.online.contains(n))
                 .cloned()
                 .collect();
             for n in stale {
@@ -337,7 +390,7 @@ impl Node {
                     .rooms
                     .rooms
                     .get(&room)
-                    .and_then(|r| r.online.get(&old).copied());
+                    .and_then(|r| r.online.addr(&old));
                 self.set_online(&room, &old, None);
                 self.drop_neighbor(now, &room, &old, true);
                 if let Some(addr) = addr {
@@ -378,14 +431,13 @@ impl Node {
             return;
         };
         r.retry.retain(|_, until| *until > now);
-        let candidates: BTreeSet<String> = r
-            .online
-            .keys()
-            .filter(|n| !r.retry.contains_key(*n))
-            .cloned()
-            .collect();
+        if r.is_settled(&me, degree) {
+            return;
+        }
+        // O(d log n) per event (see `overlay::targets`): rooms form in linear time.
+        let held: BTreeSet<String> = r.retry.keys().cloned().collect();
         let linked: BTreeSet<String> = r.neighbors.union(&r.pending).cloned().collect();
-        let want = overlay::targets(&me, &candidates, &linked, degree, &mut self.rng);
+        let want = overlay::targets(&me, &r.online, &held, &linked, degree, &mut self.rng);
         let to_add: Vec<String> = want.difference(&linked).cloned().collect();
         // Links we opened that the overlay no longer wants (a room that outgrew its full mesh,
         // say) are dropped, so each peer opens about `degree` links. Links others opened to us
@@ -404,7 +456,7 @@ impl Node {
                 .rooms
                 .rooms
                 .get(room)
-                .and_then(|r| r.online.get(&name).copied())
+                .and_then(|r| r.online.addr(&name))
             else {
                 continue;
             };
@@ -526,7 +578,7 @@ impl Node {
         if r.pending.remove(&from) {
             // Our request crossed theirs, or this is their confirmation.
             r.neighbors.insert(from.clone());
-        } else if r.online.contains_key(&from) && r.neighbors.len() < max {
+        } else if r.online.contains(&from) && r.neighbors.len() < max {
             r.initiated.remove(&from);
             r.neighbors.insert(from.clone());
             let msg = Msg::RoomLink { room: room.clone() };
@@ -652,5 +704,76 @@ impl Node {
     /// Rooms we are in, sorted.
     pub fn joined_rooms(&self) -> Vec<String> {
         self.rooms.rooms.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The fast path must never skip work the full computation would do: whenever
+    /// `is_settled` says so, `targets` wants no new link and no link we opened is pruned.
+    /// Also checks that it does say so in the common case (full links with the successor), so
+    /// the test cannot pass by the fast path never firing.
+    #[test]
+    fn settled_rooms_are_exactly_those_targets_leaves_alone() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut settled = 0;
+        for case in 0..20_000 {
+            let n = rng.random_range(1..30usize);
+            let degree = rng.random_range(1..5usize);
+            let me = format!("m{:02}", rng.random_range(0..30usize));
+            let mut room = Room::new(Vec::new());
+            for i in 0..n {
+                let name = format!("m{i:02}");
+                if name != me && rng.random_bool(0.8) {
+                    room.online.insert(name, addr);
+                }
+            }
+            let mut pick = |rng: &mut StdRng| format!("m{:02}", rng.random_range(0..30usize));
+            for _ in 0..rng.random_range(0..8) {
+                let x = pick(&mut rng);
+                if x == me {
+                    continue;
+                }
+                if rng.random_bool(0.7) {
+                    room.neighbors.insert(x.clone());
+                } else if !room.neighbors.contains(&x) {
+                    room.pending.insert(x.clone());
+                }
+                if rng.random_bool(0.5) {
+                    room.initiated.insert(x);
+                }
+            }
+            if rng.random_bool(0.2) {
+                room.retry.insert(pick(&mut rng), Instant::now());
+            }
+            if !room.is_settled(&me, degree) {
+                continue;
+            }
+            settled += 1;
+            let held: BTreeSet<String> = room.retry.keys().cloned().collect();
+            let linked: BTreeSet<String> = room.neighbors.union(&room.pending).cloned().collect();
+            let want = overlay::targets(&me, &room.online, &held, &linked, degree, &mut rng);
+            assert!(
+                want.is_subset(&linked),
+                "case {case}: settled, yet targets adds {:?} (me {me}, degree {degree}, online {:?}, linked {linked:?}, held {held:?})",
+                want.difference(&linked).collect::<Vec<_>>(),
+                room.online.names().collect::<Vec<_>>()
+            );
+            let pruned: Vec<&String> = room
+                .initiated
+                .iter()
+                .filter(|x| room.neighbors.contains(*x) && !want.contains(*x))
+                .collect();
+            assert!(
+                pruned.is_empty(),
+                "case {case}: settled, yet prunes {pruned:?}"
+            );
+        }
+        assert!(settled > 200, "the fast path fired only {settled} times");
     }
 }

@@ -7,53 +7,175 @@
 //! mesh. Links are symmetric once open, whoever opened them; a peer accepts inbound links up to
 //! `2 * degree + 2` so the ring never starves while random links stay bounded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-/// Whom `me` should link to, given the other online members and its current links.
+/// The other online members of one room, indexed for the two questions the overlay asks on
+/// every membership event: who follows a peer in the ring (an ordered map, O(log n)) and a
+/// member at random (a dense vector, O(1)). Answering them by re-reading the whole member list
+/// made every event O(n), and forming a room of n members O(n²).
+#[derive(Debug, Default, Clone)]
+pub struct Members {
+    by_name: BTreeMap<String, Entry>,
+    /// Every member once, in no particular order; `Entry::slot` is the index here.
+    dense: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    addr: SocketAddr,
+    slot: usize,
+}
+
+impl Members {
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.dense.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.dense.is_empty()
+    }
+
+    /// Whether `name` is a member.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// The peer listener of `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.by_name.get(name).map(|e| e.addr)
+    }
+
+    /// Adds `name`, or updates its address.
+    pub fn insert(&mut self, name: String, addr: SocketAddr) {
+        if let Some(e) = self.by_name.get_mut(&name) {
+            e.addr = addr;
+            return;
+        }
+        let slot = self.dense.len();
+        self.dense.push(name.clone());
+        self.by_name.insert(name, Entry { addr, slot });
+    }
+
+    /// Removes `name`, returning its address.
+    pub fn remove(&mut self, name: &str) -> Option<SocketAddr> {
+        let e = self.by_name.remove(name)?;
+        self.dense.swap_remove(e.slot);
+        // The last member moved into the freed slot: point its entry there.
+        if let Some(moved) = self.dense.get(e.slot) {
+            if let Some(m) = self.by_name.get_mut(moved) {
+                m.slot = e.slot;
+            }
+        }
+        Some(e.addr)
+    }
+
+    /// Member names in name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// The next member after `me` in name order that `held` does not hold back, wrapping
+    /// around. O(log n + |held|).
+    pub fn successor(&self, me: &str, held: impl Fn(&str) -> bool) -> Option<&str> {
+        let after = self.by_name.range::<str, _>((Excluded(me), Unbounded));
+        let before = self.by_name.range::<str, _>((Unbounded, Included(me)));
+        after
+            .chain(before)
+            .map(|(n, _)| n.as_str())
+            .find(|n| *n != me && !held(n))
+    }
+
+    /// A member chosen uniformly at random.
+    pub fn random(&self, rng: &mut impl Rng) -> Option<&str> {
+        self.dense.choose(rng).map(String::as_str)
+    }
+}
+
+impl FromIterator<(String, SocketAddr)> for Members {
+    fn from_iter<I: IntoIterator<Item = (String, SocketAddr)>>(iter: I) -> Members {
+        let mut m = Members::default();
+        for (name, addr) in iter {
+            m.insert(name, addr);
+        }
+        m
+    }
+}
+
+/// Whom `me` should link to, given the room's online members, the members `held` back for
+/// now (a failed or refused link), and its current links.
 ///
-/// Keeps every current link that is still a member (churn costs nothing for links that are
-/// fine), adds the ring successor, then random members until `degree` links are wanted.
+/// Keeps every current link that is still a candidate (churn costs nothing for links that are
+/// fine), adds the ring successor, then random candidates until `degree` links are wanted.
+/// Costs O(d log n + |held|) once the room is larger than a few times the degree: random
+/// members are drawn from [`Members::random`] and redrawn on a clash, which is rare then.
 pub fn targets(
     me: &str,
-    online: &BTreeSet<String>,
+    online: &Members,
+    held: &BTreeSet<String>,
     linked: &BTreeSet<String>,
     degree: usize,
     rng: &mut impl Rng,
 ) -> BTreeSet<String> {
-    let others: Vec<&String> = online.iter().filter(|n| n.as_str() != me).collect();
-    if others.len() <= degree {
-        return others.into_iter().cloned().collect();
+    let degree = degree.max(1);
+    let is_candidate = |n: &str| n != me && online.contains(n) && !held.contains(n);
+    let excluded = held.iter().filter(|n| online.contains(n)).count()
+        + usize::from(online.contains(me) && !held.contains(me));
+    let candidates = online.len() - excluded;
+    if candidates <= degree {
+        return online
+            .names()
+            .filter(|n| is_candidate(n))
+            .map(str::to_string)
+            .collect();
     }
     let mut want: BTreeSet<String> = BTreeSet::new();
-    if let Some(s) = successor(me, online) {
-        want.insert(s);
+    if let Some(s) = online.successor(me, |n| held.contains(n)) {
+        want.insert(s.to_string());
     }
     for l in linked {
-        if want.len() >= degree.max(1) {
+        if want.len() >= degree {
             break;
         }
-        if online.contains(l) && l != me {
+        if is_candidate(l) {
             want.insert(l.clone());
         }
     }
-    let candidates: Vec<&String> = others.into_iter().filter(|n| !want.contains(*n)).collect();
     let missing = degree.saturating_sub(want.len());
-    for pick in candidates.choose_multiple(rng, missing) {
-        want.insert((*pick).clone());
+    let spare = candidates - want.len();
+    if missing == 0 {
+        return want;
+    }
+    if spare >= 4 * missing {
+        // At least three draws in four hit a spare candidate, so this bound is reached only
+        // with vanishing probability; the scan below finishes the job if it ever is.
+        let mut draws = 16 + 8 * missing;
+        while want.len() < degree && draws > 0 {
+            draws -= 1;
+            if let Some(n) = online.random(rng) {
+                if is_candidate(n) && !want.contains(n) {
+                    want.insert(n.to_string());
+                }
+            }
+        }
+    }
+    let missing = degree.saturating_sub(want.len());
+    if missing > 0 {
+        let rest: Vec<&str> = online
+            .names()
+            .filter(|n| is_candidate(n) && !want.contains(*n))
+            .collect();
+        for pick in rest.choose_multiple(rng, missing) {
+            want.insert((*pick).to_string());
+        }
     }
     want
-}
-
-/// The next online member after `me` in name order, wrapping around.
-pub fn successor(me: &str, online: &BTreeSet<String>) -> Option<String> {
-    online
-        .range::<str, _>((std::ops::Bound::Excluded(me), std::ops::Bound::Unbounded))
-        .find(|n| n.as_str() != me)
-        .or_else(|| online.iter().find(|n| n.as_str() != me))
-        .cloned()
 }
 
 /// Most neighbours a peer lets *others* add in one room: a link request beyond this is refused.
@@ -70,15 +192,20 @@ mod tests {
     use rand::SeedableRng;
     use std::collections::{HashMap, VecDeque};
 
-    fn names(n: usize) -> BTreeSet<String> {
-        (0..n).map(|i| format!("p{i:02}")).collect()
+    fn names(n: usize) -> Members {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        (0..n).map(|i| (format!("p{i:02}"), addr)).collect()
+    }
+
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
     }
 
     #[test]
     fn small_rooms_are_a_full_mesh() {
         let mut rng = StdRng::seed_from_u64(1);
         let online = names(4);
-        let t = targets("p00", &online, &BTreeSet::new(), 4, &mut rng);
+        let t = targets("p00", &online, &none(), &none(), 4, &mut rng);
         assert_eq!(
             t,
             ["p01", "p02", "p03"]
@@ -91,9 +218,42 @@ mod tests {
     #[test]
     fn successor_wraps() {
         let online = names(3);
-        assert_eq!(successor("p01", &online).as_deref(), Some("p02"));
-        assert_eq!(successor("p02", &online).as_deref(), Some("p00"));
-        assert_eq!(successor("zzz", &online).as_deref(), Some("p00"));
+        assert_eq!(online.successor("p01", |_| false), Some("p02"));
+        assert_eq!(online.successor("p02", |_| false), Some("p00"));
+        assert_eq!(online.successor("zzz", |_| false), Some("p00"));
+        let held: BTreeSet<String> = ["p02".to_string()].into();
+        assert_eq!(
+            online.successor("p01", |n| held.contains(n)),
+            Some("p00"),
+            "held back: skipped"
+        );
+    }
+
+    /// The index stays consistent with a plain map through random inserts and removes, and a
+    /// random draw is always a member.
+    #[test]
+    fn members_index_matches_a_plain_map() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut m = Members::default();
+        let mut model: std::collections::BTreeMap<String, SocketAddr> = Default::default();
+        for step in 0..5_000u32 {
+            let name = format!("u{}", rng.random_range(0..200u32));
+            let addr: SocketAddr = format!("127.0.0.1:{}", 1000 + step % 50).parse().unwrap();
+            if rng.random_bool(0.55) {
+                m.insert(name.clone(), addr);
+                model.insert(name, addr);
+            } else {
+                assert_eq!(m.remove(&name), model.remove(&name));
+            }
+            assert_eq!(m.len(), model.len());
+            if let Some(r) = m.random(&mut rng) {
+                assert!(model.contains_key(r), "step {step}: drew {r}, not a member");
+            }
+        }
+        assert!(m.names().eq(model.keys().map(String::as_str)));
+        for (n, a) in &model {
+            assert_eq!(m.addr(n), Some(*a));
+        }
     }
 
     /// Churn costs nothing for links that are fine: current links to online members are
@@ -108,7 +268,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         for _ in 0..20 {
-            let t = targets("p00", &online, &linked, 3, &mut rng);
+            let t = targets("p00", &online, &none(), &linked, 3, &mut rng);
             let want: BTreeSet<String> = ["p01", "p05", "p07"]
                 .iter()
                 .map(|s| s.to_string())
@@ -116,11 +276,18 @@ mod tests {
             assert_eq!(t, want);
         }
         for _ in 0..20 {
-            let t = targets("p03", &online, &BTreeSet::new(), 4, &mut rng);
+            let t = targets("p03", &online, &none(), &none(), 4, &mut rng);
             assert_eq!(t.len(), 4);
             assert!(t.contains("p04"), "the successor");
             assert!(!t.contains("p03"), "never itself");
             assert!(t.iter().all(|n| online.contains(n)));
+            let held: BTreeSet<String> = ["p04".to_string()].into();
+            let t = targets("p03", &online, &held, &none(), 4, &mut rng);
+            assert_eq!(t.len(), 4);
+            assert!(
+                t.contains("p05") && !t.contains("p04"),
+                "held back: not wanted"
+            );
         }
     }
 
@@ -137,9 +304,9 @@ mod tests {
                 if round > 0 {
                     // Some members leave; survivors keep their live links and refill.
                     let gone: Vec<String> = online
-                        .iter()
+                        .names()
                         .filter(|_| rng.random_bool(0.2))
-                        .cloned()
+                        .map(str::to_string)
                         .collect();
                     for g in &gone {
                         online.remove(g);
@@ -149,14 +316,15 @@ mod tests {
                         l.retain(|x| online.contains(x));
                     }
                 }
-                for me in online.clone() {
+                let everyone: Vec<String> = online.names().map(str::to_string).collect();
+                for me in everyone {
                     let linked = links.get(&me).cloned().unwrap_or_default();
-                    for t in targets(&me, &online, &linked, 3, &mut rng) {
+                    for t in targets(&me, &online, &none(), &linked, 3, &mut rng) {
                         links.entry(me.clone()).or_default().insert(t.clone());
                         links.entry(t).or_default().insert(me.clone());
                     }
                 }
-                let Some(start) = online.iter().next().cloned() else {
+                let Some(start) = online.names().next().map(str::to_string) else {
                     continue;
                 };
                 let mut seen = BTreeSet::from([start.clone()]);
