@@ -64,6 +64,10 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Stream bytes written to TCP connections.
     pub bytes_out: u64,
+    /// `write` system calls on TCP connections, including those that returned `WouldBlock`.
+    /// Replies sent in one loop iteration share one write per connection, so this grows much
+    /// slower than the number of `send` calls under pipelining.
+    pub writes: u64,
     /// Datagrams received.
     pub datagrams_in: u64,
     /// Datagrams sent in full.

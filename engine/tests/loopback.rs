@@ -186,6 +186,8 @@ fn echo_round_trip(h: &mut Harness, client: &mut TcpStream, conn: ConnId, msg: &
     let got = h.read_exact(conn, msg.len());
     assert_eq!(got, msg);
     assert!(h.reactor.send(conn, &got), "echo send on {conn}");
+    // Output leaves at the end of the iteration: the next turn writes it before polling.
+    h.turn_for(Duration::ZERO);
     let mut back = vec![0; msg.len()];
     client.read_exact(&mut back).expect("client read echo");
     assert_eq!(back, msg);
@@ -232,6 +234,7 @@ fn accept_and_echo_both_directions() {
     peer.write_all(b"pong").expect("peer write");
     assert_eq!(h.read_exact(out, 4), b"pong");
     assert!(h.reactor.send(out, b"ping"));
+    h.reactor.flush();
     let mut buf = [0; 4];
     peer.read_exact(&mut buf).expect("peer read");
     assert_eq!(&buf, b"ping");
@@ -332,6 +335,132 @@ fn close_flushes_queued_data_before_closing() {
     assert!(h.reactor.is_quiescent());
     h.settle();
     h.assert_no_events_for(conn);
+}
+
+/// Splits complete `\n`-terminated requests off the front of `buf`.
+fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+        lines.push(buf.drain(..=end).collect());
+    }
+    lines
+}
+
+/// Nonblocking read of whatever `client` has, appended to `into`; `true` at end of stream.
+fn read_available(client: &mut TcpStream, into: &mut Vec<u8>) -> bool {
+    let mut buf = [0; 4096];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("client read: {e}"),
+        }
+    }
+}
+
+/// Serves a line protocol on `conn`: every complete request `req N` gets `rep N`, all replies
+/// of one iteration sent back to back, until `done` holds.
+fn serve_lines(
+    h: &mut Harness,
+    conn: ConnId,
+    pending: &mut Vec<u8>,
+    mut done: impl FnMut() -> bool,
+) {
+    h.until("the replies", |h| {
+        h.take_received(conn, pending);
+        for line in take_lines(pending) {
+            let reply = [b"rep".as_slice(), &line[3..]].concat();
+            assert!(h.reactor.send(conn, &reply), "reply on {conn}");
+        }
+        done()
+    });
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_with_few_writes() {
+    let mut h = Harness::new(Config::default());
+    let listener = h.reactor.listen(localhost()).expect("listen");
+    let addr = h.reactor.listener_addr(listener).expect("listener addr");
+    let mut client = std_client(addr);
+    let (conn, _) = h.expect_accept();
+    client.set_nonblocking(true).expect("nonblocking");
+
+    // Warm up (one round trip), so only the pipelined burst is counted below.
+    client.write_all(b"req warm\n").expect("write");
+    let mut pending = Vec::new();
+    let mut got = Vec::new();
+    let c = &mut client;
+    serve_lines(&mut h, conn, &mut pending, || {
+        read_available(c, &mut got);
+        got == b"rep warm\n"
+    });
+
+    const N: usize = 16;
+    let requests: Vec<u8> = (0..N)
+        .flat_map(|i| format!("req {i:02}\n").into_bytes())
+        .collect();
+    let expected: Vec<u8> = (0..N)
+        .flat_map(|i| format!("rep {i:02}\n").into_bytes())
+        .collect();
+    let before = h.reactor.stats();
+    // One write: the requests arrive together, as from a pipelining client.
+    client.write_all(&requests).expect("write");
+    let mut got = Vec::new();
+    let c = &mut client;
+    serve_lines(&mut h, conn, &mut pending, || {
+        read_available(c, &mut got);
+        got.len() >= expected.len()
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&expected),
+        "replies out of order or damaged"
+    );
+    let after = h.reactor.stats();
+    let writes = after.writes - before.writes;
+    assert_eq!(after.bytes_out - before.bytes_out, expected.len() as u64);
+    assert!(
+        writes >= 1 && writes <= 4,
+        "{N} replies took {writes} write calls"
+    );
+}
+
+#[test]
+fn the_last_replies_before_close_are_delivered() {
+    let mut h = Harness::new(Config::default());
+    let listener = h.reactor.listen(localhost()).expect("listen");
+    let addr = h.reactor.listener_addr(listener).expect("listener addr");
+    let mut client = std_client(addr);
+    let (conn, _) = h.expect_accept();
+
+    let requests: Vec<u8> = (0..8)
+        .flat_map(|i| format!("req {i}\n").into_bytes())
+        .collect();
+    let expected: Vec<u8> = (0..8)
+        .flat_map(|i| format!("rep {i}\n").into_bytes())
+        .collect();
+    client.write_all(&requests).expect("write");
+    let mut pending = Vec::new();
+    h.until("all requests", |h| {
+        h.take_received(conn, &mut pending);
+        pending.len() >= requests.len()
+    });
+    // Replies and the close in the same iteration, with nothing flushed in between.
+    for line in take_lines(&mut pending) {
+        let reply = [b"rep".as_slice(), &line[3..]].concat();
+        assert!(h.reactor.send(conn, &reply));
+    }
+    h.reactor.close(conn);
+    assert!(!h.reactor.send(conn, b"after close\n"));
+    assert_eq!(h.expect_closed(conn), CloseReason::Local);
+    let mut all = Vec::new();
+    client.read_to_end(&mut all).expect("read to EOF");
+    assert_eq!(
+        String::from_utf8_lossy(&all),
+        String::from_utf8_lossy(&expected)
+    );
+    assert!(h.reactor.is_quiescent());
 }
 
 #[test]
@@ -640,6 +769,7 @@ fn stale_conn_id_is_rejected_after_slot_reuse() {
     h.reactor.abort(old);
     assert!(h.reactor.is_open(new));
     assert!(h.reactor.send(new, b"to the new one"));
+    h.reactor.flush();
     let mut buf = [0; 14];
     new_peer.read_exact(&mut buf).expect("read");
     assert_eq!(&buf, b"to the new one");
