@@ -421,7 +421,7 @@ fn pipelined_requests_are_answered_in_order_with_few_writes() {
     let writes = after.writes - before.writes;
     assert_eq!(after.bytes_out - before.bytes_out, expected.len() as u64);
     assert!(
-        writes >= 1 && writes <= 4,
+        (1..=4).contains(&writes),
         "{N} replies took {writes} write calls"
     );
 }
