@@ -4,6 +4,8 @@
 //! connection lifecycle, the timers and [`Reactor::turn`].
 
 mod listen;
+#[cfg(target_os = "linux")]
+mod mmsg;
 mod udp;
 
 use std::fs::File;
@@ -38,6 +40,13 @@ enum Resume {
     Recv(UdpId),
 }
 
+/// A bound UDP socket and what the kernel last said about it.
+struct UdpEntry {
+    sock: UdpSocket,
+    /// Cumulative datagrams the kernel dropped on it (`SO_RXQ_OVFL`), as last reported.
+    kernel_drops: u32,
+}
+
 /// A single-threaded mio event loop over TCP listeners, TCP connections and UDP sockets.
 ///
 /// Method groups:
@@ -57,7 +66,10 @@ pub struct Reactor {
     events: Events,
     conns: Slab<Conn>,
     listeners: Slab<TcpListener>,
-    udp: Slab<UdpSocket>,
+    udp: Slab<UdpEntry>,
+    /// `recvmmsg` buffers, made on first use when `Config::udp_batch` > 1.
+    #[cfg(target_os = "linux")]
+    mmsg: Option<Box<mmsg::MmsgBuffers>>,
     timers: Timers,
     /// Deadlines requested by commands between turns, as delays. Commands do not read the clock;
     /// the next turn arms them from its own clock read.
@@ -99,6 +111,8 @@ impl Reactor {
             conns: Slab::new(),
             listeners: Slab::new(),
             udp: Slab::new(),
+            #[cfg(target_os = "linux")]
+            mmsg: None,
             timers: Timers::default(),
             to_arm: Vec::new(),
             resume: Vec::new(),

@@ -815,6 +815,124 @@ fn udp_send_to_and_receive() {
     );
 }
 
+/// Turns until `n` datagrams arrived on `sock`; returns their payloads in arrival order.
+fn take_datagrams(h: &mut Harness, sock: p2pchat_engine::UdpId, n: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    h.until(&format!("{n} datagrams"), |h| {
+        h.backlog.retain(|ev| match ev {
+            NetEvent::Datagram { sock: s, bytes, .. } if *s == sock => {
+                got.push(bytes.to_vec());
+                false
+            }
+            _ => true,
+        });
+        got.len() >= n
+    });
+    got
+}
+
+#[test]
+fn batched_udp_receive_keeps_order_and_drops_oversized() {
+    let mut h = Harness::new(Config {
+        udp_batch: 16,
+        udp_slot_len: 128,
+        ..Config::default()
+    });
+    let sock = h.reactor.bind_udp(localhost()).expect("bind");
+    let addr = h.reactor.udp_addr(sock).expect("addr");
+    let sender = std::net::UdpSocket::bind(localhost()).expect("sender");
+    let from = sender.local_addr().expect("sender addr");
+
+    // 100 datagrams with one too long for a slot in the middle; the socket buffer holds them
+    // all, so they are read in batches.
+    let n = 100;
+    for i in 0..n {
+        sender
+            .send_to(&pattern(i, 16 + i % 64), addr)
+            .expect("send");
+        if i == 50 {
+            sender.send_to(&pattern(0, 200), addr).expect("send long");
+        }
+    }
+    let before = h.reactor.stats();
+    let mut got = Vec::new();
+    h.until("100 datagrams", |h| {
+        h.backlog.retain(|ev| match ev {
+            NetEvent::Datagram {
+                sock: s,
+                bytes,
+                from: f,
+            } if *s == sock => {
+                assert_eq!(*f, from);
+                got.push(bytes.to_vec());
+                false
+            }
+            _ => true,
+        });
+        got.len() >= n
+    });
+    for (i, d) in got.iter().enumerate() {
+        assert!(*d == pattern(i, 16 + i % 64), "datagram {i} differs");
+    }
+    let stats = h.reactor.stats();
+    assert_eq!(stats.udp_truncated, 1);
+    assert_eq!(stats.datagrams_in, n as u64);
+    let calls = stats.udp_recv_calls - before.udp_recv_calls;
+    assert!(
+        calls < n as u64 / 4,
+        "{calls} receive calls for {n} datagrams"
+    );
+}
+
+#[test]
+fn kernel_drops_are_counted_when_the_receive_buffer_overflows() {
+    let mut h = Harness::new(Config {
+        udp_batch: 32,
+        ..Config::default()
+    });
+    let sock = h.reactor.bind_udp(localhost()).expect("bind");
+    let addr = h.reactor.udp_addr(sock).expect("addr");
+    let small = h
+        .reactor
+        .set_udp_recv_buffer(sock, 4096)
+        .expect("small buffer");
+    assert!(small > 0);
+    let sender = std::net::UdpSocket::bind(localhost()).expect("sender");
+
+    // Far more than a 4 KiB buffer holds, sent while the reactor does not read.
+    let sent = 2000;
+    for i in 0..sent {
+        sender.send_to(&pattern(i, 64), addr).expect("send");
+    }
+    // Non-blocking turns until one brings no datagram: the socket is then empty.
+    let mut received = 0;
+    for _ in 0..sent {
+        h.turn_for(Duration::ZERO);
+        let before = h.backlog.len();
+        h.backlog
+            .retain(|ev| !matches!(ev, NetEvent::Datagram { .. }));
+        if before == h.backlog.len() {
+            break;
+        }
+        received += before - h.backlog.len();
+    }
+    assert!(received < sent, "a 4 KiB buffer held {received} datagrams");
+    // The kernel reports its drop count with the next datagram it queues.
+    sender.send_to(b"marker", addr).expect("send marker");
+    let last = take_datagrams(&mut h, sock, 1);
+    assert_eq!(last, vec![b"marker".to_vec()]);
+    assert_eq!(
+        h.reactor.udp_kernel_drops(sock) + received as u64,
+        sent as u64,
+        "every datagram was either received or counted as dropped"
+    );
+    let big = h
+        .reactor
+        .set_udp_recv_buffer(sock, 1024 * 1024)
+        .expect("big buffer");
+    assert!(big > small);
+}
+
 #[test]
 fn waker_from_another_thread_reports_woken() {
     let mut h = Harness::new(Config::default());
