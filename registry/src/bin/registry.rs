@@ -63,10 +63,10 @@ struct Args {
     /// never take the core the event loop needs).
     #[arg(long)]
     hash_threads: Option<usize>,
-    /// Scheduling niceness of the hashing threads (0-19, Linux): above 0 the event loop wins
-    /// the CPU over PBKDF2 when both want it, which keeps request latency flat during login
-    /// storms at some cost in login throughput under full load.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    /// Scheduling niceness of the hashing threads (0-19, Linux). Above 0 the event loop wins
+    /// the CPU over PBKDF2 when both want it, but on a busy host the hashing threads then also
+    /// lose to every other process, so logins slow down many times over (docs/performance.md).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     hash_nice: i32,
     /// Kernel receive buffer for the heartbeat socket, in bytes (default: sized for 10,000
     /// peers). Above `net.core.rmem_max` it needs CAP_NET_ADMIN, otherwise it is clamped.
