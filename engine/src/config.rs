@@ -24,6 +24,13 @@ pub struct Config {
     pub backlog: i32,
     /// Capacity of the `mio::Events` buffer: readiness events handled per `poll`. Default 1024.
     pub events_capacity: usize,
+    /// Datagrams received per system call. 1 (the default): one `recv_from` each, any size.
+    /// More (Linux): `recvmmsg` batches of up to this many, each at most `udp_slot_len` bytes;
+    /// for sockets that receive many small datagrams (the registry's heartbeats).
+    pub udp_batch: usize,
+    /// Largest datagram the batched receive takes; a longer one is dropped and counted in
+    /// `Stats::udp_truncated`. Only used when `udp_batch` > 1. Default 2048.
+    pub udp_slot_len: usize,
 }
 
 impl Default for Config {
@@ -36,6 +43,8 @@ impl Default for Config {
             close_linger: Duration::from_secs(5),
             backlog: 1024,
             events_capacity: 1024,
+            udp_batch: 1,
+            udp_slot_len: 2048,
         }
     }
 }
@@ -64,12 +73,22 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Stream bytes written to TCP connections.
     pub bytes_out: u64,
+    /// `write` system calls on TCP connections, including those that returned `WouldBlock`.
+    /// Replies sent in one loop iteration share one write per connection, so this grows much
+    /// slower than the number of `send` calls under pipelining.
+    pub writes: u64,
     /// Datagrams received.
     pub datagrams_in: u64,
     /// Datagrams sent in full.
     pub datagrams_out: u64,
     /// Datagrams `send_to` dropped (socket buffer full, or an error).
     pub udp_dropped: u64,
+    /// Receive system calls on UDP sockets (`recv_from`, or `recvmmsg` for a whole batch),
+    /// including the last one that found nothing.
+    pub udp_recv_calls: u64,
+    /// Datagrams dropped because they were longer than `Config::udp_slot_len` (batched
+    /// receive only).
+    pub udp_truncated: u64,
     /// Errors from `accept`, including running out of file descriptors.
     pub accept_errors: u64,
     /// Connections accepted and closed at once, without an event: shed while out of file

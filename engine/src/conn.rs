@@ -51,6 +51,17 @@ pub(crate) enum ReadEnd {
     Failed(io::ErrorKind),
 }
 
+/// What one [`Conn::flush`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Flushed {
+    /// Bytes the kernel took.
+    pub(crate) written: usize,
+    /// `write` calls made, including the one that returned `WouldBlock`.
+    pub(crate) calls: u64,
+    /// The error that stopped it; the connection is broken.
+    pub(crate) failure: Option<io::ErrorKind>,
+}
+
 /// Result of checking a nonblocking connect after a readiness event.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ConnectCheck {
@@ -65,9 +76,12 @@ pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     pub(crate) state: ConnState,
     pub(crate) peer: SocketAddr,
-    /// Output not yet accepted by the kernel. Only ever non-empty after a write hit
-    /// `WouldBlock` (or before a connect completes); `send` writes directly when it is empty.
+    /// Output not yet accepted by the kernel: replies `send` appended during this loop
+    /// iteration (flushed before the next poll), plus whatever a write left after `WouldBlock`
+    /// (or queued before a connect completes).
     write_buf: BytesMut,
+    /// The connection is on the reactor's list of connections to flush before the next poll.
+    pub(crate) dirty: bool,
     /// Backpressure: reading stopped because `write_buf` passed the soft cap.
     pub(crate) read_paused: bool,
     /// The interest currently registered with mio, to skip no-op reregistrations.
@@ -93,6 +107,7 @@ impl Conn {
             state,
             peer,
             write_buf: BytesMut::new(),
+            dirty: false,
             read_paused: false,
             registered,
             deadline: None,
@@ -186,34 +201,19 @@ impl Conn {
         }
     }
 
-    /// Writes as much of `bytes` as the socket takes now (only valid with an empty queue, so
-    /// order is kept). Returns how much was written; `Err` means the connection is broken.
-    pub(crate) fn write_direct(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        debug_assert!(self.write_buf.is_empty());
-        let mut written = 0;
-        while written < bytes.len() {
-            match self.stream.write(&bytes[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(written)
-    }
-
     /// Appends to the write queue (the caller has checked the hard cap).
     pub(crate) fn enqueue(&mut self, bytes: &[u8]) {
         self.write_buf.extend_from_slice(bytes);
     }
 
-    /// Writes queued output until the queue is empty or the socket would block. Returns the
-    /// bytes written and the error that stopped it, if any.
-    pub(crate) fn flush(&mut self) -> (usize, Option<io::ErrorKind>) {
+    /// Writes queued output until the queue is empty or the socket would block. Returns what
+    /// happened, including the number of `write` calls made (for `Stats::writes`).
+    pub(crate) fn flush(&mut self) -> Flushed {
         let mut written = 0;
+        let mut calls = 0;
         let mut failure = None;
         while !self.write_buf.is_empty() {
+            calls += 1;
             match self.stream.write(&self.write_buf) {
                 Ok(0) => {
                     failure = Some(io::ErrorKind::WriteZero);
@@ -234,7 +234,11 @@ impl Conn {
         if self.write_buf.is_empty() && self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
             self.write_buf = BytesMut::new();
         }
-        (written, failure)
+        Flushed {
+            written,
+            calls,
+            failure,
+        }
     }
 
     /// Drops the write queue; returns how many bytes it held.

@@ -21,8 +21,21 @@
 //!   other threads ── Waker ──┐
 //!   SIGINT/TERM/HUP ─ pipe ──┤
 //!   listeners, UDP, conns ───┴─> mio::Poll ─> Reactor::turn ─> Vec<NetEvent> ─> caller
-//!   caller ─> connect / send / close / send_to ─> Reactor (write now, queue the rest)
+//!   caller ─> connect / send / close / send_to ─> Reactor (append to the queue; flushed
+//!             once per connection at the end of the iteration, before the next poll)
 //! ```
+//!
+//! # Batched output
+//!
+//! [`Reactor::send`] appends to the connection's queue and does not write. The next
+//! [`Reactor::turn`] first writes every connection that has output (one `write` for all the
+//! replies the caller produced in its iteration), then polls. A turn reads each readable socket
+//! to `WouldBlock` and hands over every chunk before the caller replies to any of it, so a
+//! client that pipelines 16 requests gets its 16 replies in one write, as Redis does.
+//! [`Stats::writes`] counts the write calls. A queue that passes the soft cap is written at
+//! once; [`Reactor::close`] writes what is queued at once too; [`Reactor::flush`] does it for
+//! all connections on demand. Output still queued when the `Reactor` is dropped is lost, so
+//! keep turning until [`Reactor::is_quiescent`] before exiting.
 //!
 //! # Time
 //!
@@ -75,9 +88,9 @@
 //! - A failure on one socket closes that connection ([`NetEvent::Closed`] with a reason);
 //!   `turn` returns `Err` only when the poller itself fails.
 //!
-//! Caps: above `write_soft_cap` queued bytes a connection is not read (backpressure) until its
-//! queue drains to half that; a `send` that would pass `write_hard_cap` closes it as a slow
-//! consumer. All TCP streams get `TCP_NODELAY`. Accept survives running out of descriptors
+//! Caps: above `write_soft_cap` queued bytes (after writing what the kernel takes) a connection
+//! is not read (backpressure) until its queue drains to half that; a `send` that would pass
+//! `write_hard_cap` even after such a write closes it as a slow consumer. All TCP streams get `TCP_NODELAY`. Accept survives running out of descriptors
 //! without spinning (a reserve descriptor, then a back-off).
 
 #![warn(missing_docs, unreachable_pub)]

@@ -4,6 +4,8 @@
 //! connection lifecycle, the timers and [`Reactor::turn`].
 
 mod listen;
+#[cfg(target_os = "linux")]
+mod mmsg;
 mod udp;
 
 use std::fs::File;
@@ -38,6 +40,13 @@ enum Resume {
     Recv(UdpId),
 }
 
+/// A bound UDP socket and what the kernel last said about it.
+struct UdpEntry {
+    sock: UdpSocket,
+    /// Cumulative datagrams the kernel dropped on it (`SO_RXQ_OVFL`), as last reported.
+    kernel_drops: u32,
+}
+
 /// A single-threaded mio event loop over TCP listeners, TCP connections and UDP sockets.
 ///
 /// Method groups:
@@ -57,7 +66,10 @@ pub struct Reactor {
     events: Events,
     conns: Slab<Conn>,
     listeners: Slab<TcpListener>,
-    udp: Slab<UdpSocket>,
+    udp: Slab<UdpEntry>,
+    /// `recvmmsg` buffers, made on first use when `Config::udp_batch` > 1.
+    #[cfg(target_os = "linux")]
+    mmsg: Option<Box<mmsg::MmsgBuffers>>,
     timers: Timers,
     /// Deadlines requested by commands between turns, as delays. Commands do not read the clock;
     /// the next turn arms them from its own clock read.
@@ -79,6 +91,8 @@ pub struct Reactor {
     turn_no: u64,
     /// Sum of all write queues, so `is_quiescent` is O(1).
     queued_total: usize,
+    /// Connections `send` queued output on since the last flush: written before the next poll.
+    dirty: Vec<ConnId>,
     stats: Stats,
 }
 
@@ -97,6 +111,8 @@ impl Reactor {
             conns: Slab::new(),
             listeners: Slab::new(),
             udp: Slab::new(),
+            #[cfg(target_os = "linux")]
+            mmsg: None,
             timers: Timers::default(),
             to_arm: Vec::new(),
             resume: Vec::new(),
@@ -110,6 +126,7 @@ impl Reactor {
             next_generation: 0,
             turn_no: 0,
             queued_total: 0,
+            dirty: Vec::new(),
             stats: Stats::default(),
         })
     }
@@ -157,13 +174,17 @@ impl Reactor {
         Ok(id)
     }
 
-    /// Queues `bytes` and writes as much as the socket takes now.
+    /// Appends `bytes` to the connection's write queue. The queue is written at the end of the
+    /// loop iteration, before the next `turn` polls (or on [`flush`](Self::flush)), with one
+    /// `write` per connection however many replies were sent: 16 pipelined requests answered in
+    /// one iteration cost one system call, not 16. A queue that grows past
+    /// `Config::write_soft_cap` is written at once instead of waiting.
     ///
     /// Returns `false` if the bytes will not be delivered: the id is unknown or stale, the
     /// connection is closing, or this call closed it (a write error, or the queue would pass
-    /// `Config::write_hard_cap`: `SlowConsumer`); a `Closed` event follows in the last two cases.
-    /// When the queue passes `Config::write_soft_cap` the connection stops being read until it
-    /// drains.
+    /// `Config::write_hard_cap` even after writing what the kernel takes: `SlowConsumer`); a
+    /// `Closed` event follows in the last two cases. When the queue stays above
+    /// `Config::write_soft_cap` the connection stops being read until it drains.
     pub fn send(&mut self, conn: ConnId, bytes: &[u8]) -> bool {
         let (soft_cap, hard_cap) = (self.config.write_soft_cap, self.config.write_hard_cap);
         let Some(c) = live_mut(&mut self.conns, conn) else {
@@ -172,40 +193,65 @@ impl Reactor {
         if !c.is_open() {
             return false;
         }
-        let mut rest = bytes;
-        if c.state == ConnState::Open && c.queued() == 0 && !rest.is_empty() {
-            match c.write_direct(rest) {
-                Ok(n) => {
-                    self.stats.bytes_out += n as u64;
-                    rest = &rest[n..];
-                }
-                Err(e) => {
-                    self.remove_conn(conn, CloseReason::Io(e.kind()));
-                    return false;
-                }
-            }
-        }
-        if rest.is_empty() {
+        if bytes.is_empty() {
             return true;
         }
-        if c.queued() + rest.len() > hard_cap {
-            debug!("{conn} slow consumer: {} bytes queued", c.queued());
-            self.stats.slow_consumers += 1;
-            self.remove_conn(conn, CloseReason::SlowConsumer);
-            return false;
+        if c.queued() + bytes.len() > hard_cap {
+            // Only a queue the kernel will not take counts against the consumer.
+            self.flush_conn(conn);
+            let Some(c) = live(&self.conns, conn) else {
+                return false;
+            };
+            if c.queued() + bytes.len() > hard_cap {
+                debug!("{conn} slow consumer: {} bytes queued", c.queued());
+                self.stats.slow_consumers += 1;
+                self.remove_conn(conn, CloseReason::SlowConsumer);
+                return false;
+            }
         }
-        c.enqueue(rest);
-        self.queued_total += rest.len();
-        if !c.read_paused && c.queued() > soft_cap {
-            c.read_paused = true;
-            self.stats.read_pauses += 1;
-            trace!("{conn} paused reading: {} bytes queued", c.queued());
-        }
-        if let Err(e) = c.sync_interest(self.poll.registry()) {
-            self.remove_conn(conn, CloseReason::Io(e.kind()));
+        let Some(c) = live_mut(&mut self.conns, conn) else {
             return false;
+        };
+        c.enqueue(bytes);
+        self.queued_total += bytes.len();
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+        if c.queued() > soft_cap {
+            if c.is_established() {
+                // Write now rather than hold a large burst; this also settles backpressure.
+                self.flush_conn(conn);
+                return live(&self.conns, conn).is_some();
+            }
+            if !c.read_paused {
+                // Still connecting: nothing to write to yet, so only pause.
+                c.read_paused = true;
+                self.stats.read_pauses += 1;
+            }
         }
         true
+    }
+
+    /// Writes every connection's pending output now (one `write` each, more only for a queue
+    /// larger than the kernel takes at once). `turn` does this itself before it polls; call it
+    /// when output must leave before something other than the next `turn` (say, before
+    /// blocking elsewhere). Consequences (a `Closed` after a write error) arrive on the next
+    /// `turn`.
+    pub fn flush(&mut self) {
+        // Swap the list out so `flush_conn` may push to a fresh one (it does not today, but
+        // an entry added during the walk must not be lost).
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
+            if let Some(c) = live_mut(&mut self.conns, id) {
+                c.dirty = false;
+                self.flush_conn(id);
+            }
+        }
+        // Keep the allocation for the next iteration.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
     }
 
     /// Stops reading, flushes what is queued (for at most `Config::close_linger`), then closes.
@@ -245,6 +291,9 @@ impl Reactor {
         let mut now = Instant::now();
         self.turn_no += 1;
         self.stats.turns += 1;
+        // End of the caller's iteration: everything it sent since the last turn leaves now,
+        // one write per connection, before we sleep.
+        self.flush();
         self.arm_requested(now);
 
         let resume = std::mem::take(&mut self.resume);
@@ -528,10 +577,11 @@ impl Reactor {
         if !c.is_established() {
             return;
         }
-        let (n, failure) = c.flush();
-        self.stats.bytes_out += n as u64;
-        self.queued_total -= n;
-        if let Some(kind) = failure {
+        let done = c.flush();
+        self.stats.bytes_out += done.written as u64;
+        self.stats.writes += done.calls;
+        self.queued_total -= done.written;
+        if let Some(kind) = done.failure {
             let reason = match c.state {
                 ConnState::Closing { reason, .. } => reason,
                 _ => CloseReason::Io(kind),
@@ -545,6 +595,11 @@ impl Reactor {
                 self.remove_conn(id, reason);
             }
             return;
+        }
+        if !c.read_paused && c.queued() > soft_cap {
+            c.read_paused = true;
+            self.stats.read_pauses += 1;
+            trace!("{id} paused reading: {} bytes queued", c.queued());
         }
         // Resume at half the soft cap, so a queue hovering at the cap does not flip the
         // registration on every write.
@@ -567,6 +622,14 @@ impl Reactor {
             ConnState::Closing { .. } => return,
             ConnState::ExpectConnect => false,
             ConnState::Open => true,
+        };
+        if connected && c.queued() > 0 {
+            // Replies sent just before the close usually fit the socket: write them now and
+            // close at once rather than arm a linger for them.
+            self.flush_conn(id);
+        }
+        let Some(c) = live_mut(&mut self.conns, id) else {
+            return; // the write failed and closed it
         };
         if c.queued() == 0 {
             if connected {

@@ -186,6 +186,8 @@ fn echo_round_trip(h: &mut Harness, client: &mut TcpStream, conn: ConnId, msg: &
     let got = h.read_exact(conn, msg.len());
     assert_eq!(got, msg);
     assert!(h.reactor.send(conn, &got), "echo send on {conn}");
+    // Output leaves at the end of the iteration: the next turn writes it before polling.
+    h.turn_for(Duration::ZERO);
     let mut back = vec![0; msg.len()];
     client.read_exact(&mut back).expect("client read echo");
     assert_eq!(back, msg);
@@ -232,6 +234,7 @@ fn accept_and_echo_both_directions() {
     peer.write_all(b"pong").expect("peer write");
     assert_eq!(h.read_exact(out, 4), b"pong");
     assert!(h.reactor.send(out, b"ping"));
+    h.reactor.flush();
     let mut buf = [0; 4];
     peer.read_exact(&mut buf).expect("peer read");
     assert_eq!(&buf, b"ping");
@@ -332,6 +335,132 @@ fn close_flushes_queued_data_before_closing() {
     assert!(h.reactor.is_quiescent());
     h.settle();
     h.assert_no_events_for(conn);
+}
+
+/// Splits complete `\n`-terminated requests off the front of `buf`.
+fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+        lines.push(buf.drain(..=end).collect());
+    }
+    lines
+}
+
+/// Nonblocking read of whatever `client` has, appended to `into`; `true` at end of stream.
+fn read_available(client: &mut TcpStream, into: &mut Vec<u8>) -> bool {
+    let mut buf = [0; 4096];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("client read: {e}"),
+        }
+    }
+}
+
+/// Serves a line protocol on `conn`: every complete request `req N` gets `rep N`, all replies
+/// of one iteration sent back to back, until `done` holds.
+fn serve_lines(
+    h: &mut Harness,
+    conn: ConnId,
+    pending: &mut Vec<u8>,
+    mut done: impl FnMut() -> bool,
+) {
+    h.until("the replies", |h| {
+        h.take_received(conn, pending);
+        for line in take_lines(pending) {
+            let reply = [b"rep".as_slice(), &line[3..]].concat();
+            assert!(h.reactor.send(conn, &reply), "reply on {conn}");
+        }
+        done()
+    });
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_with_few_writes() {
+    let mut h = Harness::new(Config::default());
+    let listener = h.reactor.listen(localhost()).expect("listen");
+    let addr = h.reactor.listener_addr(listener).expect("listener addr");
+    let mut client = std_client(addr);
+    let (conn, _) = h.expect_accept();
+    client.set_nonblocking(true).expect("nonblocking");
+
+    // Warm up (one round trip), so only the pipelined burst is counted below.
+    client.write_all(b"req warm\n").expect("write");
+    let mut pending = Vec::new();
+    let mut got = Vec::new();
+    let c = &mut client;
+    serve_lines(&mut h, conn, &mut pending, || {
+        read_available(c, &mut got);
+        got == b"rep warm\n"
+    });
+
+    const N: usize = 16;
+    let requests: Vec<u8> = (0..N)
+        .flat_map(|i| format!("req {i:02}\n").into_bytes())
+        .collect();
+    let expected: Vec<u8> = (0..N)
+        .flat_map(|i| format!("rep {i:02}\n").into_bytes())
+        .collect();
+    let before = h.reactor.stats();
+    // One write: the requests arrive together, as from a pipelining client.
+    client.write_all(&requests).expect("write");
+    let mut got = Vec::new();
+    let c = &mut client;
+    serve_lines(&mut h, conn, &mut pending, || {
+        read_available(c, &mut got);
+        got.len() >= expected.len()
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&expected),
+        "replies out of order or damaged"
+    );
+    let after = h.reactor.stats();
+    let writes = after.writes - before.writes;
+    assert_eq!(after.bytes_out - before.bytes_out, expected.len() as u64);
+    assert!(
+        (1..=4).contains(&writes),
+        "{N} replies took {writes} write calls"
+    );
+}
+
+#[test]
+fn the_last_replies_before_close_are_delivered() {
+    let mut h = Harness::new(Config::default());
+    let listener = h.reactor.listen(localhost()).expect("listen");
+    let addr = h.reactor.listener_addr(listener).expect("listener addr");
+    let mut client = std_client(addr);
+    let (conn, _) = h.expect_accept();
+
+    let requests: Vec<u8> = (0..8)
+        .flat_map(|i| format!("req {i}\n").into_bytes())
+        .collect();
+    let expected: Vec<u8> = (0..8)
+        .flat_map(|i| format!("rep {i}\n").into_bytes())
+        .collect();
+    client.write_all(&requests).expect("write");
+    let mut pending = Vec::new();
+    h.until("all requests", |h| {
+        h.take_received(conn, &mut pending);
+        pending.len() >= requests.len()
+    });
+    // Replies and the close in the same iteration, with nothing flushed in between.
+    for line in take_lines(&mut pending) {
+        let reply = [b"rep".as_slice(), &line[3..]].concat();
+        assert!(h.reactor.send(conn, &reply));
+    }
+    h.reactor.close(conn);
+    assert!(!h.reactor.send(conn, b"after close\n"));
+    assert_eq!(h.expect_closed(conn), CloseReason::Local);
+    let mut all = Vec::new();
+    client.read_to_end(&mut all).expect("read to EOF");
+    assert_eq!(
+        String::from_utf8_lossy(&all),
+        String::from_utf8_lossy(&expected)
+    );
+    assert!(h.reactor.is_quiescent());
 }
 
 #[test]
@@ -640,6 +769,7 @@ fn stale_conn_id_is_rejected_after_slot_reuse() {
     h.reactor.abort(old);
     assert!(h.reactor.is_open(new));
     assert!(h.reactor.send(new, b"to the new one"));
+    h.reactor.flush();
     let mut buf = [0; 14];
     new_peer.read_exact(&mut buf).expect("read");
     assert_eq!(&buf, b"to the new one");
@@ -683,6 +813,124 @@ fn udp_send_to_and_receive() {
         (stats.datagrams_out, stats.datagrams_in, stats.udp_dropped),
         (2, 2, 0)
     );
+}
+
+/// Turns until `n` datagrams arrived on `sock`; returns their payloads in arrival order.
+fn take_datagrams(h: &mut Harness, sock: p2pchat_engine::UdpId, n: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    h.until(&format!("{n} datagrams"), |h| {
+        h.backlog.retain(|ev| match ev {
+            NetEvent::Datagram { sock: s, bytes, .. } if *s == sock => {
+                got.push(bytes.to_vec());
+                false
+            }
+            _ => true,
+        });
+        got.len() >= n
+    });
+    got
+}
+
+#[test]
+fn batched_udp_receive_keeps_order_and_drops_oversized() {
+    let mut h = Harness::new(Config {
+        udp_batch: 16,
+        udp_slot_len: 128,
+        ..Config::default()
+    });
+    let sock = h.reactor.bind_udp(localhost()).expect("bind");
+    let addr = h.reactor.udp_addr(sock).expect("addr");
+    let sender = std::net::UdpSocket::bind(localhost()).expect("sender");
+    let from = sender.local_addr().expect("sender addr");
+
+    // 100 datagrams with one too long for a slot in the middle; the socket buffer holds them
+    // all, so they are read in batches.
+    let n = 100;
+    for i in 0..n {
+        sender
+            .send_to(&pattern(i, 16 + i % 64), addr)
+            .expect("send");
+        if i == 50 {
+            sender.send_to(&pattern(0, 200), addr).expect("send long");
+        }
+    }
+    let before = h.reactor.stats();
+    let mut got = Vec::new();
+    h.until("100 datagrams", |h| {
+        h.backlog.retain(|ev| match ev {
+            NetEvent::Datagram {
+                sock: s,
+                bytes,
+                from: f,
+            } if *s == sock => {
+                assert_eq!(*f, from);
+                got.push(bytes.to_vec());
+                false
+            }
+            _ => true,
+        });
+        got.len() >= n
+    });
+    for (i, d) in got.iter().enumerate() {
+        assert!(*d == pattern(i, 16 + i % 64), "datagram {i} differs");
+    }
+    let stats = h.reactor.stats();
+    assert_eq!(stats.udp_truncated, 1);
+    assert_eq!(stats.datagrams_in, n as u64);
+    let calls = stats.udp_recv_calls - before.udp_recv_calls;
+    assert!(
+        calls < n as u64 / 4,
+        "{calls} receive calls for {n} datagrams"
+    );
+}
+
+#[test]
+fn kernel_drops_are_counted_when_the_receive_buffer_overflows() {
+    let mut h = Harness::new(Config {
+        udp_batch: 32,
+        ..Config::default()
+    });
+    let sock = h.reactor.bind_udp(localhost()).expect("bind");
+    let addr = h.reactor.udp_addr(sock).expect("addr");
+    let small = h
+        .reactor
+        .set_udp_recv_buffer(sock, 4096)
+        .expect("small buffer");
+    assert!(small > 0);
+    let sender = std::net::UdpSocket::bind(localhost()).expect("sender");
+
+    // Far more than a 4 KiB buffer holds, sent while the reactor does not read.
+    let sent = 2000;
+    for i in 0..sent {
+        sender.send_to(&pattern(i, 64), addr).expect("send");
+    }
+    // Non-blocking turns until one brings no datagram: the socket is then empty.
+    let mut received = 0;
+    for _ in 0..sent {
+        h.turn_for(Duration::ZERO);
+        let before = h.backlog.len();
+        h.backlog
+            .retain(|ev| !matches!(ev, NetEvent::Datagram { .. }));
+        if before == h.backlog.len() {
+            break;
+        }
+        received += before - h.backlog.len();
+    }
+    assert!(received < sent, "a 4 KiB buffer held {received} datagrams");
+    // The kernel reports its drop count with the next datagram it queues.
+    sender.send_to(b"marker", addr).expect("send marker");
+    let last = take_datagrams(&mut h, sock, 1);
+    assert_eq!(last, vec![b"marker".to_vec()]);
+    assert_eq!(
+        h.reactor.udp_kernel_drops(sock) + received as u64,
+        sent as u64,
+        "every datagram was either received or counted as dropped"
+    );
+    let big = h
+        .reactor
+        .set_udp_recv_buffer(sock, 1024 * 1024)
+        .expect("big buffer");
+    assert!(big > small);
 }
 
 #[test]

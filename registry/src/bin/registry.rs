@@ -19,6 +19,18 @@ use p2pchat_registry::{Config, ConnId, Event, Input, Output, Registry};
 /// How long a graceful shutdown waits for queued replies and store writes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How often the heartbeat counters are logged (debug level).
+const COUNTER_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Default UDP receive buffer: room for one heartbeat from each of the 10,000 peers the
+/// registry is sized for (`--max-clients`) arriving at once. The kernel charges each small
+/// datagram about 1 KiB of buffer (its skb and bookkeeping, not the 57 payload bytes).
+const DEFAULT_UDP_RECV_BUFFER: usize = 10_000 * 1024;
+
+/// Largest datagram the batched heartbeat intake reads; a heartbeat is 57 bytes, so anything
+/// longer is malformed anyway and only counted.
+const UDP_SLOT_LEN: usize = 512;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "p2pchat-registry",
@@ -47,9 +59,22 @@ struct Args {
     /// Password attempts (register + login) per source address per minute; burst is half.
     #[arg(long, default_value_t = 60)]
     auth_rate: u32,
-    /// Password hashing threads (default: one per core).
+    /// Password hashing threads (default: one per core but one, at least one, so logins
+    /// never take the core the event loop needs).
     #[arg(long)]
     hash_threads: Option<usize>,
+    /// Scheduling niceness of the hashing threads (0-19, Linux). Above 0 the event loop wins
+    /// the CPU over PBKDF2 when both want it, but on a busy host the hashing threads then also
+    /// lose to every other process, so logins slow down many times over (docs/performance.md).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    hash_nice: i32,
+    /// Kernel receive buffer for the heartbeat socket, in bytes (default: sized for 10,000
+    /// peers). Above `net.core.rmem_max` it needs CAP_NET_ADMIN, otherwise it is clamped.
+    #[arg(long, default_value_t = DEFAULT_UDP_RECV_BUFFER)]
+    udp_recv_buffer: usize,
+    /// Heartbeat datagrams read per system call (recvmmsg); 1 reads them one by one.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    udp_batch: u32,
     /// A new connection must send its hello within this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -112,13 +137,87 @@ struct Driver {
     conns: ConnMap,
     /// Completions the workers could not take (queue full), fed back as inputs.
     rejected: VecDeque<Input<'static>>,
+    /// The heartbeat socket, for its kernel drop counter.
+    udp: p2pchat_engine::UdpId,
+    counters: HeartbeatCounters,
+}
+
+/// Heartbeat intake figures as last logged, so each log line also shows the interval's share.
+#[derive(Default)]
+struct HeartbeatCounters {
+    next_log: Option<Instant>,
+    received: u64,
+}
+
+/// One hashing thread per core but one (the event loop's), and at least one.
+fn default_hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+/// Lowers the scheduling priority of the pool's threads (named `p2pchat-hash-N`), found
+/// through `/proc/self/task`, so PBKDF2 yields the CPU to the event loop. Linux only: per-thread
+/// niceness is a Linux property (`setpriority` on a thread id). A thread names itself when it
+/// starts, so this looks again (briefly) until it has seen `expected` of them. Returns how
+/// many were changed.
+#[cfg(target_os = "linux")]
+fn renice_hash_threads(nice: i32, expected: usize) -> std::io::Result<usize> {
+    let mut done = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        renice_named_threads(nice, &mut done)?;
+        if done.len() >= expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(done.len())
+}
+
+#[cfg(target_os = "linux")]
+fn renice_named_threads(
+    nice: i32,
+    done: &mut std::collections::HashSet<libc::id_t>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let entry = entry?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("p2pchat-hash-") {
+            continue;
+        }
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<libc::id_t>().ok())
+        else {
+            continue;
+        };
+        if done.contains(&tid) {
+            continue;
+        }
+        // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with a thread id
+        // changes that one thread.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        done.insert(tid);
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn renice_hash_threads(_nice: i32, _expected: usize) -> std::io::Result<usize> {
+    Err(std::io::Error::other("per-thread priority needs Linux"))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
     let (store, snapshot) = SqliteStore::open(&args.db)
         .with_context(|| format!("cannot open database {}", args.db.display()))?;
-    let mut reactor =
-        Reactor::new(p2pchat_engine::Config::default()).context("cannot start the reactor")?;
+    let engine_config = p2pchat_engine::Config {
+        udp_batch: args.udp_batch as usize,
+        udp_slot_len: UDP_SLOT_LEN,
+        ..p2pchat_engine::Config::default()
+    };
+    let mut reactor = Reactor::new(engine_config).context("cannot start the reactor")?;
     let listener = reactor
         .listen(args.tcp)
         .with_context(|| format!("cannot listen on tcp {}", args.tcp))?;
@@ -129,6 +228,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         .listener_addr(listener)
         .context("listener vanished")?;
     let udp_addr = reactor.udp_addr(udp).context("udp socket vanished")?;
+    match reactor.set_udp_recv_buffer(udp, args.udp_recv_buffer) {
+        // Linux reports twice the request (its bookkeeping share); less means it was clamped.
+        Ok(got) if got < args.udp_recv_buffer => warn!(
+            "udp receive buffer is {got} bytes, asked for {} (raise net.core.rmem_max, or run \
+             with CAP_NET_ADMIN)",
+            args.udp_recv_buffer
+        ),
+        Ok(got) => debug!("udp receive buffer {got} bytes"),
+        Err(e) => warn!("cannot size the udp receive buffer: {e}"),
+    }
     reactor
         .enable_signals()
         .context("cannot install signal handlers")?;
@@ -143,7 +252,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.udp_port = udp_addr.port();
     let threads = args
         .hash_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        .unwrap_or_else(default_hash_threads)
+        .max(1);
 
     let waker = reactor.waker();
     let w = Arc::clone(&waker);
@@ -170,12 +280,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let registry = Registry::new(config, &snapshot, rand::random(), epoch, wall_ms);
+    if args.hash_nice > 0 {
+        match renice_hash_threads(args.hash_nice, threads) {
+            Ok(n) => debug!("{n} hashing threads at nice {}", args.hash_nice),
+            Err(e) => warn!("cannot lower the hashing threads' priority: {e}"),
+        }
+    }
     info!(
-        "{} accounts loaded from {}; pbkdf2 iterations {}, {} hashing threads",
+        "{} accounts loaded from {}; pbkdf2 iterations {}, {} hashing threads (nice {})",
         registry.account_count(),
         args.db.display(),
         args.pbkdf2_iterations,
-        threads
+        threads,
+        args.hash_nice
     );
 
     println!("listening tcp={tcp_addr} udp={udp_addr}");
@@ -188,6 +305,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         hasher,
         conns: ConnMap::default(),
         rejected: VecDeque::new(),
+        udp,
+        counters: HeartbeatCounters::default(),
     };
     driver.run()?;
     let Driver { store, hasher, .. } = driver;
@@ -202,10 +321,14 @@ impl Driver {
         let mut events = Vec::new();
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
-            let deadline = match (self.registry.poll_timeout(), shutdown_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [
+                self.registry.poll_timeout(),
+                shutdown_deadline,
+                self.counters.next_log,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             self.reactor
                 .turn(deadline, &mut events)
                 .context("event loop failed")?;
@@ -261,6 +384,7 @@ impl Driver {
             }
             self.collect_workers(now);
             self.feed(now, Input::Timeout);
+            self.log_counters(now);
             if let Some(deadline) = shutdown_deadline {
                 let drained = self.reactor.is_quiescent() && self.registry.pending_jobs() == 0;
                 if drained || now >= deadline {
@@ -271,6 +395,42 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Every `COUNTER_LOG_EVERY`, at debug level: heartbeats received, accepted, rejected by
+    /// reason, and dropped by the kernel before we could read them.
+    fn log_counters(&mut self, now: Instant) {
+        if !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        let Some(at) = self.counters.next_log else {
+            self.counters.next_log = Some(now + COUNTER_LOG_EVERY);
+            return;
+        };
+        if now < at {
+            return;
+        }
+        self.counters.next_log = Some(now + COUNTER_LOG_EVERY);
+        let engine = self.reactor.stats();
+        let st = self.registry.stats();
+        let received = engine.datagrams_in + engine.udp_truncated;
+        debug!(
+            "heartbeats: {} received ({} in the last {}s), {} accepted; rejected: {} malformed, \
+             {} oversized, {} unknown session, {} bad tag, {} replayed; {} dropped by the kernel; \
+             {} receive calls",
+            received,
+            received - self.counters.received,
+            COUNTER_LOG_EVERY.as_secs(),
+            st.heartbeats,
+            st.hb_malformed,
+            engine.udp_truncated,
+            st.hb_unknown_session,
+            st.hb_bad_tag,
+            st.hb_replayed,
+            self.reactor.udp_kernel_drops(self.udp),
+            engine.udp_recv_calls,
+        );
+        self.counters.received = received;
     }
 
     /// Feeds worker completions (and jobs the workers refused) back into the registry.

@@ -1,0 +1,263 @@
+//! Heartbeat intake under load: logs in `--sessions` real sessions on a running registry, then
+//! sends their valid, pre-signed heartbeats over UDP at `--rate` datagrams per second (0: as fast
+//! as the sender threads go) for `--secs`, and reports the registry's CPU time per datagram (from
+//! `/proc/PID/stat`) and the datagrams the kernel dropped (`RcvbufErrors` in `/proc/net/snmp`,
+//! machine-wide, so run nothing else that drops UDP meanwhile).
+//!
+//! Start the registry with cheap logins, e.g.
+//! `p2pchat-registry --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --db /tmp/x.db --pbkdf2-iterations 1
+//! --auth-rate 1000000 --max-clients 20000`, then
+//!
+//! ```text
+//! cargo run --release -p p2pchat-bench --example hbflood -- \
+//!     --tcp 127.0.0.1:TCP --udp 127.0.0.1:UDP --pid PID --sessions 1000 --rate 200000
+//! ```
+//!
+//! The login connections stay open until the end: a session lives as long as its connection.
+
+// A measuring tool: it reads the wall clock to pace and time its run.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use p2pchat_protocol::{Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Role, VERSION};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The registry's TCP address.
+    #[arg(long)]
+    tcp: SocketAddr,
+    /// The registry's heartbeat address.
+    #[arg(long)]
+    udp: SocketAddr,
+    /// The registry's process id.
+    #[arg(long)]
+    pid: u32,
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Datagrams per second in total; 0 sends as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Sender threads (one socket each).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Name prefix for the accounts (registered if new).
+    #[arg(long, default_value = "hb")]
+    prefix: String,
+    /// Only measure memory: the registry's resident set before and after the logins, per
+    /// session, then exit without sending heartbeats.
+    #[arg(long)]
+    rss_only: bool,
+}
+
+/// `VmRSS` of `pid` in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("odd VmRSS")?
+        .parse()?)
+}
+
+/// `/proc` CPU times are in USER_HZ ticks, fixed at 100 on Linux.
+const TICKS_PER_SEC: f64 = 100.0;
+
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').context("odd stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// `Udp: ... RcvbufErrors` from `/proc/net/snmp` (machine-wide).
+fn rcvbuf_errors() -> anyhow::Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp")?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let head: Vec<&str> = lines
+        .next()
+        .context("no Udp header")?
+        .split_whitespace()
+        .collect();
+    let vals: Vec<&str> = lines
+        .next()
+        .context("no Udp values")?
+        .split_whitespace()
+        .collect();
+    let i = head
+        .iter()
+        .position(|h| *h == "RcvbufErrors")
+        .context("no RcvbufErrors")?;
+    Ok(vals[i].parse()?)
+}
+
+struct Session {
+    _stream: TcpStream,
+    id: u64,
+    key: HeartbeatKey,
+}
+
+fn request(stream: &mut TcpStream, dec: &mut FrameDecoder, msg: Msg) -> anyhow::Result<Msg> {
+    stream.write_all(&Frame::new(1, msg).to_bytes())?;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(f) = dec.next_frame()? {
+            return Ok(f.msg);
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            bail!("registry closed the connection");
+        }
+        dec.push(&buf[..n]);
+    }
+}
+
+fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
+    let mut stream = TcpStream::connect(args.tcp)?;
+    stream.set_nodelay(true)?;
+    let mut dec = FrameDecoder::new(1 << 20);
+    request(
+        &mut stream,
+        &mut dec,
+        Msg::Hello {
+            version: VERSION,
+            role: Role::Client,
+            name: String::new(),
+            ticket: vec![],
+        },
+    )?;
+    let name = format!("{}{i}", args.prefix);
+    let password = "password1".to_string();
+    request(
+        &mut stream,
+        &mut dec,
+        Msg::Register {
+            name: name.clone(),
+            password: password.clone(),
+        },
+    )?;
+    match request(
+        &mut stream,
+        &mut dec,
+        Msg::Login {
+            name: name.clone(),
+            password,
+            listen: "127.0.0.1:4000".parse().expect("literal address"),
+        },
+    )? {
+        Msg::LoggedIn {
+            session,
+            heartbeat_key,
+            ..
+        } => Ok(Session {
+            _stream: stream,
+            id: session,
+            key: HeartbeatKey::new(&heartbeat_key),
+        }),
+        other => bail!("login {name}: {other:?}"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let threads = args.threads.max(1);
+    let rss0 = rss_kib(args.pid)?;
+    let mut sessions = Vec::with_capacity(args.sessions);
+    for i in 0..args.sessions {
+        sessions.push(login(&args, i).with_context(|| format!("session {i}"))?);
+    }
+    if args.rss_only {
+        let rss1 = rss_kib(args.pid)?;
+        println!(
+            "sessions={} rss_before_kib={rss0} rss_after_kib={rss1} per_session_bytes={:.0}",
+            sessions.len(),
+            (rss1.saturating_sub(rss0) * 1024) as f64 / sessions.len().max(1) as f64
+        );
+        return Ok(());
+    }
+    // Enough pre-signed datagrams for the whole run, counters rising per session.
+    let total = if args.rate == 0 {
+        2_000_000
+    } else {
+        (args.rate as f64 * args.secs) as usize
+    };
+    let rounds = total.div_ceil(sessions.len().max(1));
+    let mut datagrams: Vec<Vec<[u8; 57]>> = vec![Vec::new(); threads];
+    let mut k = 0;
+    for round in 1..=rounds as u64 {
+        for s in &sessions {
+            datagrams[k % threads].push(Heartbeat::sign(&s.key, s.id, round, 0).encode());
+            k += 1;
+        }
+    }
+    eprintln!(
+        "{} sessions logged in, {k} heartbeats signed",
+        sessions.len()
+    );
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let (cpu0, drop0, t0) = (cpu_ticks(args.pid)?, rcvbuf_errors()?, Instant::now());
+    let deadline = t0 + Duration::from_secs_f64(args.secs);
+    let per_thread_rate = args.rate as f64 / threads as f64;
+    let handles: Vec<_> = datagrams
+        .into_iter()
+        .map(|mine| {
+            let sent = Arc::clone(&sent);
+            let to = args.udp;
+            thread::spawn(move || -> anyhow::Result<()> {
+                let sock = UdpSocket::bind("127.0.0.1:0")?;
+                let start = Instant::now();
+                for (n, d) in mine.iter().enumerate() {
+                    if n % 64 == 0 {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        if per_thread_rate > 0.0 {
+                            // Pace: do not run ahead of the schedule.
+                            let due = start + Duration::from_secs_f64(n as f64 / per_thread_rate);
+                            if due > now {
+                                thread::sleep(due - now);
+                            }
+                        }
+                    }
+                    sock.send_to(d, to)?;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    // Let the registry finish what is queued before reading its CPU time.
+    thread::sleep(Duration::from_millis(300));
+    let (cpu1, drop1) = (cpu_ticks(args.pid)?, rcvbuf_errors()?);
+    let sent = sent.load(Ordering::Relaxed);
+    let dropped = drop1 - drop0;
+    let taken = sent.saturating_sub(dropped);
+    let cpu = (cpu1 - cpu0) as f64 / TICKS_PER_SEC;
+    println!(
+        "sessions={} sent={sent} secs={secs:.2} rate={:.0}/s kernel_dropped={dropped} loss={:.2}% cpu_us_per_datagram={:.3}",
+        sessions.len(),
+        sent as f64 / secs,
+        100.0 * dropped as f64 / sent.max(1) as f64,
+        cpu * 1e6 / taken.max(1) as f64
+    );
+    Ok(())
+}

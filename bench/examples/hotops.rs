@@ -1,0 +1,102 @@
+//! The hot paths, one at a time, for instruction counting under callgrind (`bench/callgrind.sh`):
+//! `hotops OP ITERS PREPARED` sets everything up for `PREPARED` iterations, then runs `ITERS` of
+//! them. Running it with two `ITERS` and the same `PREPARED` and subtracting the instruction
+//! counts cancels the setup, leaving the cost of `ITERS` operations.
+//!
+//! Ops: `decode` (one search frame body), `framer` (one search frame through `FrameDecoder`),
+//! `encode` (one search-result frame), `search` (one search request through the registry state
+//! machine, outputs drained), `heartbeat` (one valid heartbeat through the registry).
+
+// The registry's clock is anchored at one real instant; it never reads the clock itself.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::BytesMut;
+use p2pchat_bench::{bench_config, RegistryDriver};
+use p2pchat_protocol::{Frame, FrameDecoder, Msg, Presence, LEN_PREFIX};
+use p2pchat_registry::Input;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, op, iters, prepared] = args.as_slice() else {
+        bail!("usage: hotops OP ITERS PREPARED");
+    };
+    let iters: usize = iters.parse().context("ITERS")?;
+    let prepared: usize = prepared.parse().context("PREPARED")?;
+    if iters > prepared {
+        bail!("ITERS must not exceed PREPARED");
+    }
+    let search = Frame::new(
+        7,
+        Msg::Search {
+            name: "user42".into(),
+        },
+    );
+    match op.as_str() {
+        "decode" => {
+            let bytes = search.to_bytes();
+            for _ in 0..iters {
+                black_box(Frame::decode(black_box(&bytes[LEN_PREFIX..]))?);
+            }
+        }
+        "framer" => {
+            let bytes = search.to_bytes();
+            let mut dec = FrameDecoder::new(1 << 16);
+            for _ in 0..iters {
+                dec.push(black_box(&bytes));
+                black_box(dec.next_frame()?);
+            }
+        }
+        "encode" => {
+            let reply = Frame::new(
+                7,
+                Msg::SearchResult {
+                    name: "user42".into(),
+                    presence: Presence::Online("10.1.2.3:4000".parse()?),
+                },
+            );
+            let mut out = BytesMut::with_capacity(4096);
+            for _ in 0..iters {
+                out.clear();
+                black_box(&reply).encode(&mut out);
+                black_box(out.len());
+            }
+        }
+        "search" | "heartbeat" => {
+            let t0 = Instant::now();
+            let mut d = RegistryDriver::new(bench_config(), t0);
+            let sessions = d.login_many(t0, 100);
+            let me = &sessions[0];
+            let from = "10.0.0.1:1".parse()?;
+            // Signed up front, the same number whatever ITERS is, so the subtraction cancels it.
+            let beats: Vec<_> = (0..prepared)
+                .map(|i| RegistryDriver::heartbeat(me, i as u64 + 1))
+                .collect();
+            let bytes = search.to_bytes();
+            let mut now = t0;
+            for beat in beats.iter().take(iters) {
+                now += Duration::from_nanos(100);
+                if op == "search" {
+                    d.registry.handle_input(
+                        now,
+                        Input::Received {
+                            conn: me.conn,
+                            bytes: &bytes,
+                        },
+                    );
+                } else {
+                    d.registry
+                        .handle_input(now, Input::Datagram { from, bytes: beat });
+                }
+                while let Some(out) = d.registry.poll_output() {
+                    black_box(out);
+                }
+            }
+        }
+        other => bail!("unknown op {other}"),
+    }
+    Ok(())
+}
