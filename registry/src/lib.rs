@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod accounts;
+mod admission;
 mod auth;
 mod config;
 pub mod hasher;
