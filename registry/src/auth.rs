@@ -596,7 +596,7 @@ impl Registry {
                         }
                     }
                     Err(StoreError::NameTaken) => self.error(conn, req, status::NAME_TAKEN),
-                    Err(_) => self.error(conn, req, status::INTERNAL),
+                    other => self.store_failed(conn, req, &other),
                 }
             }
             room @ (Pending::CreateRoom { .. }

@@ -45,6 +45,7 @@ mod registry;
 mod rooms;
 pub mod store;
 mod timers;
+mod turns;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2pchat_protocol::{status, DecodeErrorKind, Frame, FrameDecoder, Msg, Role, VERSION};
+use p2pchat_protocol::{status, Frame, FrameDecoder, Msg, Role, VERSION};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
@@ -49,18 +49,18 @@ pub struct Registry {
     pub(crate) backoff: Backoff<(String, IpAddr)>,
     pub(crate) admission: Admission,
     /// Connections with decoded-but-unserved input, served a budget each per turn, in turn.
-    backlog: VecDeque<ConnId>,
+    pub(crate) backlog: VecDeque<ConnId>,
     /// The `now` of the last input: `poll_timeout` answers it while the backlog has work.
     last_now: Instant,
     /// Output bytes produced since the current connection's budget began.
-    produced: usize,
+    pub(crate) produced: usize,
     /// Accounts whose resume token in memory may differ from the one on disk (a store write
     /// failed, e.g. a full disk); retried with backoff until the disk agrees.
     pub(crate) unsaved_tokens: HashSet<AccountId>,
     pub(crate) token_retry: Duration,
     /// Accounts whose login succeeded and whose session is being set up.
     pub(crate) starting: HashSet<AccountId>,
-    timers: Timers<TimerKey>,
+    pub(crate) timers: Timers<TimerKey>,
     pub(crate) pending: HashMap<u64, Pending>,
     next_job: u64,
     pub(crate) hashes_in_flight: usize,
@@ -106,7 +106,7 @@ pub struct Stats {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum TimerKey {
+pub(crate) enum TimerKey {
     Handshake(ConnId),
     Frame(ConnId),
     Idle(ConnId),
@@ -127,13 +127,13 @@ pub(crate) enum ConnState {
 pub(crate) struct Conn {
     pub(crate) remote: SocketAddr,
     pub(crate) state: ConnState,
-    decoder: FrameDecoder,
+    pub(crate) decoder: FrameDecoder,
     /// A login or resume is running for this connection: one at a time.
     pub(crate) auth_in_flight: bool,
     /// The driver says its output is over the soft cap: decode nothing more until it drains.
-    blocked: bool,
+    pub(crate) blocked: bool,
     /// It is in `backlog`.
-    queued: bool,
+    pub(crate) queued: bool,
 }
 
 /// A hash or store job and what to do when it finishes.
@@ -404,119 +404,7 @@ impl Registry {
         self.outbox.push_back(Output::Close { conn, reason });
     }
 
-    fn handle_received(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let max_backlog = self.config.max_input_backlog;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.decoder.push(bytes);
-        if c.decoder.buffered() > max_backlog {
-            // Requests arrive much faster than this connection is served (it pipelines without
-            // reading, or floods): its backlog would grow without bound.
-            self.stats.busy += 1;
-            self.close_with(
-                conn,
-                status::BUSY,
-                "too many requests waiting: wait for replies before sending more",
-                CloseReason::Backlog,
-            );
-            return;
-        }
-        if !c.blocked && !c.queued {
-            self.serve(now, conn);
-        }
-    }
-
-    /// Decodes and handles `conn`'s buffered frames, up to one turn's budget (frames and output
-    /// bytes). What is left waits in `backlog` for the next turn, behind everyone else's; a
-    /// connection whose output is over the soft cap is not served until it drains.
-    fn serve(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        let had_partial = c.decoder.has_partial();
-        let (max_frames, max_bytes) = (self.config.turn_frames.max(1), self.config.turn_bytes);
-        self.produced = 0;
-        let mut frames = 0;
-        let mut completed = false;
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return; // closed by the frame just handled
-            };
-            if c.blocked {
-                // Served again when the driver says the output drained.
-                self.timers.cancel(TimerKey::Frame(conn));
-                return;
-            }
-            if frames >= max_frames || self.produced >= max_bytes {
-                if c.decoder.buffered() > 0 && !c.queued {
-                    c.queued = true;
-                    self.backlog.push_back(conn);
-                    self.stats.deferred += 1;
-                }
-                // Waiting on us, not on the client: no started-frame deadline meanwhile.
-                self.timers.cancel(TimerKey::Frame(conn));
-                return;
-            }
-            match c.decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    frames += 1;
-                    completed = true;
-                    self.handle_frame(now, conn, frame);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    let code = match err.kind {
-                        DecodeErrorKind::TooLong { .. } => status::TOO_LARGE,
-                        _ => status::MALFORMED,
-                    };
-                    let why = err.to_string();
-                    self.stats.protocol_errors += 1;
-                    self.close_with(conn, code, &why, CloseReason::Malformed(why.clone()));
-                    return;
-                }
-            }
-        }
-        // A started frame must complete within frame_timeout of when it started; trickling
-        // bytes into the same frame does not extend the deadline.
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        if !c.decoder.has_partial() {
-            self.timers.cancel(TimerKey::Frame(conn));
-        } else if completed || !had_partial || !self.timers.is_set(TimerKey::Frame(conn)) {
-            self.timers
-                .set(TimerKey::Frame(conn), now + self.config.frame_timeout);
-        }
-    }
-
-    /// Serves each connection of the backlog one budget, in turn.
-    fn serve_backlog(&mut self, now: Instant) {
-        for _ in 0..self.backlog.len() {
-            let Some(conn) = self.backlog.pop_front() else {
-                break;
-            };
-            let Some(c) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            c.queued = false;
-            if !c.blocked {
-                self.serve(now, conn);
-            }
-        }
-    }
-
-    fn handle_backpressure(&mut self, now: Instant, conn: ConnId, blocked: bool) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let was = std::mem::replace(&mut c.blocked, blocked);
-        if was && !blocked && !c.queued {
-            self.serve(now, conn);
-        }
-    }
-
-    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+    pub(crate) fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
