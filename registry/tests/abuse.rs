@@ -15,7 +15,7 @@ mod harness;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -476,4 +476,201 @@ fn a_full_disk_keeps_logins_working_and_says_so_to_registrations() {
         .must_resume("alice", &session.token, "0.0.0.0:9000");
     drop(reg);
     drop(disk);
+}
+
+// ----- the attacks that already failed: a user's login time while each runs -----
+
+/// Runs `attack` on a thread, waits until it says it has started, times a login of `name`
+/// (registered beforehand) meanwhile, then stops the attack.
+fn login_during(
+    reg: &Registry,
+    name: &str,
+    attack: impl FnOnce(Stop, mpsc::Sender<()>) + Send + 'static,
+) -> Duration {
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel();
+    let attacker = thread::spawn(move || attack(Stop(stop), started_tx));
+    started
+        .recv_timeout(REPLY_TIMEOUT)
+        .expect("the attack did not start");
+    let (_c, took) = timed_login(reg, name);
+    drop(stop_tx);
+    attacker.join().expect("attack thread");
+    took
+}
+
+/// Tells an attack thread to stop (the sender is dropped).
+struct Stop(mpsc::Receiver<()>);
+
+impl Stop {
+    fn now(&self) -> bool {
+        !matches!(self.0.try_recv(), Err(mpsc::TryRecvError::Empty))
+    }
+
+    /// Paces the attack: waits `d`, or less if told to stop; true when told to stop.
+    fn after(&self, d: Duration) -> bool {
+        !matches!(self.0.recv_timeout(d), Err(mpsc::RecvTimeoutError::Timeout))
+    }
+}
+
+/// Reads until the registry closes the connection (or a short while passes).
+fn drain_until_closed(c: &mut Client) {
+    while let Next::Frame(_) = c.next(Instant::now() + Duration::from_millis(500)) {}
+}
+
+#[test]
+fn logins_stay_fast_under_the_attacks_that_already_failed() {
+    use rand::{RngCore, SeedableRng};
+    let mut reg = Registry::start(&["--auth-rate", "100000"]);
+    let mut names = Vec::new();
+    {
+        let mut c = reg.client();
+        for i in 0..5 {
+            let name = format!("user{i}");
+            c.must_register(&name);
+            names.push(name);
+        }
+    }
+    let (tcp, udp) = (reg.tcp, reg.udp);
+    let mut report = Vec::new();
+
+    // Malformed frames and random bytes, on fresh connections, as fast as they are refused.
+    let took = login_during(&reg, &names[0], move |stop, started| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut n = 0u32;
+        while !stop.now() {
+            let mut c = Client::connect(tcp);
+            let mut bytes = vec![0u8; 64];
+            rng.fill_bytes(&mut bytes);
+            if n % 2 == 0 {
+                // A plausible length, then garbage: a malformed frame rather than a huge one.
+                bytes[..4].copy_from_slice(&60u32.to_be_bytes());
+            }
+            let _ = c.stream().write_all(&bytes);
+            drain_until_closed(&mut c);
+            n += 1;
+            if n == 10 {
+                let _ = started.send(());
+            }
+        }
+    });
+    report.push(("malformed frames and random bytes", took));
+
+    // Slowloris: 100 connections each trickling one byte of an endless frame every 50 ms.
+    let took = login_during(&reg, &names[1], move |stop, started| {
+        let mut conns: Vec<Client> = (0..100)
+            .map(|_| {
+                let mut c = Client::connect(tcp);
+                let mut bytes = Frame::event(hello(VERSION, Role::Client))
+                    .to_bytes()
+                    .to_vec();
+                bytes.extend_from_slice(&[0, 0, 0xff]);
+                c.send_raw(&bytes);
+                c
+            })
+            .collect();
+        let _ = started.send(());
+        loop {
+            for c in &mut conns {
+                let _ = c.stream().write_all(&[0]);
+            }
+            if stop.after(Duration::from_millis(50)) {
+                break;
+            }
+        }
+    });
+    report.push(("slowloris (100 trickling connections)", took));
+
+    // Forged heartbeats: random 57-byte datagrams, and a victim's valid heartbeat replayed.
+    let (mut victim, session) = reg.user("victim", "0.0.0.0:7100");
+    let valid = harness::heartbeat(&session.key, session.session, 1);
+    let udp_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_sock.send_to(&valid, udp).unwrap();
+    let sock = udp_sock.try_clone().unwrap();
+    let took = login_during(&reg, &names[2], move |stop, started| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut forged = [0u8; p2pchat_protocol::HEARTBEAT_LEN];
+        let mut n = 0u32;
+        while !stop.now() {
+            rng.fill_bytes(&mut forged);
+            // The victim's real session id, so each one costs a tag check.
+            forged[..9].copy_from_slice(&valid[..9]);
+            let _ = sock.send_to(&forged, udp);
+            n += 1;
+            if n == 1000 {
+                let _ = started.send(());
+            }
+        }
+    });
+    report.push(("forged heartbeats (UDP flood)", took));
+    let sock = udp_sock.try_clone().unwrap();
+    let took = login_during(&reg, &names[3], move |stop, started| {
+        let mut n = 0u32;
+        while !stop.now() {
+            let _ = sock.send_to(&valid, udp);
+            n += 1;
+            if n == 1000 {
+                let _ = started.send(());
+            }
+        }
+    });
+    report.push(("replayed heartbeats (UDP flood)", took));
+    assert_eq!(victim.request(Msg::Ping), Msg::Pong);
+    drop(victim);
+
+    // kill -9 in the middle of registrations: nothing acknowledged is lost, and a login right
+    // after the restart is served.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let acked = Arc::clone(&acked);
+            let mut c = reg.client();
+            thread::spawn(move || {
+                for i in 0.. {
+                    let name = format!("w{w}n{i}");
+                    let id = c.send_request(Msg::Register {
+                        name: name.clone(),
+                        password: PW.into(),
+                    });
+                    match c.next(Instant::now() + REPLY_TIMEOUT) {
+                        Next::Frame(f) if f.id == id && f.msg == Msg::Ok => {
+                            acked.lock().unwrap().push(name)
+                        }
+                        _ => break, // killed
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        "registrations under way",
+        Instant::now() + REPLY_TIMEOUT,
+        || acked.lock().unwrap().len() >= 100,
+    );
+    reg.kill9();
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+    reg.restart();
+    let (mut c, took) = timed_login(&reg, &names[4]);
+    report.push((
+        "a kill -9 during registrations, then restart (login right after)",
+        took,
+    ));
+    let acked = acked.lock().unwrap();
+    for name in acked.iter() {
+        assert_eq!(
+            c.search(name),
+            p2pchat_protocol::Presence::Offline,
+            "{name} was acknowledged, then lost"
+        );
+    }
+    eprintln!(
+        "kill -9 after {} acknowledged registrations: none lost",
+        acked.len()
+    );
+
+    for (attack, took) in &report {
+        eprintln!("login under {attack}: {took:?}");
+    }
 }
