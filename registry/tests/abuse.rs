@@ -542,7 +542,7 @@ fn logins_stay_fast_under_the_attacks_that_already_failed() {
             let mut c = Client::connect(tcp);
             let mut bytes = vec![0u8; 64];
             rng.fill_bytes(&mut bytes);
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 // A plausible length, then garbage: a malformed frame rather than a huge one.
                 bytes[..4].copy_from_slice(&60u32.to_be_bytes());
             }
