@@ -39,6 +39,7 @@ pub const BUSY: u16 = 503;
 pub const SERVER_FULL: u16 = 504;
 pub const RATE_LIMITED: u16 = 505;
 pub const SHUTTING_DOWN: u16 = 506;
+pub const DISK_FULL: u16 = 507;
 
 /// The default human message of a code.
 pub fn message(code: u16) -> &'static str {
@@ -74,6 +75,7 @@ pub fn message(code: u16) -> &'static str {
         SERVER_FULL => "server full",
         RATE_LIMITED => "too many requests, slow down",
         SHUTTING_DOWN => "server shutting down",
+        DISK_FULL => "disk full: the server cannot store anything new, try again later",
         _ => "error",
     }
 }

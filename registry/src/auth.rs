@@ -15,7 +15,8 @@ use ring::digest;
 
 use crate::hasher::{HashDone, HashRequest, HashResult};
 use crate::io::{ConnId, Event, OfflineReason};
-use crate::registry::{ConnState, Pending, Registry};
+use crate::limits::source_key;
+use crate::registry::{ConnState, Pending, Registry, TOKEN_RETRY_FIRST, TOKEN_RETRY_MAX};
 use crate::store::{AccountId, AccountRecord, StoreDone, StoreError, StoreOk, StoreRequest};
 
 /// Default page of the online list when the client asks for 0.
@@ -127,7 +128,13 @@ impl Registry {
         if !self.may_authenticate(now, conn, id, false) {
             return;
         }
-        if let Some(wait) = self.backoff.wait(&name, now) {
+        let Some(source) = self.conns.get(&conn).map(|c| source_key(c.remote.ip())) else {
+            return;
+        };
+        // Throttled per account *and source*: a stranger's failures from elsewhere never delay
+        // the owner (no lockout of a name by someone else); see docs/architecture.md.
+        let key = (name.clone(), source);
+        if let Some(wait) = self.backoff.wait(&key, now) {
             let msg = format!(
                 "too many failed attempts, try again in {}s",
                 secs_ceil(wait)
@@ -137,6 +144,9 @@ impl Registry {
         if self.hashes_in_flight >= self.config.max_pending_hashes {
             return self.busy(conn, id);
         }
+        // Counted as a failure now, forgiven if the hash says the password is right: the check
+        // above and this count happen together, so guesses in flight at once see each other.
+        self.backoff.fail(key, now);
         let account = self.accounts.by_name(&name);
         let (salt, iterations, expected, account) = match account {
             Some(a) => (a.salt, a.iterations, a.hash, Some(a.id)),
@@ -161,6 +171,7 @@ impl Registry {
                 conn,
                 req: id,
                 name,
+                source,
                 account,
                 listen,
             },
@@ -292,6 +303,7 @@ impl Registry {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::LoggedIn { account, session };
         }
+        self.admission.set_logged_in(conn);
         self.disarm_idle(conn);
         self.arm_expiry(now, session);
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
@@ -326,16 +338,21 @@ impl Registry {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::ExpectLogin;
         }
+        self.admission.set_prelogin(conn);
         self.arm_idle(now, conn);
         // A deliberate logout ends automatic re-login too.
         if let Some(a) = self.accounts.by_id_mut(account) {
             a.resume = None;
         }
+        self.unsaved_tokens.remove(&account);
         self.submit_store(
             StoreRequest::DeleteResumeToken {
                 account_id: account,
             },
-            Pending::Detached,
+            Pending::TokenSync {
+                account,
+                token: None,
+            },
         );
         self.reply(conn, id, Msg::Ok);
     }
@@ -445,6 +462,7 @@ impl Registry {
                     conn,
                     req,
                     name,
+                    source,
                     account,
                     listen,
                 },
@@ -455,11 +473,11 @@ impl Registry {
                 }
                 match account.filter(|_| ok) {
                     Some(account) => {
-                        self.backoff.succeed(&name);
+                        self.backoff.succeed(&(name, source));
                         self.start_session(_now, conn, req, account, listen);
                     }
                     None => {
-                        self.backoff.fail(name.clone(), _now);
+                        // Already counted when the attempt was made.
                         if let Some(source) = self.conns.get(&conn).map(|c| c.remote) {
                             self.event(Event::LoginFailed { name, source });
                         }
@@ -490,8 +508,10 @@ impl Registry {
         let Some(pending) = self.take_pending_store(&done) else {
             return;
         };
-        if let Err(StoreError::Failed(why)) = &done.result {
-            self.event(Event::StoreFailed(why.clone()));
+        match &done.result {
+            Err(StoreError::Failed(why)) => self.event(Event::StoreFailed(why.clone())),
+            Err(StoreError::DiskFull) => self.event(Event::StoreFailed("disk full".into())),
+            _ => {}
         }
         match pending {
             Pending::RegisterStore {
@@ -516,9 +536,13 @@ impl Registry {
                         });
                         self.event(Event::Registered { name });
                         self.reply(conn, req, Msg::Ok);
+                        // A fresh pre-login window to log in with the new account.
+                        if self.state(conn) == Some(ConnState::ExpectLogin) {
+                            self.arm_idle(now, conn);
+                        }
                     }
                     Err(StoreError::NameTaken) => self.error(conn, req, status::NAME_TAKEN),
-                    _ => self.error(conn, req, status::INTERNAL),
+                    other => self.store_failed(conn, req, &other),
                 }
             }
             Pending::SessionToken {
@@ -535,12 +559,15 @@ impl Registry {
                     c.auth_in_flight = false;
                 }
                 if done.result.is_err() {
-                    return self.reply_error(
-                        conn,
-                        req,
-                        status::INTERNAL,
-                        "could not save the session, try again",
-                    );
+                    // The login itself needs nothing new on disk: the session opens with the
+                    // token kept in memory, and the token is written when the store can take it
+                    // (a full disk must not lock existing users out). Until then a registry
+                    // restart forgets it and the client logs in with its password again.
+                    self.stats.unsaved_logins += 1;
+                    self.unsaved_tokens.insert(account);
+                    self.arm_token_retry(now);
+                } else {
+                    self.unsaved_tokens.remove(&account);
                 }
                 if let Some(a) = self.accounts.by_id_mut(account) {
                     a.resume = Some((token_hash, expires_ms));
@@ -569,14 +596,64 @@ impl Registry {
                         }
                     }
                     Err(StoreError::NameTaken) => self.error(conn, req, status::NAME_TAKEN),
-                    Err(_) => self.error(conn, req, status::INTERNAL),
+                    other => self.store_failed(conn, req, &other),
                 }
             }
             room @ (Pending::CreateRoom { .. }
             | Pending::Join { .. }
             | Pending::Remove { .. }
             | Pending::Promote { .. }) => self.handle_room_store_done(room, done),
-            Pending::Detached | Pending::RegisterHash { .. } | Pending::LoginHash { .. } => {}
+            Pending::TokenSync { account, token } => {
+                let current = self
+                    .accounts
+                    .by_id(account)
+                    .and_then(|a| a.resume.map(|(hash, _)| hash));
+                // Written and still what memory holds: the disk agrees. Otherwise (a failure,
+                // or a newer token or a logout since) write memory's state again later.
+                if done.result.is_ok() && current == token {
+                    self.token_retry = TOKEN_RETRY_FIRST;
+                } else {
+                    if done.result.is_err() {
+                        self.token_retry = (self.token_retry * 2).min(TOKEN_RETRY_MAX);
+                    }
+                    self.unsaved_tokens.insert(account);
+                    self.arm_token_retry(now);
+                }
+            }
+            Pending::RegisterHash { .. } | Pending::LoginHash { .. } => {}
+        }
+    }
+
+    /// Writes memory's resume token (or its absence) for every account whose store write
+    /// failed. Accounts with a login in flight are left for the next round: that login writes
+    /// a newer token itself, and writing in between could reorder the two.
+    pub(crate) fn retry_tokens(&mut self, now: Instant) {
+        let mut accounts: Vec<AccountId> = self.unsaved_tokens.iter().copied().collect();
+        accounts.sort_unstable();
+        for account in accounts {
+            if self.starting.contains(&account) {
+                continue;
+            }
+            if self.stores_in_flight >= self.config.max_pending_stores {
+                break;
+            }
+            self.unsaved_tokens.remove(&account);
+            let resume = self.accounts.by_id(account).and_then(|a| a.resume);
+            let request = match resume {
+                Some((token_hash, expires_ms)) => StoreRequest::SetResumeToken {
+                    account_id: account,
+                    token_hash,
+                    expires_ms,
+                },
+                None => StoreRequest::DeleteResumeToken {
+                    account_id: account,
+                },
+            };
+            let token = resume.map(|(hash, _)| hash);
+            self.submit_store(request, Pending::TokenSync { account, token });
+        }
+        if !self.unsaved_tokens.is_empty() {
+            self.arm_token_retry(now);
         }
     }
 }

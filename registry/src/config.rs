@@ -11,16 +11,35 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// PBKDF2 iterations for new passwords (existing accounts keep theirs).
     pub pbkdf2_iterations: u32,
-    /// Most TCP connections served at once; the next gets "server full".
+    /// Most TCP connections served at once. When full, a new connection takes the place of the
+    /// oldest one not yet logged in (that one is told "server full"); if every connection is
+    /// logged in, the new one is refused with "server full".
     pub max_clients: usize,
+    /// Most connections from one source (an IPv4 address, or an IPv6 /64), logged in or not.
+    /// Past it, the source's own oldest pre-login connection makes room, or the new one is
+    /// refused: one address cannot take the slots everyone else needs.
+    pub max_per_source: usize,
+    /// Most connections not yet logged in, from all sources together; past it the oldest one is
+    /// closed to make room for the new one.
+    pub max_unauthenticated: usize,
     /// Largest frame body accepted.
     pub max_frame_len: u32,
     /// The hello must arrive within this long of accept.
     pub handshake_timeout: Duration,
     /// A started frame must complete within this long.
     pub frame_timeout: Duration,
-    /// A connection that is not logged in and sends nothing for this long is closed.
+    /// A connection must log in (or resume) within this long of its hello, of its last
+    /// successful registration or of its logout, whatever else it sends: pings and failed
+    /// attempts do not extend it, so a connection cannot hold a slot without logging in.
     pub idle_timeout: Duration,
+    /// Frames decoded per connection per turn: one client's pipelined burst is served a slice
+    /// at a time, round-robin with everyone else's.
+    pub turn_frames: usize,
+    /// Bytes of output (replies and events) one connection's frames may produce per turn.
+    pub turn_bytes: usize,
+    /// Unprocessed input a connection may have queued; past it the connection is closed with
+    /// "server busy" (it sends requests much faster than it is served).
+    pub max_input_backlog: usize,
     /// Password attempts (register + login) per source address per minute.
     pub auth_rate_per_min: u32,
     /// Burst of password attempts per source address.
@@ -53,10 +72,15 @@ impl Default for Config {
             heartbeat_interval: heartbeat_timeout / 3,
             pbkdf2_iterations: 600_000,
             max_clients: 10_000,
+            max_per_source: 1_000,
+            max_unauthenticated: 2_048,
             max_frame_len: p2pchat_protocol::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            turn_frames: 64,
+            turn_bytes: 64 * 1024,
+            max_input_backlog: 1024 * 1024,
             auth_rate_per_min: 60,
             auth_burst: 30,
             resume_rate_per_min: 600,

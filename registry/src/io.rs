@@ -52,8 +52,18 @@ pub enum Input<'a> {
     StoreDone(StoreDone),
     /// A password hash finished.
     HashDone(HashDone),
-    /// A deadline from `poll_timeout` may have passed. Harmless when early.
+    /// A deadline from `poll_timeout` may have passed, or input left over from an earlier
+    /// turn waits to be served (then `poll_timeout` is already due). Harmless when early.
     Timeout,
+    /// The driver's output queue for a connection passed its soft cap (`blocked`), or drained
+    /// back below it. While blocked, the registry decodes none of that connection's input, so
+    /// a burst of pipelined requests cannot push the queue to its hard cap.
+    Backpressure {
+        /// Which connection.
+        conn: ConnId,
+        /// Over the soft cap (true) or drained (false).
+        blocked: bool,
+    },
     /// Begin a graceful shutdown: tell every client, close every connection.
     Shutdown,
 }
@@ -97,8 +107,12 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// A started frame did not complete in time.
     FrameTimeout,
-    /// Nothing received for too long while not logged in.
+    /// Not logged in within the pre-login deadline.
     Idle,
+    /// Closed while not logged in, to make room for a new connection.
+    Evicted,
+    /// Too much unprocessed input queued (requests sent far faster than served).
+    Backlog,
     /// The session's heartbeats stopped.
     Expired,
     /// Too many connections.
@@ -117,7 +131,9 @@ impl fmt::Display for CloseReason {
             CloseReason::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
             CloseReason::HandshakeTimeout => f.write_str("no hello in time"),
             CloseReason::FrameTimeout => f.write_str("frame not completed in time"),
-            CloseReason::Idle => f.write_str("idle"),
+            CloseReason::Idle => f.write_str("not logged in in time"),
+            CloseReason::Evicted => f.write_str("evicted before login to make room"),
+            CloseReason::Backlog => f.write_str("too many requests queued"),
             CloseReason::Expired => f.write_str("heartbeats stopped"),
             CloseReason::ServerFull => f.write_str("server full"),
             CloseReason::Replaced => f.write_str("session resumed elsewhere"),

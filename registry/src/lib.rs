@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod accounts;
+mod admission;
 mod auth;
 mod config;
 pub mod hasher;
@@ -44,6 +45,7 @@ mod registry;
 mod rooms;
 pub mod store;
 mod timers;
+mod turns;
 
 #[cfg(test)]
 mod tests;

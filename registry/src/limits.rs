@@ -1,11 +1,27 @@
-//! Abuse limits: token buckets per source address and exponential backoff per account name.
-//! Both maps are pruned by housekeeping, so a flood of distinct sources or names cannot grow
-//! memory without bound.
+//! Abuse limits: token buckets per source address and exponential backoff per account name
+//! and source. Both maps are pruned by housekeeping, so a flood of distinct sources or names
+//! cannot grow memory without bound.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
+
+/// The unit a per-source limit counts: an IPv4 address, or an IPv6 /64 (one host is usually
+/// given a whole /64, so counting single IPv6 addresses would let it rotate past any limit).
+/// An IPv4-mapped IPv6 address counts as its IPv4 address.
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
 
 /// A token bucket: `rate` tokens per second up to `burst`.
 #[derive(Debug, Clone, Copy)]
@@ -72,8 +88,9 @@ struct Failures {
     last: Instant,
 }
 
-/// Exponential backoff after repeated failures, keyed by account name (known or not, so the
-/// answer does not reveal whether an account exists).
+/// Exponential backoff after repeated failures. The registry keys it by account name (known or
+/// not, so the answer does not reveal whether an account exists) *and* source, so a stranger's
+/// failures never delay the owner's logins from the owner's own address.
 #[derive(Debug)]
 pub(crate) struct Backoff<K> {
     after: u32,
@@ -107,6 +124,8 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
         Duration::from_secs(1u64 << exp).min(self.max)
     }
 
+    /// Counts one failure. The registry counts each attempt when it is *made* (before its hash
+    /// runs) and forgives it on success, so attempts in flight at once see each other.
     pub(crate) fn fail(&mut self, key: K, now: Instant) {
         let f = self.failures.entry(key).or_insert(Failures {
             count: 0,

@@ -2,15 +2,16 @@
 //! Account operations are in `auth.rs`, as more `impl Registry` blocks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2pchat_protocol::{status, DecodeErrorKind, Frame, FrameDecoder, Msg, Role, VERSION};
+use p2pchat_protocol::{status, Frame, FrameDecoder, Msg, Role, VERSION};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::accounts::Accounts;
+use crate::admission::{Admission, Caps, Refusal};
 use crate::config::Config;
 use crate::hasher::{HashDone, HashJob, HashRequest};
 use crate::io::{CloseReason, ConnId, Event, Input, OfflineReason, Output};
@@ -18,11 +19,14 @@ use crate::limits::{Backoff, RateLimit};
 use crate::presence::{HeartbeatRejection, Presence};
 use crate::rooms::Rooms;
 use crate::store::{
-    AccountId, Role as MemberRole, RoomId, Snapshot, StoreDone, StoreJob, StoreRequest,
+    AccountId, Role as MemberRole, RoomId, Snapshot, StoreDone, StoreError, StoreJob, StoreRequest,
 };
 use crate::timers::Timers;
 
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// First and longest wait before retrying resume tokens the store could not write.
+pub(crate) const TOKEN_RETRY_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const TOKEN_RETRY_MAX: Duration = Duration::from_secs(4);
 
 /// The registry: accounts, sessions, presence and (later) rooms, as a sans-IO state machine.
 ///
@@ -41,10 +45,22 @@ pub struct Registry {
     pub(crate) rooms: Rooms,
     pub(crate) auth_limit: RateLimit,
     pub(crate) resume_limit: RateLimit,
-    pub(crate) backoff: Backoff<String>,
+    /// Failed logins by (account name, source): see `limits::Backoff`.
+    pub(crate) backoff: Backoff<(String, IpAddr)>,
+    pub(crate) admission: Admission,
+    /// Connections with decoded-but-unserved input, served a budget each per turn, in turn.
+    pub(crate) backlog: VecDeque<ConnId>,
+    /// The `now` of the last input: `poll_timeout` answers it while the backlog has work.
+    last_now: Instant,
+    /// Output bytes produced since the current connection's budget began.
+    pub(crate) produced: usize,
+    /// Accounts whose resume token in memory may differ from the one on disk (a store write
+    /// failed, e.g. a full disk); retried with backoff until the disk agrees.
+    pub(crate) unsaved_tokens: HashSet<AccountId>,
+    pub(crate) token_retry: Duration,
     /// Accounts whose login succeeded and whose session is being set up.
     pub(crate) starting: HashSet<AccountId>,
-    timers: Timers<TimerKey>,
+    pub(crate) timers: Timers<TimerKey>,
     pub(crate) pending: HashMap<u64, Pending>,
     next_job: u64,
     pub(crate) hashes_in_flight: usize,
@@ -78,15 +94,25 @@ pub struct Stats {
     pub busy: u64,
     /// Requests answered "rate limited".
     pub rate_limited: u64,
+    /// Pre-login connections closed to make room for a new connection.
+    pub evicted: u64,
+    /// New connections refused because every slot (or every slot of their source) was taken
+    /// by logged-in users.
+    pub refused: u64,
+    /// Times a connection's pipelined input was left for a later turn (budget spent).
+    pub deferred: u64,
+    /// Logins that opened their session with a resume token the store could not write yet.
+    pub unsaved_logins: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum TimerKey {
+pub(crate) enum TimerKey {
     Handshake(ConnId),
     Frame(ConnId),
     Idle(ConnId),
     Expiry(u64),
     Housekeeping,
+    TokenRetry,
 }
 
 /// What a connection waits for.
@@ -101,9 +127,13 @@ pub(crate) enum ConnState {
 pub(crate) struct Conn {
     pub(crate) remote: SocketAddr,
     pub(crate) state: ConnState,
-    decoder: FrameDecoder,
+    pub(crate) decoder: FrameDecoder,
     /// A login or resume is running for this connection: one at a time.
     pub(crate) auth_in_flight: bool,
+    /// The driver says its output is over the soft cap: decode nothing more until it drains.
+    pub(crate) blocked: bool,
+    /// It is in `backlog`.
+    pub(crate) queued: bool,
 }
 
 /// A hash or store job and what to do when it finishes.
@@ -129,6 +159,8 @@ pub(crate) enum Pending {
         conn: ConnId,
         req: u32,
         name: String,
+        /// The throttle key's source (`limits::source_key`).
+        source: IpAddr,
         account: Option<AccountId>,
         listen: SocketAddr,
     },
@@ -174,8 +206,11 @@ pub(crate) enum Pending {
         room_id: RoomId,
         target: AccountId,
     },
-    /// Nobody waits for the answer (e.g. deleting a resume token at logout).
-    Detached,
+    /// Writing the account's resume token as memory had it (`None`: deleted) when submitted.
+    TokenSync {
+        account: AccountId,
+        token: Option<[u8; 32]>,
+    },
 }
 
 impl Registry {
@@ -199,6 +234,12 @@ impl Registry {
             auth_limit: RateLimit::new(config.auth_rate_per_min, config.auth_burst),
             resume_limit: RateLimit::new(config.resume_rate_per_min, config.resume_burst),
             backoff: Backoff::new(config.backoff_after, config.backoff_max),
+            admission: Admission::default(),
+            backlog: VecDeque::new(),
+            last_now: epoch,
+            produced: 0,
+            unsaved_tokens: HashSet::new(),
+            token_retry: TOKEN_RETRY_FIRST,
             config,
             rng,
             epoch,
@@ -222,6 +263,7 @@ impl Registry {
 
     /// Feeds one input. `now` must not go backwards between calls.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        self.last_now = now;
         match input {
             Input::Connected { conn, remote } => self.handle_connected(now, conn, remote),
             Input::Received { conn, bytes } => self.handle_received(now, conn, bytes),
@@ -230,6 +272,7 @@ impl Registry {
             Input::StoreDone(done) => self.handle_store_done(now, done),
             Input::HashDone(done) => self.handle_hash_done(now, done),
             Input::Timeout => self.handle_timeout(now),
+            Input::Backpressure { conn, blocked } => self.handle_backpressure(now, conn, blocked),
             Input::Shutdown => self.handle_shutdown(),
         }
     }
@@ -241,7 +284,12 @@ impl Registry {
 
     /// The latest moment to feed `Input::Timeout`. Changes after every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        let next = self.timers.next();
+        if self.backlog.is_empty() {
+            return next;
+        }
+        // Input left over from a turn: feed `Timeout` again at once.
+        Some(next.map_or(self.last_now, |t| t.min(self.last_now)))
     }
 
     /// Users online now.
@@ -257,6 +305,11 @@ impl Registry {
     /// Open client connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Open client connections that have not logged in.
+    pub fn unauthenticated_count(&self) -> usize {
+        self.admission.unauthenticated()
     }
 
     /// Whether `name` is online.
@@ -288,10 +341,42 @@ impl Registry {
             self.refuse(conn, status::SHUTTING_DOWN, CloseReason::Shutdown);
             return;
         }
-        if self.conns.len() >= self.config.max_clients {
-            self.refuse(conn, status::SERVER_FULL, CloseReason::ServerFull);
-            return;
+        let caps = Caps {
+            max_clients: self.config.max_clients,
+            max_per_source: self.config.max_per_source,
+            max_unauthenticated: self.config.max_unauthenticated,
+        };
+        match self.admission.admit(remote.ip(), caps) {
+            Ok(evict) => {
+                for victim in evict {
+                    self.stats.evicted += 1;
+                    self.close_with(
+                        victim,
+                        status::SERVER_FULL,
+                        "server full: this connection had not logged in and made room for a newer one",
+                        CloseReason::Evicted,
+                    );
+                }
+            }
+            Err(refusal) => {
+                self.stats.refused += 1;
+                let message = match refusal {
+                    Refusal::Source => "server full: too many connections from your address",
+                    Refusal::Full => status::message(status::SERVER_FULL),
+                };
+                let frame = Frame::event(Msg::Error {
+                    code: status::SERVER_FULL,
+                    message: message.to_owned(),
+                });
+                self.send_frame(conn, &frame);
+                self.outbox.push_back(Output::Close {
+                    conn,
+                    reason: CloseReason::ServerFull,
+                });
+                return;
+            }
         }
+        self.admission.add(conn, remote.ip());
         self.conns.insert(
             conn,
             Conn {
@@ -299,6 +384,8 @@ impl Registry {
                 state: ConnState::ExpectHello,
                 decoder: FrameDecoder::new(self.config.max_frame_len),
                 auth_in_flight: false,
+                blocked: false,
+                queued: false,
             },
         );
         self.timers.set(
@@ -317,49 +404,7 @@ impl Registry {
         self.outbox.push_back(Output::Close { conn, reason });
     }
 
-    fn handle_received(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let partial_before = c.decoder.has_partial();
-        c.decoder.push(bytes);
-        let mut completed = false;
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return; // closed by the frame just handled
-            };
-            match c.decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    completed = true;
-                    self.handle_frame(now, conn, frame);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    let code = match err.kind {
-                        DecodeErrorKind::TooLong { .. } => status::TOO_LARGE,
-                        _ => status::MALFORMED,
-                    };
-                    let why = err.to_string();
-                    self.stats.protocol_errors += 1;
-                    self.close_with(conn, code, &why, CloseReason::Malformed(why.clone()));
-                    return;
-                }
-            }
-        }
-        // A started frame must complete within frame_timeout of when it started; trickling
-        // bytes into the same frame does not extend the deadline.
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        if !c.decoder.has_partial() {
-            self.timers.cancel(TimerKey::Frame(conn));
-        } else if completed || !partial_before || !self.timers.is_set(TimerKey::Frame(conn)) {
-            self.timers
-                .set(TimerKey::Frame(conn), now + self.config.frame_timeout);
-        }
-    }
-
-    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+    pub(crate) fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -368,10 +413,8 @@ impl Registry {
             self.handle_hello(now, conn, frame);
             return;
         }
-        if !matches!(state, ConnState::LoggedIn { .. }) {
-            self.timers
-                .set(TimerKey::Idle(conn), now + self.config.idle_timeout);
-        }
+        // No deadline moves here: a frame, even a ping, does not buy a pre-login connection
+        // more time (only a successful login, resume or registration does).
         let id = frame.id;
         match frame.msg {
             Msg::Register { name, password } => self.handle_register(now, conn, id, name, password),
@@ -483,6 +526,7 @@ impl Registry {
         self.timers.cancel(TimerKey::Handshake(conn));
         self.timers.cancel(TimerKey::Frame(conn));
         self.timers.cancel(TimerKey::Idle(conn));
+        self.admission.remove(conn);
         if let ConnState::LoggedIn { session, .. } = c.state {
             self.end_session(session, why);
         }
@@ -548,13 +592,17 @@ impl Registry {
                     "frame not completed in time",
                     CloseReason::FrameTimeout,
                 ),
-                TimerKey::Idle(conn) => self.close_with(
-                    conn,
-                    status::TIMEOUT,
-                    "idle connection closed",
-                    CloseReason::Idle,
-                ),
+                TimerKey::Idle(conn) => {
+                    let secs = self.config.idle_timeout.as_secs_f64();
+                    self.close_with(
+                        conn,
+                        status::TIMEOUT,
+                        &format!("not logged in within {secs}s"),
+                        CloseReason::Idle,
+                    );
+                }
                 TimerKey::Expiry(session) => self.expire(session),
+                TimerKey::TokenRetry => self.retry_tokens(now),
                 TimerKey::Housekeeping => {
                     self.auth_limit.prune(now);
                     self.resume_limit.prune(now);
@@ -562,6 +610,15 @@ impl Registry {
                     self.timers.set(TimerKey::Housekeeping, now + HOUSEKEEPING);
                 }
             }
+        }
+        self.serve_backlog(now);
+    }
+
+    /// Arms the retry of unsaved resume tokens, if it is not armed.
+    pub(crate) fn arm_token_retry(&mut self, now: Instant) {
+        if !self.timers.is_set(TimerKey::TokenRetry) {
+            self.timers
+                .set(TimerKey::TokenRetry, now + self.token_retry);
         }
     }
 
@@ -602,6 +659,7 @@ impl Registry {
 
     pub(crate) fn send_frame(&mut self, conn: ConnId, frame: &Frame) {
         let bytes: Bytes = frame.to_bytes();
+        self.produced += bytes.len();
         self.outbox.push_back(Output::Send { conn, bytes });
     }
 
@@ -646,6 +704,25 @@ impl Registry {
     /// Answers a request with `code` and its default message.
     pub(crate) fn error(&mut self, conn: ConnId, id: u32, code: u16) {
         self.reply_error(conn, id, code, status::message(code));
+    }
+
+    /// Answers a request whose store write failed: "disk full" when it was (the client can tell
+    /// its user why, and that retrying later may work), otherwise "internal server error".
+    pub(crate) fn store_failed<T>(
+        &mut self,
+        conn: ConnId,
+        id: u32,
+        result: &Result<T, StoreError>,
+    ) {
+        match result {
+            Err(StoreError::DiskFull) => self.reply_error(
+                conn,
+                id,
+                status::DISK_FULL,
+                "disk full: the server cannot save this now, try again later",
+            ),
+            _ => self.error(conn, id, status::INTERNAL),
+        }
     }
 
     /// Answers a request with "busy, try again" and counts it.

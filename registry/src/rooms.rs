@@ -484,7 +484,7 @@ impl Registry {
                         self.reply(conn, req, Msg::Ok);
                     }
                     Err(StoreError::NameTaken) => self.error(conn, req, status::ROOM_EXISTS),
-                    _ => self.error(conn, req, status::INTERNAL),
+                    other => self.store_failed(conn, req, &other),
                 }
             }
             Pending::Join {
@@ -495,7 +495,7 @@ impl Registry {
                 role,
             } => {
                 let Ok(StoreOk::Member { joined_seq }) = done.result else {
-                    return self.error(conn, req, status::INTERNAL);
+                    return self.store_failed(conn, req, &done.result);
                 };
                 self.rooms.add_member(room_id, account, role, joined_seq);
                 if let Some(addr) = self.presence.addr_of(account) {
@@ -523,7 +523,7 @@ impl Registry {
                 by,
             } => {
                 if done.result.is_err() {
-                    return self.error(conn, req, status::INTERNAL);
+                    return self.store_failed(conn, req, &done.result);
                 }
                 let name = self
                     .accounts

@@ -238,6 +238,9 @@ pub enum StoreError {
     /// Another account or room already has the name.
     #[error("name already taken")]
     NameTaken,
+    /// The file system is full (`SQLITE_FULL`): nothing new can be written until space returns.
+    #[error("disk full")]
+    DiskFull,
     /// The write failed for any other reason (missing row, SQLite error); carries the reason.
     #[error("storage failure: {0}")]
     Failed(String),

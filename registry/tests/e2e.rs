@@ -808,13 +808,21 @@ fn a_client_that_never_reads_does_not_stall_others() {
 fn max_clients_refuses_the_extra_connection() {
     let reg = Registry::start(&["--max-clients", "2"]);
     let (mut a, _) = reg.user("alice", "0.0.0.0:5001");
-    let b = reg.client();
-    let mut c = Client::connect(reg.tcp);
-    let (code, _) = c.expect_closed().expect("the extra connection is told");
+    reg.client().must_register("bob");
+    let mut b = reg.client();
+    // The table is full; the newcomer takes the place of the connection that has not logged
+    // in (docs/architecture.md, "Admission").
+    let mut c = reg.client();
+    let (code, _) = b.expect_closed().expect("the evicted connection is told");
+    assert_eq!(code, SERVER_FULL);
+    c.must_login("bob", PW, "0.0.0.0:5002");
+    // Full of logged-in users: the extra connection is refused.
+    let mut d = Client::connect(reg.tcp);
+    let (code, _) = d.expect_closed().expect("the extra connection is told");
     assert_eq!(code, SERVER_FULL);
     assert_eq!(a.search("alice"), Presence::Online(addr("127.0.0.1:5001")));
     // A freed slot is usable again.
-    drop(b);
+    drop(c);
     wait_until("a slot frees up", Instant::now() + REPLY_TIMEOUT, || {
         let mut d = Client::connect(reg.tcp);
         // A refused connection may already be closed: a failed write is a refusal too.

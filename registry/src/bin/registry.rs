@@ -1,7 +1,7 @@
 //! `p2pchat-registry`: the registry server. Glue only: flags, the store and hashing workers,
 //! and the run loop that drives the sans-IO [`Registry`] on the engine's reactor.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,9 +53,19 @@ struct Args {
     /// PBKDF2 iterations for new passwords.
     #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u32).range(1..))]
     pbkdf2_iterations: u32,
-    /// Most client connections at once.
+    /// Most client connections at once. When full, the oldest connection that has not logged
+    /// in makes room for a new one; logged-in users are never pushed out.
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
+    /// Most connections from one source address (IPv6: one /64), logged in or not.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_per_source: u64,
+    /// Most connections not yet logged in, from all sources.
+    #[arg(long, default_value_t = 2_048, value_parser = clap::value_parser!(u64).range(1..))]
+    max_unauthenticated: u64,
+    /// A connection must log in within this long of its hello; pings do not extend it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    login_timeout: Duration,
     /// Password attempts (register + login) per source address per minute; burst is half.
     #[arg(long, default_value_t = 60)]
     auth_rate: u32,
@@ -140,6 +150,11 @@ struct Driver {
     /// The heartbeat socket, for its kernel drop counter.
     udp: p2pchat_engine::UdpId,
     counters: HeartbeatCounters,
+    /// What carrying out outputs taught us (a connection closed by a send, an output queue
+    /// over the soft cap), fed back before the next output so no work goes to waste.
+    feedback: VecDeque<Input<'static>>,
+    /// Connections the registry was told are over the soft cap, until they drain.
+    blocked: HashSet<ConnId>,
 }
 
 /// Heartbeat intake figures as last logged, so each log line also shows the interval's share.
@@ -245,6 +260,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut config = Config::default().with_heartbeat_timeout(args.heartbeat_timeout);
     config.pbkdf2_iterations = args.pbkdf2_iterations;
     config.max_clients = args.max_clients;
+    config.max_per_source = usize::try_from(args.max_per_source).unwrap_or(usize::MAX);
+    config.max_unauthenticated = usize::try_from(args.max_unauthenticated).unwrap_or(usize::MAX);
+    config.idle_timeout = args.login_timeout;
     config.auth_rate_per_min = args.auth_rate;
     config.auth_burst = (args.auth_rate / 2).max(1);
     config.handshake_timeout = args.handshake_timeout;
@@ -307,6 +325,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         rejected: VecDeque::new(),
         udp,
         counters: HeartbeatCounters::default(),
+        feedback: VecDeque::new(),
+        blocked: HashSet::new(),
     };
     driver.run()?;
     let Driver { store, hasher, .. } = driver;
@@ -355,6 +375,7 @@ impl Driver {
                         let id = ConnMap::id(conn);
                         debug!("{id} closed: {reason}");
                         self.conns.to_engine.remove(&id);
+                        self.blocked.remove(&id);
                         self.feed(now, Input::Closed { conn: id });
                     }
                     NetEvent::Datagram { from, bytes, .. } => {
@@ -382,6 +403,7 @@ impl Driver {
                     }
                 }
             }
+            self.unblock_drained(now);
             self.collect_workers(now);
             self.feed(now, Input::Timeout);
             self.log_counters(now);
@@ -450,8 +472,44 @@ impl Driver {
 
     fn feed(&mut self, now: Instant, input: Input<'_>) {
         self.registry.handle_input(now, input);
-        while let Some(out) = self.registry.poll_output() {
-            self.apply(out);
+        loop {
+            if let Some(out) = self.registry.poll_output() {
+                self.apply(out);
+            } else if let Some(input) = self.feedback.pop_front() {
+                self.registry.handle_input(now, input);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Tells the registry which blocked connections have drained to half the soft cap (where
+    /// the engine resumes reading them too).
+    fn unblock_drained(&mut self, now: Instant) {
+        if self.blocked.is_empty() {
+            return;
+        }
+        let resume_at = self.reactor.config().write_soft_cap / 2;
+        let drained: Vec<ConnId> = self
+            .blocked
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.conns
+                    .to_engine
+                    .get(id)
+                    .is_none_or(|&c| self.reactor.queued_bytes(c) <= resume_at)
+            })
+            .collect();
+        for conn in drained {
+            self.blocked.remove(&conn);
+            self.feed(
+                now,
+                Input::Backpressure {
+                    conn,
+                    blocked: false,
+                },
+            );
         }
     }
 
@@ -459,7 +517,18 @@ impl Driver {
         match out {
             Output::Send { conn, bytes } => {
                 if let Some(&c) = self.conns.to_engine.get(&conn) {
-                    self.reactor.send(c, &bytes);
+                    if !self.reactor.send(c, &bytes) {
+                        // Closed (a slow consumer, a broken pipe): its `Closed` event comes
+                        // next turn; say so now so the rest of its input is not served.
+                        self.feedback.push_back(Input::Closed { conn });
+                    } else if self.reactor.queued_bytes(c) > self.reactor.config().write_soft_cap
+                        && self.blocked.insert(conn)
+                    {
+                        self.feedback.push_back(Input::Backpressure {
+                            conn,
+                            blocked: true,
+                        });
+                    }
                 }
             }
             Output::Close { conn, reason } => {

@@ -168,12 +168,16 @@ impl SqliteStore {
         match apply_batch(&mut self.conn, jobs) {
             Ok(done) => done,
             Err(e) => {
-                let reason = format!("batch not committed: {e}");
-                log::error!("store: {reason} ({} jobs failed)", ids.len());
+                let error = if is_disk_full(&e) {
+                    StoreError::DiskFull
+                } else {
+                    StoreError::Failed(format!("batch not committed: {e}"))
+                };
+                log::error!("store: {error} ({} jobs failed)", ids.len());
                 ids.into_iter()
                     .map(|id| StoreDone {
                         id,
-                        result: Err(StoreError::Failed(reason.clone())),
+                        result: Err(error.clone()),
                     })
                     .collect()
             }
@@ -182,7 +186,15 @@ impl SqliteStore {
 }
 
 fn failed(context: impl std::fmt::Display, e: rusqlite::Error) -> StoreError {
+    if is_disk_full(&e) {
+        return StoreError::DiskFull;
+    }
     StoreError::Failed(format!("{context}: {e}"))
+}
+
+/// `SQLITE_FULL`: the file system (or the database's size limit) has no room for the write.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 fn apply_batch(conn: &mut Connection, jobs: Vec<StoreJob>) -> rusqlite::Result<Vec<StoreDone>> {

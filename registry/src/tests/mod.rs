@@ -4,6 +4,7 @@
 //! synchronously) and the real PBKDF2 function; only the clock and the sockets are virtual.
 //! Time is `t0 + offset` throughout; nothing sleeps.
 
+mod abuse;
 mod rooms;
 mod scenarios;
 
@@ -16,7 +17,7 @@ use tempfile::TempDir;
 
 use crate::hasher::{run_hash, HashDone, HashJob};
 use crate::io::{CloseReason, ConnId, Event, Input, Output};
-use crate::store::{SqliteStore, StoreDone};
+use crate::store::{SqliteStore, StoreDone, StoreError};
 use crate::{Config, Registry};
 
 pub(crate) struct Harness {
@@ -32,6 +33,8 @@ pub(crate) struct Harness {
     /// While set, hash jobs are parked instead of run, to model slow hashing.
     pub(crate) hold_hashes: bool,
     pub(crate) held: Vec<HashJob>,
+    /// While set, store jobs fail with this error instead of running (a full disk).
+    pub(crate) fail_stores: Option<StoreError>,
     next_req: u32,
 }
 
@@ -61,6 +64,7 @@ impl Harness {
             events: Vec::new(),
             hold_hashes: false,
             held: Vec::new(),
+            fail_stores: None,
             next_req: 1,
         }
     }
@@ -117,7 +121,13 @@ impl Harness {
                     self.closed.insert(conn, reason);
                 }
                 Output::Store(job) => {
-                    let done: Vec<StoreDone> = self.store.apply(vec![job]);
+                    let done: Vec<StoreDone> = match &self.fail_stores {
+                        Some(error) => vec![StoreDone {
+                            id: job.id,
+                            result: Err(error.clone()),
+                        }],
+                        None => self.store.apply(vec![job]),
+                    };
                     for d in done {
                         self.reg.handle_input(self.now, Input::StoreDone(d));
                     }

@@ -261,25 +261,44 @@ fn handshake_frame_and_idle_deadlines_close_only_that_connection() {
 }
 
 #[test]
-fn max_clients_refuses_with_a_clear_error() {
+fn a_full_table_evicts_the_oldest_prelogin_connection_and_never_a_logged_in_one() {
     let config = Config {
         max_clients: 2,
         ..Harness::config()
     };
     let mut h = Harness::new(config);
-    h.connect(1);
+    let a = h.connect(1);
     h.connect(2);
+    // Full of pre-login connections: the oldest makes room.
+    let c = h.connect(3);
+    assert_eq!(h.closed.get(&ConnId(1)), Some(&CloseReason::Evicted));
+    let frames = h.take(ConnId(1));
+    assert_eq!(
+        Harness::error_code(&frames.last().unwrap().msg),
+        Some(status::SERVER_FULL)
+    );
+    assert_eq!(h.reg.connection_count(), 2);
+    assert_eq!(h.reg.unauthenticated_count(), 2);
+    // Full of logged-in users: the newcomer is refused.
+    let _ = a;
+    h.register(c, "carol");
+    h.login(c, "carol");
+    let d = h.connect(4);
+    h.register(d, "dave");
+    h.login(d, "dave");
+    assert_eq!(h.closed.get(&ConnId(2)), Some(&CloseReason::Evicted));
     h.input(Input::Connected {
-        conn: ConnId(3),
-        remote: "10.0.0.3:1".parse().unwrap(),
+        conn: ConnId(5),
+        remote: "10.0.0.5:1".parse().unwrap(),
     });
-    let frames = h.take(ConnId(3));
+    let frames = h.take(ConnId(5));
     assert_eq!(
         Harness::error_code(&frames[0].msg),
         Some(status::SERVER_FULL)
     );
-    assert_eq!(h.closed.get(&ConnId(3)), Some(&CloseReason::ServerFull));
+    assert_eq!(h.closed.get(&ConnId(5)), Some(&CloseReason::ServerFull));
     assert_eq!(h.reg.connection_count(), 2);
+    assert_eq!(h.reg.unauthenticated_count(), 0);
 }
 
 #[test]

@@ -4,6 +4,9 @@
 //! Everything waits on events with a deadline (socket read timeouts, a child's exit, polling a
 //! condition); nothing sleeps to let a condition come true.
 
+// Shared by several test binaries, each of which uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -51,12 +54,18 @@ impl Registry {
     /// Starts a registry on ephemeral ports with `--pbkdf2-iterations 1000` (unless `flags`
     /// set it) and `flags`.
     pub fn start(flags: &[&str]) -> Registry {
+        Registry::start_in(tempfile::tempdir().expect("temp dir"), flags)
+    }
+
+    /// As [`Registry::start`], with the database in `dir` (a test may mount a small file
+    /// system there first).
+    pub fn start_in(dir: TempDir, flags: &[&str]) -> Registry {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut reg = Registry {
             child: None,
             tcp: any,
             udp: any,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             flags: flags.iter().map(|s| s.to_string()).collect(),
             log: Arc::new(Mutex::new(String::new())),
             stdout: Arc::new(Mutex::new(Vec::new())),
@@ -267,6 +276,24 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    /// Connects from `source` (another loopback address such as 127.0.0.2 stands for another
+    /// machine), without a handshake.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), REPLY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        Client::from_stream(socket.into())
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
         Client {

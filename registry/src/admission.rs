@@ -1,0 +1,224 @@
+//! Connection admission: a cap on connections per source address and on connections not yet
+//! logged in, and which connection makes room when a cap is reached.
+//!
+//! Policy (docs/architecture.md, "Admission"): a connection that has not logged in holds a slot
+//! it has not earned, so when a cap is reached the *oldest pre-login* connection is closed to make
+//! room for the new one; logged-in connections are never evicted. A newcomer therefore always
+//! gets in while some connection is still pre-login, and it has the whole pre-login deadline
+//! before it becomes the oldest. The per-source cap applies the same rule inside one source
+//! first, so a flood from one address evicts only its own connections and never holds more
+//! than its share of the table.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::io::ConnId;
+use crate::limits::source_key;
+
+#[derive(Debug, Default)]
+struct Source {
+    total: usize,
+    prelogin: BTreeSet<(u64, ConnId)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    source: IpAddr,
+    /// Position in the pre-login order, while not logged in.
+    prelogin: Option<u64>,
+}
+
+/// Why a new connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its source holds `max_per_source` connections, all logged in.
+    Source,
+    /// The table holds `max_clients` connections, all logged in.
+    Full,
+}
+
+/// The caps in force.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    pub(crate) max_clients: usize,
+    pub(crate) max_per_source: usize,
+    pub(crate) max_unauthenticated: usize,
+}
+
+/// Who is connected from where, and the pre-login connections in age order.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    seq: u64,
+    conns: HashMap<ConnId, Entry>,
+    prelogin: BTreeSet<(u64, ConnId)>,
+    sources: HashMap<IpAddr, Source>,
+}
+
+impl Admission {
+    /// The connections to evict so that one more from `ip` fits, or why it cannot.
+    pub(crate) fn admit(&self, ip: IpAddr, caps: Caps) -> Result<Vec<ConnId>, Refusal> {
+        let mut evict = Vec::new();
+        let source = self.sources.get(&source_key(ip));
+        if source.is_some_and(|s| s.total >= caps.max_per_source.max(1)) {
+            match source.and_then(|s| s.prelogin.first()) {
+                Some(&(_, oldest)) => evict.push(oldest),
+                None => return Err(Refusal::Source),
+            }
+        }
+        let total = self.conns.len() - evict.len();
+        let unauthenticated = self.prelogin.len() - evict.len();
+        if total >= caps.max_clients || unauthenticated >= caps.max_unauthenticated.max(1) {
+            let oldest = self
+                .prelogin
+                .iter()
+                .map(|&(_, conn)| conn)
+                .find(|conn| !evict.contains(conn));
+            match oldest {
+                Some(conn) => evict.push(conn),
+                None => return Err(Refusal::Full),
+            }
+        }
+        Ok(evict)
+    }
+
+    /// Records a new connection (not logged in).
+    pub(crate) fn add(&mut self, conn: ConnId, ip: IpAddr) {
+        let source = source_key(ip);
+        self.conns.insert(
+            conn,
+            Entry {
+                source,
+                prelogin: None,
+            },
+        );
+        self.sources.entry(source).or_default().total += 1;
+        self.set_prelogin(conn);
+    }
+
+    /// The connection is not logged in (new, or logged out): it joins the pre-login order as
+    /// the youngest.
+    pub(crate) fn set_prelogin(&mut self, conn: ConnId) {
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(e) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if e.prelogin.is_some() {
+            return;
+        }
+        e.prelogin = Some(seq);
+        self.prelogin.insert((seq, conn));
+        if let Some(s) = self.sources.get_mut(&e.source) {
+            s.prelogin.insert((seq, conn));
+        }
+    }
+
+    /// The connection logged in: it can no longer be evicted.
+    pub(crate) fn set_logged_in(&mut self, conn: ConnId) {
+        let Some(e) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(seq) = e.prelogin.take() {
+            self.prelogin.remove(&(seq, conn));
+            if let Some(s) = self.sources.get_mut(&e.source) {
+                s.prelogin.remove(&(seq, conn));
+            }
+        }
+    }
+
+    /// Forgets a closed connection.
+    pub(crate) fn remove(&mut self, conn: ConnId) {
+        self.set_logged_in(conn);
+        let Some(e) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let Some(s) = self.sources.get_mut(&e.source) {
+            s.total -= 1;
+            if s.total == 0 {
+                self.sources.remove(&e.source);
+            }
+        }
+    }
+
+    /// Connections not logged in.
+    pub(crate) fn unauthenticated(&self) -> usize {
+        self.prelogin.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(max_clients: usize, max_per_source: usize, max_unauthenticated: usize) -> Caps {
+        Caps {
+            max_clients,
+            max_per_source,
+            max_unauthenticated,
+        }
+    }
+
+    #[test]
+    fn the_oldest_prelogin_connection_makes_room_and_logged_in_ones_never_do() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut adm = Admission::default();
+        let c = caps(3, 10, 10);
+        for i in 1..=3 {
+            assert_eq!(adm.admit(a, c), Ok(vec![]));
+            adm.add(ConnId(i), a);
+        }
+        adm.set_logged_in(ConnId(1));
+        assert_eq!(adm.admit(a, c), Ok(vec![ConnId(2)]), "oldest pre-login");
+        adm.remove(ConnId(2));
+        adm.add(ConnId(4), a);
+        // Logging out makes a connection the youngest pre-login one.
+        adm.set_prelogin(ConnId(1));
+        assert_eq!(adm.admit(a, c), Ok(vec![ConnId(3)]));
+        adm.set_logged_in(ConnId(1));
+        adm.set_logged_in(ConnId(3));
+        adm.set_logged_in(ConnId(4));
+        assert_eq!(adm.admit(a, c), Err(Refusal::Full));
+        assert_eq!(adm.unauthenticated(), 0);
+    }
+
+    #[test]
+    fn a_source_at_its_cap_evicts_only_its_own() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut adm = Admission::default();
+        let c = caps(100, 2, 100);
+        adm.add(ConnId(1), b);
+        adm.add(ConnId(2), a);
+        adm.add(ConnId(3), a);
+        assert_eq!(adm.admit(a, c), Ok(vec![ConnId(2)]));
+        assert_eq!(adm.admit(b, c), Ok(vec![]));
+        adm.set_logged_in(ConnId(2));
+        adm.set_logged_in(ConnId(3));
+        assert_eq!(adm.admit(a, c), Err(Refusal::Source));
+        adm.remove(ConnId(3));
+        assert_eq!(adm.admit(a, c), Ok(vec![]));
+    }
+
+    #[test]
+    fn ipv6_sources_are_counted_per_64() {
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let mut adm = Admission::default();
+        adm.add(ConnId(1), x);
+        adm.set_logged_in(ConnId(1));
+        assert_eq!(adm.admit(y, caps(100, 1, 100)), Err(Refusal::Source));
+    }
+
+    #[test]
+    fn the_unauthenticated_cap_evicts_across_sources() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut adm = Admission::default();
+        adm.add(ConnId(1), a);
+        adm.add(ConnId(2), b);
+        assert_eq!(adm.admit(b, caps(100, 100, 2)), Ok(vec![ConnId(1)]));
+        adm.remove(ConnId(1));
+        adm.remove(ConnId(2));
+        assert!(adm.sources.is_empty() && adm.conns.is_empty());
+    }
+}
