@@ -378,7 +378,8 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 
 /// The main thread's loop while workers run: starts the measured phase once `total_ready`
 /// peers are ready (and a [`Watch`] of registry `pid` with it), then every 250 ms samples /proc
-/// and ticks the progress bar (`on_start` runs once, right after the start), until every worker thread has finished. Returns the workers'
+/// and ticks the progress bar (`on_start` runs once, right after the start, and may name a
+/// new registry pid to watch), until every worker thread has finished. Returns the workers'
 /// results and the watch (`None` if the measured phase never started).
 pub fn watch_workers<T>(
     phase: &Phase,
@@ -386,7 +387,7 @@ pub fn watch_workers<T>(
     handles: Vec<std::thread::JoinHandle<anyhow::Result<T>>>,
     total_ready: u64,
     label: &str,
-    on_start: &mut dyn FnMut() -> anyhow::Result<()>,
+    on_start: &mut dyn FnMut() -> anyhow::Result<Option<u32>>,
 ) -> anyhow::Result<(Vec<T>, Option<Watch>)> {
     let pb = progress(total_ready, label);
     let mut watch: Option<Watch> = None;
@@ -401,9 +402,17 @@ pub fn watch_workers<T>(
             watch = Some(w);
             let _ = phase.start.set(Instant::now());
             pb.finish_and_clear();
-            if let Err(e) = on_start() {
-                phase.stop.store(true, Ordering::Relaxed);
-                return Err(e);
+            match on_start() {
+                Ok(Some(pid)) => {
+                    if let Some(w) = watch.as_mut() {
+                        w.set_pid(Some(pid));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    phase.stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
         if last.elapsed() >= Duration::from_millis(250) {

@@ -147,15 +147,20 @@ impl Pool {
         self.feed(i, now, Input::Command(c));
     }
 
-    /// Peer `i` vanishes without logout: its sockets are dropped, its node is never fed again.
-    pub fn kill(&mut self, i: usize) {
+    /// Peer `i` vanishes without logout: its node is never fed again, so its heartbeats stop.
+    /// With `close` its sockets are dropped (a crashed process: the kernel closes them);
+    /// without, they stay open and silent (a machine that lost power or network), so only the
+    /// heartbeat expiry can find it.
+    pub fn kill(&mut self, i: usize, close: bool) {
         let slot = &mut self.slots[i];
         slot.alive = false;
         if let Some(d) = slot.deadline.take() {
             self.timers.remove(&(d, i));
         }
-        for (_, conn) in slot.links.drain() {
-            self.reactor.abort(conn);
+        if close {
+            for (_, conn) in slot.links.drain() {
+                self.reactor.abort(conn);
+            }
         }
     }
 

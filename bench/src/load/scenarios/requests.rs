@@ -189,7 +189,7 @@ pub fn run(
         handles,
         args.connections as u64,
         "connecting",
-        &mut || Ok(()),
+        &mut || Ok(None),
     )?;
     let mode = if args.pipeline > 0 {
         format!("closed loop, {} in flight per connection", args.pipeline)

@@ -39,6 +39,8 @@ use crate::report::{new_hist, Report, Series};
 pub const MAX_LINKED_PER_THREAD: usize = 250;
 const FLOOD_DRAIN: Duration = Duration::from_secs(5);
 const STORM_LIMIT: Duration = Duration::from_secs(60);
+/// How often a resumed peer asks the registry whether its room is whole again.
+pub const REJOIN_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 struct Out {
@@ -268,35 +270,59 @@ fn storm(
     let n = names.len();
     let mut resumed: Vec<Option<Instant>> = vec![None; n];
     let mut rejoined: Vec<Option<Instant>> = vec![None; n];
-    let mut disconnected = vec![false; n];
+    // Peers to ask `/members` (again) at a time: the room is whole for a peer once the
+    // registry lists every member online and, with links, the peer still has a neighbour.
+    let mut polls: std::collections::VecDeque<(Instant, usize)> = std::collections::VecDeque::new();
     let (mut resume, mut rejoin) = (new_hist(), new_hist());
     let mut now = Instant::now();
     let limit = start + STORM_LIMIT;
     while now < limit && rejoined.iter().any(|r| r.is_none()) {
-        now = pool.turn(now + Duration::from_millis(20))?;
+        while let Some(&(t, i)) = polls.front() {
+            if t > now {
+                break;
+            }
+            polls.pop_front();
+            pool.command(i, now, Command::Members { room: room_of(i) });
+        }
+        let cap = polls.front().map_or(now + Duration::from_millis(20), |p| {
+            p.0.min(now + Duration::from_millis(20))
+        });
+        now = pool.turn(cap)?;
         let Some(&kill) = phase.mark.get() else {
+            pool.events.clear();
             continue;
         };
         for (i, e) in std::mem::take(&mut pool.events) {
             match e {
-                NodeEvent::RegistryDisconnected => disconnected[i] = true,
                 NodeEvent::RegistryReconnected if resumed[i].is_none() => {
                     resumed[i] = Some(now);
                     resume.saturating_record(now.saturating_duration_since(kill).as_nanos() as u64);
                     phase.ops.fetch_add(1, Ordering::Relaxed);
+                    polls.push_back((now, i));
                 }
-                NodeEvent::RoomJoined { room }
-                    if resumed[i].is_some() && rejoined[i].is_none() && room == room_of(i) =>
-                {
-                    rejoined[i] = Some(now);
-                    rejoin.saturating_record(now.saturating_duration_since(kill).as_nanos() as u64);
+                NodeEvent::MemberList { members, .. } if rejoined[i].is_none() => {
+                    let whole = members.len() == m
+                        && members.iter().all(|x| x.online)
+                        && (m == 1 || !pool.node(i).room_neighbors(&room_of(i)).is_empty());
+                    if whole {
+                        rejoined[i] = Some(now);
+                        rejoin.saturating_record(
+                            now.saturating_duration_since(kill).as_nanos() as u64
+                        );
+                    } else {
+                        polls.push_back((now + REJOIN_POLL, i));
+                    }
                 }
-                NodeEvent::Error { message } => phase.problem(format!("{}: {message}", names[i])),
+                NodeEvent::Error { message } => {
+                    phase.problem(format!("{}: {message}", names[i]));
+                    if resumed[i].is_some() && rejoined[i].is_none() {
+                        polls.push_back((now + REJOIN_POLL, i));
+                    }
+                }
                 _ => {}
             }
         }
     }
-    let _ = m;
     out.resumed = resumed.iter().filter(|r| r.is_some()).count() as u64;
     out.rejoined = rejoined.iter().filter(|r| r.is_some()).count() as u64;
     out.resume = Some(resume);
@@ -366,13 +392,14 @@ pub fn run(
     }
     let total = (args.rooms * args.room_size) as u64;
     let pid = reg.pid;
-    let mut on_start = || -> anyhow::Result<()> {
+    let mut on_start = || -> anyhow::Result<Option<u32>> {
         if storm {
             let _ = phase.mark.set(Instant::now());
             reg.kill()?;
             reg.restart()?;
+            return Ok(reg.pid);
         }
-        Ok(())
+        Ok(None)
     };
     let (outs, watch) = watch_workers(phase, pid, handles, total, "joining rooms", &mut on_start)?;
     let sum = |f: &dyn Fn(&Out) -> u64| outs.iter().map(f).sum::<u64>();
@@ -470,9 +497,7 @@ pub fn run(
         }
         report.series = vec![lat];
     }
-    if let Some(mut w) = watch {
-        // The pid may have changed (reconnect-storm): read the registry as it is now.
-        w.set_pid(reg.pid);
+    if let Some(w) = watch {
         w.finish(report, sum(&|o| o.delivered + o.resumed), peers);
     }
     Ok(())

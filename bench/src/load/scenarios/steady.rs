@@ -6,8 +6,10 @@
 //! - `login-storm`: N peers start at `--rate` per second (open loop); register and login
 //!   latency from each peer's intended start. Then as `steady`.
 //! - `churn`: as `steady`, and at the start of the measured phase a `--churn` fraction of peers
-//!   vanish without logout (sockets dropped, heartbeats stop). Live peers search each vanished
-//!   one every 100 ms; the detection time is from the kill to the first `offline` answer.
+//!   vanish without logout: half crash (sockets closed by the kernel, heartbeats stop), half go
+//!   silent (sockets left open, nothing more sent: a machine that lost power), so that only the
+//!   heartbeat expiry finds them. Live peers search each vanished one every 100 ms; the
+//!   detection time is from the vanishing to the first `offline` answer, one series per kind.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -36,6 +38,7 @@ struct Out {
     register: Histogram<u64>,
     login: Histogram<u64>,
     detection: Histogram<u64>,
+    detection_silent: Histogram<u64>,
     issued: u64,
     answered: u64,
     false_expiries: u64,
@@ -106,8 +109,8 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let mut killed: Vec<(usize, Option<Instant>)> = Vec::new();
     if plan.mode == ScenarioName::Churn {
         let k = ((n as f64) * plan.churn).round() as usize;
-        for i in (0..n).rev().take(k.min(n.saturating_sub(1))) {
-            pool.kill(i);
+        for (j, i) in (0..n).rev().take(k.min(n.saturating_sub(1))).enumerate() {
+            pool.kill(i, j % 2 == 0);
             killed.push((i, None));
         }
     }
@@ -121,6 +124,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         register: logins.register.clone(),
         login: logins.login.clone(),
         detection: new_hist(),
+        detection_silent: new_hist(),
         issued: 0,
         answered: 0,
         false_expiries: 0,
@@ -187,7 +191,14 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
                             if let Some(k) = killed.iter_mut().find(|k| plan.names[k.0] == *name) {
                                 if k.1.is_none() {
                                     k.1 = Some(now);
-                                    out.detection.saturating_record(
+                                    // Kill j (from n - 1 down) closed its sockets when j is even.
+                                    let closed = (n - 1 - k.0) % 2 == 0;
+                                    let h = if closed {
+                                        &mut out.detection
+                                    } else {
+                                        &mut out.detection_silent
+                                    };
+                                    h.saturating_record(
                                         now.saturating_duration_since(start).as_nanos() as u64,
                                     );
                                 }
@@ -279,7 +290,7 @@ pub fn run(
         handles,
         args.peers as u64,
         "logging in",
-        &mut || Ok(()),
+        &mut || Ok(None),
     )?;
     let login_s = phase
         .start
@@ -289,16 +300,21 @@ pub fn run(
     let mut register = Series::new("register", "register, from the peer's intended start");
     let mut login = Series::new("login", "login, from Registered to LoggedIn");
     let mut detection = Series::new(
-        "detection",
-        "time from a peer vanishing to the registry saying offline",
+        "detection_crash",
+        "from a peer crashing (sockets closed) to the registry saying offline",
     );
-    detection.cdf = true;
+    let mut silent = Series::new(
+        "detection_silent",
+        "from a peer going silent (sockets open, no heartbeats) to the registry saying offline",
+    );
+    silent.cdf = true;
     let sum = |f: &dyn Fn(&Out) -> u64| outs.iter().map(f).sum::<u64>();
     for o in &outs {
         search.hist.add(&o.search)?;
         register.hist.add(&o.register)?;
         login.hist.add(&o.login)?;
         detection.hist.add(&o.detection)?;
+        silent.hist.add(&o.detection_silent)?;
     }
     let answered = sum(&|o| o.answered);
     let online = sum(&|o| o.online_at_end);
@@ -341,7 +357,7 @@ pub fn run(
             report.figure("vanished", killed as f64);
             report.figure("undetected", sum(&|o| o.undetected) as f64);
             report.figure("detection_resolution_ms", CHURN_PROBE.as_secs_f64() * 1e3);
-            report.series = vec![detection, search];
+            report.series = vec![silent, detection, search];
             if sum(&|o| o.undetected) > 0 {
                 report.problems.push(format!(
                     "{} vanished peers were still online at the end (run longer than the heartbeat timeout)",
