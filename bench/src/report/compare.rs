@@ -43,6 +43,11 @@ pub fn better(name: &str) -> Better {
     }
 }
 
+/// Figures judged with no tolerance: any move the bad way is a regression.
+pub fn is_correctness(name: &str) -> bool {
+    name == "delivery" || name == "exactly_once" || name == "false_expiries" || name == "undetected"
+}
+
 /// One compared figure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -96,8 +101,10 @@ pub fn compare(old: &Value, new: &Value, tolerance: f64) -> Vec<Row> {
             let (o, n) = (a.get(name).copied(), b.get(name).copied());
             let (mut regressed, mut improved) = (false, false);
             if let (Some(o), Some(n)) = (o, n) {
-                let up = n > o * (1.0 + tolerance) || (o == 0.0 && n > 0.0);
-                let down = n < o * (1.0 - tolerance);
+                // Correctness figures get no tolerance: losing 1 % of deliveries is a bug.
+                let tol = if is_correctness(name) { 0.0 } else { tolerance };
+                let up = n > o * (1.0 + tol) || (o == 0.0 && n > 0.0);
+                let down = n < o * (1.0 - tol);
                 match better(name) {
                     Better::Lower => (regressed, improved) = (up, down),
                     Better::Higher => (regressed, improved) = (down, up),
