@@ -8,8 +8,15 @@
 //!   store thread does). Time is whatever `now` the caller passes: nothing here reads a clock.
 //! - [`sim`] is the deterministic discrete-event simulator: one real registry and many real peer
 //!   nodes on a virtual clock and a simulated network (latency, jitter, loss, kills).
+//! - [`load`] drives the real binaries over loopback: synthetic peers (real `peer::Node`s
+//!   multiplexed on engine reactors), open-loop schedules, the registry's /proc figures and the
+//!   machine floor.
+//! - [`report`] turns a run into a wrk2-style summary, `summary.json`, `.hgrm` files and SVG
+//!   plots; checks `--threshold`s and compares two runs.
 #![warn(missing_docs)]
 
+pub mod load;
+pub mod report;
 pub mod sim;
 
 use std::net::SocketAddr;

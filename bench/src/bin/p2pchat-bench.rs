@@ -1,56 +1,81 @@
-//! `p2pchat-bench`: measurements against the real binaries over loopback.
+//! `p2pchat-bench`: the p2pchat evaluation toolkit.
 //!
-//! `login-stall`: does password hashing stall the registry's event loop? Starts the real
-//! registry, then measures the latency of `search` requests sent open-loop at a fixed rate
-//! (latency counted from the *intended* send time, so a stalled loop cannot hide behind a slow
-//! sender: coordinated omission corrected, as wrk2 does), first with no other load, then while
-//! `--logins` clients log in and out in a loop, each login costing a full PBKDF2 hash.
+//! - `load --scenario NAME`: the real registry binary and synthetic peers (real peer nodes
+//!   multiplexed on engine reactors) over loopback; see `p2pchat_bench::load`.
+//! - `compare OLD.json NEW.json`: two runs side by side; exit 1 on a regression.
+//! - `sim-flood`: the cost of flooding room messages in the deterministic simulator
+//!   (`p2pchat_bench::sim`): for each room size and overlay degree, the frames sent per message
+//!   against the `n - 1` a spanning tree would need, duplicates, hops, and whether every member
+//!   showed every message exactly once.
+//! - `sim-presence`: many peers log in and heartbeat for a while in the simulator; counts the
+//!   sessions that expired although their peer was alive (false expiries).
+//! - `login-stall`: kept as a shortcut for `load --scenario login-stall`.
 //!
-//! `sim-flood`: the cost of flooding room messages, measured in the deterministic simulator
-//! (`p2pchat_bench::sim`): for each room size and overlay degree, the frames sent per message
-//! against the `n - 1` a spanning tree would need, duplicates, hops, and whether every member
-//! showed every message exactly once.
-//!
-//! `sim-presence`: many peers log in and heartbeat for a while in the simulator; counts the
-//! sessions that expired although their peer was alive (false expiries).
+//! Every command prints a wrk2-style summary (or `--json`), writes `summary.json`, `.hgrm` files
+//! and SVG plots with `--out DIR`, and exits 1 when a `--threshold` is missed.
 
 // A load generator measures real time: it reads the clock by design.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
+use p2pchat_bench::load::{self, LoadArgs, ScenarioName};
+use p2pchat_bench::report::threshold::{self, Threshold};
+use p2pchat_bench::report::{compare, BarPlot, LinePlot, Report};
 use p2pchat_bench::sim::{self, scenario};
-use p2pchat_protocol::{Frame, FrameDecoder, Msg, Role, VERSION};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
     name = "p2pchat-bench",
     version,
-    about = "p2pchat measurements over loopback and in the simulator"
+    about = "p2pchat evaluation toolkit: load over loopback, simulator, reports, compare"
 )]
 struct Args {
     #[command(subcommand)]
-    scenario: Scenario,
+    command: Cmd,
+}
+
+/// Report flags shared by the simulator commands.
+#[derive(clap::Args, Clone, Debug)]
+struct ReportFlags {
+    /// Write summary.json and SVG plots here.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Fail (exit 1) unless this holds, e.g. `delivery>=100%`; repeatable.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = parse_threshold)]
+    thresholds: Vec<Threshold>,
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    Threshold::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
-enum Scenario {
-    /// Search latency with and without concurrent password logins.
+enum Cmd {
+    /// Load the real registry with synthetic peers over loopback.
+    Load(LoadArgs),
+    /// Compare two summary.json files; exit 1 if a figure regressed past the tolerance.
+    Compare {
+        /// The baseline run.
+        old: PathBuf,
+        /// The run to judge.
+        new: PathBuf,
+        /// How far a figure may move the bad way (10% or 0.1).
+        #[arg(long, default_value = "10%")]
+        tolerance: String,
+    },
+    /// Search latency with and without concurrent password logins (= load --scenario login-stall).
     LoginStall {
         /// The registry binary (default: next to this one).
         #[arg(long)]
-        registry_bin: Option<std::path::PathBuf>,
+        registry_bin: Option<PathBuf>,
         /// PBKDF2 iterations the registry uses.
         #[arg(long, default_value_t = 600_000)]
         iterations: u32,
@@ -81,6 +106,8 @@ enum Scenario {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        report: ReportFlags,
     },
     /// Presence at scale in the simulator: logins, heartbeats, false expiries.
     SimPresence {
@@ -102,302 +129,126 @@ enum Scenario {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        report: ReportFlags,
     },
 }
 
-fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("p2pchat-bench: {e:#}");
-        std::process::exit(1);
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("p2pchat-bench: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    match args.scenario {
-        Scenario::LoginStall {
+/// Prints the report, writes `--out`, checks thresholds: exit 1 with one line per miss.
+fn finish(
+    report: &Report,
+    json_out: bool,
+    quiet_text: bool,
+    out: Option<&PathBuf>,
+    thresholds: &[Threshold],
+) -> anyhow::Result<ExitCode> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else if !quiet_text {
+        print!("{}", report.text());
+    }
+    if let Some(dir) = out {
+        let files = report.write_out(dir)?;
+        eprintln!("wrote {}: {}", dir.display(), files.join(", "));
+    }
+    let missed = threshold::check_all(thresholds, &report.figures);
+    for m in &missed {
+        println!("{m}");
+    }
+    Ok(if missed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Cmd::Load(a) => {
+            let report = load::run(&a)?;
+            finish(&report, a.json, false, a.out.as_ref(), &a.thresholds)
+        }
+        Cmd::Compare {
+            old,
+            new,
+            tolerance,
+        } => {
+            let tol = compare::parse_tolerance(&tolerance).map_err(anyhow::Error::msg)?;
+            let read = |p: &PathBuf| -> anyhow::Result<serde_json::Value> {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+            };
+            let (o, n) = (read(&old)?, read(&new)?);
+            let rows = compare::compare(&o, &n, tol);
+            print!("{}", compare::render(&o, &n, &rows, tol));
+            Ok(if rows.iter().any(|r| r.regressed) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::LoginStall {
             registry_bin,
             iterations,
             logins,
             rate,
             seconds,
-        } => login_stall(registry_bin, iterations, logins, rate, seconds),
-        Scenario::SimFlood {
+        } => {
+            let a = <LoadArgs as clap::FromArgMatches>::from_arg_matches(
+                &<LoadArgs as clap::Args>::augment_args(clap::Command::new("load"))
+                    .try_get_matches_from(["load", "--scenario", "login-stall"])?,
+            )?;
+            let a = LoadArgs {
+                scenario: ScenarioName::LoginStall,
+                registry_bin,
+                iterations: Some(iterations),
+                logins,
+                rate: Some(f64::from(rate)),
+                duration: Duration::from_secs(seconds),
+                ..a
+            };
+            let report = load::run(&a)?;
+            finish(&report, false, false, None, &[])
+        }
+        Cmd::SimFlood {
             peers,
             degrees,
             messages,
             seed,
             json,
-        } => sim_flood(&peers, &degrees, messages, seed, json),
-        Scenario::SimPresence {
+            report,
+        } => {
+            let r = sim_flood(&peers, &degrees, messages, seed, json)?;
+            let code = finish(&r, false, true, report.out.as_ref(), &report.thresholds)?;
+            if !r.problems.is_empty() {
+                bail!("{}", r.problems.join("; "));
+            }
+            Ok(code)
+        }
+        Cmd::SimPresence {
             peers,
             minutes,
             loss,
             jitter_ms,
             seed,
             json,
-        } => sim_presence(peers, minutes, loss, jitter_ms, seed, json),
-    }
-}
-
-struct Registry {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(bin: &std::path::Path, iterations: u32) -> anyhow::Result<Registry> {
-    let dir = tempfile::TempDir::new()?;
-    let mut child = Command::new(bin)
-        .args([
-            "--tcp",
-            "127.0.0.1:0",
-            "--udp",
-            "127.0.0.1:0",
-            "--auth-rate",
-            "1000000",
-        ])
-        .arg("--pbkdf2-iterations")
-        .arg(iterations.to_string())
-        .arg("--db")
-        .arg(dir.path().join("bench.db"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let tcp = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("tcp="))
-        .with_context(|| format!("unexpected first line {line:?}"))?;
-    Ok(Registry {
-        child,
-        addr: tcp.parse()?,
-        _dir: dir,
-    })
-}
-
-/// A blocking client: one request at a time.
-struct Client {
-    stream: TcpStream,
-    decoder: FrameDecoder,
-    next: u32,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let mut c = Client {
-            stream,
-            decoder: FrameDecoder::new(1 << 20),
-            next: 1,
-        };
-        c.send(&Frame::event(Msg::Hello {
-            version: VERSION,
-            role: Role::Client,
-            name: String::new(),
-            ticket: vec![],
-        }))?;
-        c.recv()?;
-        Ok(c)
-    }
-
-    fn send(&mut self, f: &Frame) -> anyhow::Result<()> {
-        self.stream.write_all(&f.to_bytes())?;
-        Ok(())
-    }
-
-    fn recv(&mut self) -> anyhow::Result<Frame> {
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some(f) = self.decoder.next_frame()? {
-                return Ok(f);
-            }
-            let n = self.stream.read(&mut buf)?;
-            if n == 0 {
-                bail!("registry closed the connection");
-            }
-            self.decoder.push(&buf[..n]);
+            report,
+        } => {
+            let r = sim_presence(peers, minutes, loss, jitter_ms, seed, json)?;
+            finish(&r, false, true, report.out.as_ref(), &report.thresholds)
         }
     }
-
-    fn request(&mut self, msg: Msg) -> anyhow::Result<Msg> {
-        let id = self.next;
-        self.next += 1;
-        self.send(&Frame::new(id, msg))?;
-        loop {
-            let f = self.recv()?;
-            if f.id == id {
-                return Ok(f.msg);
-            }
-        }
-    }
-}
-
-fn login(name: &str) -> Msg {
-    Msg::Login {
-        name: name.into(),
-        password: "password1".into(),
-        listen: "0.0.0.0:4000".parse().expect("literal address"),
-    }
-}
-
-/// Sends searches at `rate` per second for `secs`, open-loop, and returns the latency histogram
-/// in microseconds, measured from each request's intended send time.
-fn search_phase(addr: SocketAddr, rate: u32, secs: u64) -> anyhow::Result<Histogram<u64>> {
-    let mut c = Client::connect(addr)?;
-    c.request(Msg::Register {
-        name: "searcher".into(),
-        password: "password1".into(),
-    })?;
-    if !matches!(c.request(login("searcher"))?, Msg::LoggedIn { .. }) {
-        bail!("searcher could not log in");
-    }
-    let reader = c.stream.try_clone()?;
-    let start = Instant::now() + Duration::from_millis(50);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let total = u64::from(rate) * secs;
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let received = Arc::new(AtomicU64::new(0));
-    let h = Arc::clone(&hist);
-    let r = Arc::clone(&received);
-    let reader_thread = thread::spawn(move || -> anyhow::Result<()> {
-        let mut rc = Client {
-            stream: reader,
-            decoder: FrameDecoder::new(1 << 20),
-            next: 0,
-        };
-        while r.load(Ordering::Relaxed) < total {
-            let f = rc.recv()?;
-            if f.id >= 1_000 {
-                let intended = start + interval * (f.id - 1_000);
-                let us = Instant::now()
-                    .saturating_duration_since(intended)
-                    .as_micros() as u64;
-                if let Ok(mut h) = h.lock() {
-                    h.saturating_record(us.max(1));
-                }
-                r.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        Ok(())
-    });
-    for i in 0..total {
-        let intended = start + interval * i as u32;
-        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let f = Frame::new(
-            1_000 + i as u32,
-            Msg::Search {
-                name: "searcher".into(),
-            },
-        );
-        c.stream.write_all(&f.to_bytes())?;
-    }
-    reader_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    let h = hist
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
-    Ok(h)
-}
-
-fn report(label: &str, h: &Histogram<u64>) {
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{label:<28} n={:<6} p50={:.3}ms p90={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms",
-        h.len(),
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1000.0
-    );
-}
-
-fn login_stall(
-    bin: Option<std::path::PathBuf>,
-    iterations: u32,
-    logins: usize,
-    rate: u32,
-    secs: u64,
-) -> anyhow::Result<()> {
-    let bin = match bin {
-        Some(b) => b,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no exe dir")?
-            .join("p2pchat-registry"),
-    };
-    let reg = start_registry(&bin, iterations)?;
-    println!(
-        "login-stall: registry pbkdf2={iterations}, {logins} login loops, {rate} searches/s, {secs}s per phase"
-    );
-    let idle = search_phase(reg.addr, rate, secs)?;
-    report("search, no logins", &idle);
-
-    // Accounts for the login loops (registration hashes too; done before measuring).
-    let mut clients = Vec::new();
-    for i in 0..logins {
-        let mut c = Client::connect(reg.addr)?;
-        let name = format!("loader{i}");
-        let reply = c.request(Msg::Register {
-            name: name.clone(),
-            password: "password1".into(),
-        })?;
-        if reply != Msg::Ok {
-            bail!("register {name}: {reply:?}");
-        }
-        clients.push((c, name));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let done_logins = Arc::new(AtomicU64::new(0));
-    let mut threads = Vec::new();
-    for (mut c, name) in clients {
-        let stop = Arc::clone(&stop);
-        let done = Arc::clone(&done_logins);
-        threads.push(thread::spawn(move || -> anyhow::Result<()> {
-            while !stop.load(Ordering::Relaxed) {
-                match c.request(login(&name))? {
-                    Msg::LoggedIn { .. } => {}
-                    other => bail!("login {name}: {other:?}"),
-                }
-                c.request(Msg::Logout)?;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        }));
-    }
-    let t = Instant::now();
-    let busy = search_phase(reg.addr, rate, secs)?;
-    let elapsed = t.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for th in threads {
-        th.join()
-            .map_err(|_| anyhow::anyhow!("login loop panicked"))??;
-    }
-    report("search, logins hashing", &busy);
-    let n = done_logins.load(Ordering::Relaxed);
-    println!(
-        "logins completed during the busy phase: {n} ({:.1}/s, each a full PBKDF2 verify)",
-        n as f64 / elapsed.as_secs_f64()
-    );
-    Ok(())
 }
 
 fn sim_seed(seed: Option<u64>) -> u64 {
@@ -410,8 +261,27 @@ fn sim_flood(
     messages: usize,
     seed: Option<u64>,
     json: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     let seed = sim_seed(seed);
+    let gap = Duration::from_millis(10);
+    let mut report = Report::new("sim-flood", "sim-flood");
+    report.headline = format!("sim-flood: seed {seed}, {messages} messages per room, rooms {peers:?}, degrees {degrees:?}");
+    report.params.insert("peers".into(), json!(peers));
+    report.params.insert("degrees".into(), json!(degrees));
+    report.params.insert("messages".into(), json!(messages));
+    report.params.insert("seed".into(), json!(seed));
+    report
+        .params
+        .insert("gap_ms".into(), json!(gap.as_millis() as u64));
+    let mut latency = p2pchat_bench::report::Series::new(
+        "delivery_virtual",
+        "virtual time from a message's send to its first display at a member",
+    );
+    latency.cdf = true;
+    let mut runs = Vec::new();
+    let mut curves = Vec::new();
+    let mut frames_bars = Vec::new();
+    let (mut delivered_total, mut expected_total) = (0u64, 0u64);
     if !json {
         println!("sim-flood: seed {seed}, {messages} messages per room from random members");
         println!(
@@ -431,19 +301,30 @@ fn sim_flood(
             scenario::form_room(&mut w, &ids, "flood", limit).map_err(anyhow::Error::msg)?;
             let setup = t.elapsed();
             w.track_hops("flood");
+            let flood_start = w.elapsed();
             let t = Instant::now();
             let mut rng = StdRng::seed_from_u64(seed ^ 0xf100d);
-            let r = scenario::flood(
-                &mut w,
-                &ids,
-                "flood",
-                d,
-                messages,
-                Duration::from_millis(10),
-                &mut rng,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let r = scenario::flood(&mut w, &ids, "flood", d, messages, gap, &mut rng)
+                .map_err(anyhow::Error::msg)?;
             let flood_wall = t.elapsed();
+            let expected = (r.messages * r.peers.saturating_sub(1)) as u64;
+            delivered_total += r.delivered;
+            expected_total += expected;
+            let times = delivery_times(&w, &ids, flood_start, gap, &mut latency.hist);
+            curves.push((format!("n={n} d={d}"), cumulative(&times, expected)));
+            report.bars.push(BarPlot {
+                file: format!("hops-n{n}-d{d}.svg"),
+                title: format!("First deliveries by hops, n={n} d={d}"),
+                x_label: "hops".into(),
+                y_label: "first deliveries".into(),
+                bars: r
+                    .hops
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(h, c)| (h.to_string(), *c as f64))
+                    .collect(),
+            });
             all_ok &= r.exactly_once;
             let m = r.messages.max(1) as f64;
             let per_msg = r.frames as f64 / m;
@@ -452,25 +333,35 @@ fn sim_flood(
             if r.one_way > 0 {
                 eprintln!("  n={n} d={d}: {} one-way overlay links", r.one_way);
             }
+            let row = json!({
+                "peers": r.peers, "degree": d, "messages": r.messages, "seed": seed,
+                "frames": r.frames, "frames_per_message": per_msg,
+                "lower_bound": bound, "ratio": per_msg / bound.max(1) as f64,
+                "links": r.links, "one_way_links": r.one_way,
+                "two_links_minus_bound": tree_excess,
+                "duplicates_per_message": r.duplicates as f64 / m,
+                "delivered": r.delivered,
+                "mean_neighbours": r.mean_neighbours, "max_neighbours": r.max_neighbours,
+                "max_hops": r.max_hops, "mean_hops": r.mean_hops,
+                "exactly_once": r.exactly_once, "problems": r.problems,
+                "virtual_s": r.virtual_time.as_secs_f64(),
+                "setup_wall_s": setup.as_secs_f64(), "flood_wall_s": flood_wall.as_secs_f64(),
+                "steps": w.steps(), "trace_hash": format!("{:016x}", w.trace_hash()),
+                "hops": r.hops,
+            });
+            frames_bars.push((format!("n={n} d={d}"), per_msg));
+            report.figure(&format!("n{n}_d{d}_frames_per_message"), per_msg);
+            report.figure(
+                &format!("n{n}_d{d}_frames_to_bound"),
+                per_msg / bound.max(1) as f64,
+            );
+            report.figure(
+                &format!("n{n}_d{d}_duplicates_per_message"),
+                r.duplicates as f64 / m,
+            );
+            report.figure(&format!("n{n}_d{d}_mean_hops"), r.mean_hops);
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "peers": r.peers, "degree": d, "messages": r.messages, "seed": seed,
-                        "frames": r.frames, "frames_per_message": per_msg,
-                        "lower_bound": bound, "ratio": per_msg / bound.max(1) as f64,
-                        "links": r.links, "one_way_links": r.one_way,
-                        "two_links_minus_bound": tree_excess,
-                        "duplicates_per_message": r.duplicates as f64 / m,
-                        "delivered": r.delivered,
-                        "mean_neighbours": r.mean_neighbours, "max_neighbours": r.max_neighbours,
-                        "max_hops": r.max_hops, "mean_hops": r.mean_hops,
-                        "exactly_once": r.exactly_once, "problems": r.problems,
-                        "virtual_s": r.virtual_time.as_secs_f64(),
-                        "setup_wall_s": setup.as_secs_f64(), "flood_wall_s": flood_wall.as_secs_f64(),
-                        "steps": w.steps(), "trace_hash": format!("{:016x}", w.trace_hash()),
-                    })
-                );
+                println!("{row}");
             } else {
                 println!(
                     "| {n} | {d} | {:.2} (max {}) | {} | {per_msg:.1} | {bound} | {:.2} | {tree_excess:.0} | {:.1} | {} | {:.2} | {} | {:.2} s | {:.2} s |",
@@ -489,12 +380,89 @@ fn sim_flood(
                     eprintln!("  n={n} d={d}: {p}");
                 }
             }
+            for p in &r.problems {
+                report.problems.push(format!("n={n} d={d}: {p}"));
+            }
+            runs.push(row);
         }
     }
+    let ratio = if expected_total == 0 {
+        0.0
+    } else {
+        delivered_total as f64 / expected_total as f64
+    };
+    println!("delivery ratio: {ratio:.6} ({delivered_total} of {expected_total} first deliveries)");
+    report.figure("delivery", ratio);
+    report.figure("exactly_once", if all_ok { 1.0 } else { 0.0 });
+    report.figure("messages", (messages * peers.len() * degrees.len()) as f64);
+    report.tables.insert("runs".into(), json!(runs));
+    report.series = vec![latency];
+    report.lines.push(LinePlot {
+        file: "delivery.svg".into(),
+        title: "Deliveries over virtual time (fraction of n-1 per message)".into(),
+        x_label: "virtual time since the first send (ms)".into(),
+        y_label: "fraction delivered".into(),
+        lines: curves,
+    });
+    report.bars.push(BarPlot {
+        file: "frames.svg".into(),
+        title: "Room-message frames per message, by room size and degree".into(),
+        x_label: "room".into(),
+        y_label: "frames per message".into(),
+        bars: frames_bars,
+    });
     if !all_ok {
-        bail!("some member did not show some message exactly once (seed {seed})");
+        report.problems.push(format!(
+            "some member did not show some message exactly once (seed {seed})"
+        ));
     }
-    Ok(())
+    report.finish();
+    Ok(report)
+}
+
+/// Virtual times (ms since `start`) of every first display of a `flood-K` message at a member,
+/// sorted; records each delivery's latency from its send (`start + K * gap`) in `hist` (ns).
+fn delivery_times(
+    w: &sim::World,
+    ids: &[sim::NodeId],
+    start: Duration,
+    gap: Duration,
+    hist: &mut hdrhistogram::Histogram<u64>,
+) -> Vec<f64> {
+    let mut times = Vec::new();
+    for id in ids {
+        for (t, e) in w.timed_events(*id) {
+            let p2pchat_peer::NodeEvent::RoomMessage { text, .. } = e else {
+                continue;
+            };
+            let Some(k) = text
+                .strip_prefix("flood-")
+                .and_then(|k| k.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if *t < start {
+                continue;
+            }
+            let sent = start + gap * k;
+            hist.saturating_record(t.saturating_sub(sent).as_nanos() as u64);
+            times.push((*t - start).as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// A cumulative curve of `times` as a fraction of `expected`, at most ~200 points.
+fn cumulative(times: &[f64], expected: u64) -> Vec<(f64, f64)> {
+    let step = (times.len() / 200).max(1);
+    let mut pts = vec![(0.0, 0.0)];
+    for (i, t) in times.iter().enumerate() {
+        if i % step == 0 || i + 1 == times.len() {
+            pts.push((*t, (i + 1) as f64 / expected.max(1) as f64));
+        }
+    }
+    pts
 }
 
 fn sim_presence(
@@ -504,7 +472,7 @@ fn sim_presence(
     jitter_ms: u64,
     seed: Option<u64>,
     json: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     use p2pchat_registry::{Event, OfflineReason};
     let seed = sim_seed(seed);
     let mut config = sim::SimConfig::new(seed);
@@ -571,5 +539,48 @@ fn sim_presence(
             w.steps()
         );
     }
-    Ok(())
+    let mut report = Report::new("sim-presence", "sim-presence");
+    report.headline =
+        format!("sim-presence: seed {seed}, {peers} peers, {minutes} virtual min, udp loss {loss}");
+    report.params.insert("peers".into(), json!(peers));
+    report.params.insert("minutes".into(), json!(minutes));
+    report.params.insert("udp_loss".into(), json!(loss));
+    report.params.insert("jitter_ms".into(), json!(jitter_ms));
+    report.params.insert("seed".into(), json!(seed));
+    report.figure("peers", ids.len() as f64);
+    report.figure("false_expiries", false_expiries as f64);
+    report.figure("online_at_end", online as f64);
+    report.figure("heartbeats", heartbeats as f64);
+    report.figure("datagrams_lost", net.datagrams_lost as f64);
+    report.figure("login_virtual_s", login_virtual.as_secs_f64());
+    report.figure("login_wall_s", login_wall.as_secs_f64());
+    report.figure("run_wall_s", run_wall.as_secs_f64());
+    // Online sessions over virtual time, from the registry's offline events.
+    let mut offline_at: Vec<f64> = w
+        .registry_events()
+        .iter()
+        .filter(|e| expired(e))
+        .map(|e| e.at.as_secs_f64())
+        .collect();
+    offline_at.sort_by(f64::total_cmp);
+    let end = w.elapsed().as_secs_f64();
+    let mut pts = vec![(login_virtual.as_secs_f64(), ids.len() as f64)];
+    for (i, t) in offline_at.iter().enumerate() {
+        pts.push((*t, (ids.len() - i - 1) as f64));
+    }
+    pts.push((end, online as f64));
+    report.lines.push(LinePlot {
+        file: "online.svg".into(),
+        title: "Sessions online over virtual time (drops are expiries)".into(),
+        x_label: "virtual time (s)".into(),
+        y_label: "online sessions".into(),
+        lines: vec![("online".into(), pts)],
+    });
+    if false_expiries > 0 {
+        report
+            .problems
+            .push(format!("{false_expiries} false expiries"));
+    }
+    report.finish();
+    Ok(report)
 }

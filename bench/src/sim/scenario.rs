@@ -349,6 +349,8 @@ pub struct FloodReport {
     pub problems: Vec<String>,
     /// Virtual time the flood took (first send to quiet network).
     pub virtual_time: Duration,
+    /// First deliveries by hops travelled (index 1: a direct neighbour of the origin).
+    pub hops: Vec<u64>,
 }
 
 /// Sends `messages` messages in `room` from random live `members`, `gap` of virtual time
@@ -422,6 +424,7 @@ pub fn flood(
         exactly_once: problems.is_empty(),
         problems,
         virtual_time,
+        hops: hist,
     })
 }
 

@@ -1,0 +1,504 @@
+//! `room-flood` and `reconnect-storm`: synthetic peers in rooms.
+//!
+//! Setup: `--rooms` rooms of `--room-size` peers. Each room lives on one reactor thread (rooms
+//! are dealt round-robin to threads); its first member creates it, the others join, and the
+//! overlay forms over real peer links (each peer has its own listener).
+//!
+//! - `room-flood`: each room gets `--rate` messages per second (open loop) from random members
+//!   for `--duration`. Latency from the intended send at the origin to the display at each
+//!   other member; delivery ratio; room-message frames, duplicates and bytes per message.
+//! - `reconnect-storm`: the registry is killed (SIGKILL) and restarted on the same ports and
+//!   database. Time from the kill until each peer has resumed its session (resume token, no
+//!   password hashing) and until it is back in all its rooms (re-join answered).
+//!
+//! Peer links need a listener per peer; the engine has 255 listener slots per reactor, so a
+//! thread carries at most 250 room members with links. Larger reconnect storms use
+//! `--room-size 1` (each peer alone in its room: the registry side of the re-join, no links).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use hdrhistogram::Histogram;
+use p2pchat_peer::{Command, NodeEvent};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use super::logins::{Logins, Target};
+use super::{run_tag, split};
+use crate::load::peers::{Listen, Pool};
+use crate::load::registry::RegistryProc;
+use crate::load::schedule::Schedule;
+use crate::load::{watch_workers, LoadArgs, Phase, ScenarioName};
+use crate::report::{new_hist, Report, Series};
+
+/// Members per thread that can have listeners of their own.
+pub const MAX_LINKED_PER_THREAD: usize = 250;
+const FLOOD_DRAIN: Duration = Duration::from_secs(5);
+const STORM_LIMIT: Duration = Duration::from_secs(60);
+/// How often a resumed peer asks the registry whether its room is whole again.
+pub const REJOIN_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Default)]
+struct Out {
+    latency: Option<Histogram<u64>>,
+    resume: Option<Histogram<u64>>,
+    rejoin: Option<Histogram<u64>>,
+    messages: u64,
+    expected: u64,
+    delivered: u64,
+    duplicates: u64,
+    frames: u64,
+    bytes: u64,
+    peers: u64,
+    resumed: u64,
+    rejoined: u64,
+}
+
+struct Plan {
+    storm: bool,
+    rooms: Vec<usize>,
+    room_size: usize,
+    tag: String,
+    target: Target,
+    rate: f64,
+    duration: Duration,
+    seed: u64,
+}
+
+fn room_name(tag: &str, r: usize) -> String {
+    format!("{tag}r{r}")
+}
+
+fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
+    let m = plan.room_size;
+    // Peer index k belongs to room plan.rooms[k / m], member k % m.
+    let names: Vec<String> = plan
+        .rooms
+        .iter()
+        .flat_map(|r| (0..m).map(move |i| (*r, i)))
+        .map(|(r, i)| format!("{}_{r}_{i}", plan.tag))
+        .collect();
+    let n = names.len();
+    let room_of = |k: usize| room_name(&plan.tag, plan.rooms[k / m]);
+    let mut pool = Pool::new()?;
+    let mut logins = Logins::new(names.clone(), plan.target, 64, None);
+    let t0 = Instant::now();
+    let limit = t0 + Duration::from_secs(60) + Duration::from_millis(20 * n as u64);
+    // Setup: log in, create, join, wait for the overlay.
+    let mut created = vec![false; plan.rooms.len()];
+    let mut joined = vec![false; n];
+    let mut joined_count = 0;
+    let mut settled_at: Option<Instant> = None;
+    let mut reported = false;
+    let start = loop {
+        let now = Instant::now();
+        logins.poll(&mut pool, now)?;
+        let now = pool.turn(now + Duration::from_millis(20))?;
+        for (i, e) in std::mem::take(&mut pool.events) {
+            if logins.on_event(&mut pool, now, i, &e) {
+                if let NodeEvent::LoggedIn { .. } = e {
+                    if i % m == 0 {
+                        pool.command(i, now, Command::Create { room: room_of(i) });
+                    } else if created[i / m] {
+                        pool.command(i, now, Command::Join { room: room_of(i) });
+                    }
+                }
+                continue;
+            }
+            match e {
+                NodeEvent::RoomCreated { .. } => {
+                    created[i / m] = true;
+                    joined[i] = true;
+                    joined_count += 1;
+                    let base = (i / m) * m;
+                    for j in base + 1..base + m {
+                        if j < pool.len() && pool.node(j).is_registry_ready() {
+                            pool.command(j, now, Command::Join { room: room_of(j) });
+                        }
+                    }
+                }
+                NodeEvent::RoomJoined { .. } if !joined[i] => {
+                    joined[i] = true;
+                    joined_count += 1;
+                }
+                NodeEvent::Error { message } if !joined[i] => {
+                    phase.problem(format!("{}: {message}", names[i]));
+                }
+                _ => {}
+            }
+        }
+        if joined_count == n && settled_at.is_none() {
+            let linked =
+                m == 1 || (0..n).all(|k| !pool.node(k).room_neighbors(&room_of(k)).is_empty());
+            if linked {
+                settled_at = Some(now + Duration::from_millis(500));
+            }
+        }
+        if settled_at.is_some_and(|t| now >= t) && !reported {
+            reported = true;
+            phase.ready.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let Some(&s) = phase.start.get() {
+            break s;
+        }
+        if phase.stop.load(Ordering::Relaxed) {
+            bail!("stopped during setup");
+        }
+        if now > limit {
+            phase.stop.store(true, Ordering::Relaxed);
+            bail!(
+                "room setup incomplete after {:?}: {} of {n} online, {joined_count} joined",
+                limit - t0,
+                logins.online
+            );
+        }
+    };
+    let mut out = Out {
+        peers: n as u64,
+        ..Out::default()
+    };
+    if plan.storm {
+        storm(&mut pool, &phase, &names, m, &room_of, start, &mut out)?;
+    } else {
+        flood(&mut pool, &phase, &plan, &room_of, start, &mut out)?;
+    }
+    phase.finish_and_wait();
+    Ok(out)
+}
+
+fn flood(
+    pool: &mut Pool,
+    phase: &Phase,
+    plan: &Plan,
+    room_of: &dyn Fn(usize) -> String,
+    start: Instant,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let m = plan.room_size;
+    let rooms = plan.rooms.len();
+    let n = rooms * m;
+    let stats0: Vec<_> = (0..n)
+        .map(|k| pool.node(k).room_stats(&room_of(k)).unwrap_or_default())
+        .collect();
+    let bytes0 = pool.engine_stats().bytes_out;
+    let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    let scheds: Vec<Schedule> = (0..rooms)
+        .map(|_| Schedule::new(start, plan.rate, total))
+        .collect();
+    let mut sent = vec![0u64; rooms];
+    // Message id -> (intended send, deliveries).
+    let mut msgs: HashMap<u64, (Instant, u32)> = HashMap::new();
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let mut hist = new_hist();
+    let end = start + plan.duration;
+    let mut now = Instant::now();
+    loop {
+        if now < end {
+            for r in 0..rooms {
+                while sent[r] < scheds[r].due(now) {
+                    let id = (r as u64) << 32 | sent[r];
+                    let origin = r * m + rng.random_range(0..m);
+                    msgs.insert(id, (scheds[r].intended(sent[r]), 0));
+                    pool.command(
+                        origin,
+                        now,
+                        Command::Say {
+                            room: room_of(origin),
+                            text: format!("m{id}"),
+                        },
+                    );
+                    sent[r] += 1;
+                }
+            }
+        }
+        let expected = msgs.len() as u64 * (m as u64 - 1);
+        let delivered: u64 = msgs.values().map(|v| u64::from(v.1)).sum();
+        if now >= end && (delivered >= expected || now >= end + FLOOD_DRAIN) {
+            out.delivered = delivered;
+            out.expected = expected;
+            break;
+        }
+        let cap = if now >= end {
+            end + FLOOD_DRAIN
+        } else {
+            scheds
+                .iter()
+                .zip(&sent)
+                .filter_map(|(s, k)| s.next_after(*k))
+                .min()
+                .unwrap_or(end)
+                .min(end)
+        };
+        now = pool.turn(cap.max(now))?;
+        for (_, e) in std::mem::take(&mut pool.events) {
+            if let NodeEvent::RoomMessage { text, .. } = e {
+                let Some(id) = text.strip_prefix('m').and_then(|s| s.parse::<u64>().ok()) else {
+                    continue;
+                };
+                if let Some(v) = msgs.get_mut(&id) {
+                    v.1 += 1;
+                    hist.saturating_record(now.saturating_duration_since(v.0).as_nanos() as u64);
+                    phase.ops.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    out.messages = msgs.len() as u64;
+    for k in 0..n {
+        let s = pool.node(k).room_stats(&room_of(k)).unwrap_or_default();
+        out.frames += s.frames_sent - stats0[k].frames_sent;
+        out.duplicates += s.duplicates - stats0[k].duplicates;
+    }
+    out.bytes = pool.engine_stats().bytes_out - bytes0;
+    out.latency = Some(hist);
+    Ok(())
+}
+
+fn storm(
+    pool: &mut Pool,
+    phase: &Phase,
+    names: &[String],
+    m: usize,
+    room_of: &dyn Fn(usize) -> String,
+    start: Instant,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let n = names.len();
+    let mut resumed: Vec<Option<Instant>> = vec![None; n];
+    let mut rejoined: Vec<Option<Instant>> = vec![None; n];
+    // Peers to ask `/members` (again) at a time: the room is whole for a peer once the
+    // registry lists every member online and, with links, the peer still has a neighbour.
+    let mut polls: std::collections::VecDeque<(Instant, usize)> = std::collections::VecDeque::new();
+    let (mut resume, mut rejoin) = (new_hist(), new_hist());
+    let mut now = Instant::now();
+    let limit = start + STORM_LIMIT;
+    while now < limit && rejoined.iter().any(|r| r.is_none()) {
+        while let Some(&(t, i)) = polls.front() {
+            if t > now {
+                break;
+            }
+            polls.pop_front();
+            pool.command(i, now, Command::Members { room: room_of(i) });
+        }
+        let cap = polls.front().map_or(now + Duration::from_millis(20), |p| {
+            p.0.min(now + Duration::from_millis(20))
+        });
+        now = pool.turn(cap)?;
+        let Some(&kill) = phase.mark.get() else {
+            pool.events.clear();
+            continue;
+        };
+        for (i, e) in std::mem::take(&mut pool.events) {
+            match e {
+                NodeEvent::RegistryReconnected if resumed[i].is_none() => {
+                    resumed[i] = Some(now);
+                    resume.saturating_record(now.saturating_duration_since(kill).as_nanos() as u64);
+                    phase.ops.fetch_add(1, Ordering::Relaxed);
+                    polls.push_back((now, i));
+                }
+                NodeEvent::MemberList { members, .. } if rejoined[i].is_none() => {
+                    let whole = members.len() == m
+                        && members.iter().all(|x| x.online)
+                        && (m == 1 || !pool.node(i).room_neighbors(&room_of(i)).is_empty());
+                    if whole {
+                        rejoined[i] = Some(now);
+                        rejoin.saturating_record(
+                            now.saturating_duration_since(kill).as_nanos() as u64
+                        );
+                    } else {
+                        polls.push_back((now + REJOIN_POLL, i));
+                    }
+                }
+                NodeEvent::Error { message } => {
+                    phase.problem(format!("{}: {message}", names[i]));
+                    if resumed[i].is_some() && rejoined[i].is_none() {
+                        polls.push_back((now + REJOIN_POLL, i));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out.resumed = resumed.iter().filter(|r| r.is_some()).count() as u64;
+    out.rejoined = rejoined.iter().filter(|r| r.is_some()).count() as u64;
+    out.resume = Some(resume);
+    out.rejoin = Some(rejoin);
+    Ok(())
+}
+
+/// Runs `room-flood` or `reconnect-storm`.
+pub fn run(
+    args: &LoadArgs,
+    reg: &mut RegistryProc,
+    phase: &Arc<Phase>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let storm = args.scenario == ScenarioName::ReconnectStorm;
+    if args.room_size == 0 || args.rooms == 0 {
+        bail!("--rooms and --room-size must be at least 1");
+    }
+    if !storm && args.room_size < 2 {
+        bail!("room-flood needs --room-size >= 2");
+    }
+    if storm && !reg.is_owned() {
+        bail!("reconnect-storm kills and restarts the registry: it must start it (no --registry)");
+    }
+    let threads = args.threads().min(args.rooms);
+    let parts = split(args.rooms, threads);
+    let per_thread = parts.iter().map(|p| p.len()).max().unwrap_or(0) * args.room_size;
+    let listen = if args.room_size == 1 {
+        Listen::Shared
+    } else if per_thread <= MAX_LINKED_PER_THREAD {
+        Listen::Own
+    } else {
+        bail!(
+            "{per_thread} room members on one thread, but a reactor has listener slots for {MAX_LINKED_PER_THREAD}: \
+             use more --threads, fewer or smaller rooms, or --room-size 1 for a large reconnect-storm"
+        );
+    };
+    let tag = run_tag();
+    let rate = args.rate.unwrap_or(10.0);
+    let mut handles = Vec::new();
+    for (t, rooms) in parts.into_iter().enumerate() {
+        let plan = Plan {
+            storm,
+            rooms,
+            room_size: args.room_size,
+            tag: tag.clone(),
+            target: Target {
+                registry: reg.tcp,
+                registry_udp: reg.udp,
+                listen,
+                degree: args.degree,
+                seed: args
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(t as u64 * 1_000_000),
+            },
+            rate,
+            duration: args.duration,
+            seed: args.seed ^ (t as u64 + 1),
+        };
+        let phase = Arc::clone(phase);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("rooms-{t}"))
+                .spawn(move || worker(plan, phase))?,
+        );
+    }
+    let total = (args.rooms * args.room_size) as u64;
+    let pid = reg.pid;
+    let mut on_start = || -> anyhow::Result<Option<u32>> {
+        if storm {
+            let _ = phase.mark.set(Instant::now());
+            reg.kill()?;
+            reg.restart()?;
+            return Ok(reg.pid);
+        }
+        Ok(None)
+    };
+    let (outs, watch) = watch_workers(phase, pid, handles, total, "joining rooms", &mut on_start)?;
+    let sum = |f: &dyn Fn(&Out) -> u64| outs.iter().map(f).sum::<u64>();
+    let peers = sum(&|o| o.peers);
+    report.params.insert("rooms".into(), json!(args.rooms));
+    report
+        .params
+        .insert("room_size".into(), json!(args.room_size));
+    report.params.insert("degree".into(), json!(args.degree));
+    report
+        .params
+        .insert("peer_links".into(), json!(listen == Listen::Own));
+    if storm {
+        let mut resume = Series::new(
+            "resume",
+            "from the registry kill to the peer's session resumed",
+        );
+        let mut rejoin = Series::new(
+            "rejoin",
+            "from the registry kill to the peer back in its room",
+        );
+        resume.cdf = true;
+        for o in &outs {
+            if let Some(h) = &o.resume {
+                resume.hist.add(h)?;
+            }
+            if let Some(h) = &o.rejoin {
+                rejoin.hist.add(h)?;
+            }
+        }
+        let (resumed, rejoined) = (sum(&|o| o.resumed), sum(&|o| o.rejoined));
+        report.headline = format!(
+            "load reconnect-storm: registry killed and restarted under {peers} peers in {} rooms of {}",
+            args.rooms, args.room_size
+        );
+        report.figure("peers", peers as f64);
+        report.figure("resumed", resumed as f64);
+        report.figure("rejoined", rejoined as f64);
+        report.figure("all_resumed_s", resume.hist.max() as f64 / 1e9);
+        report.figure("all_rejoined_s", rejoin.hist.max() as f64 / 1e9);
+        if rejoined < peers {
+            report.problems.push(format!("only {resumed} resumed and {rejoined} back in their rooms of {peers} within {STORM_LIMIT:?}"));
+        }
+        report.series = vec![rejoin, resume];
+        report
+            .registry
+            .insert("pid_after_restart".into(), json!(reg.pid));
+    } else {
+        let mut lat = Series::new(
+            "delivery",
+            "room message from the origin's intended send to display at a member",
+        );
+        lat.cdf = true;
+        for o in &outs {
+            if let Some(h) = &o.latency {
+                lat.hist.add(h)?;
+            }
+        }
+        let messages = sum(&|o| o.messages);
+        let (delivered, expected) = (sum(&|o| o.delivered), sum(&|o| o.expected));
+        let per = messages.max(1) as f64;
+        report.headline = format!(
+            "load room-flood: {} rooms of {} peers (degree {}), {rate} messages/s per room for {:.0}s",
+            args.rooms,
+            args.room_size,
+            args.degree,
+            args.duration.as_secs_f64()
+        );
+        report.figure("messages", messages as f64);
+        report.figure("deliveries", delivered as f64);
+        report.figure(
+            "delivery",
+            if expected == 0 {
+                0.0
+            } else {
+                delivered as f64 / expected as f64
+            },
+        );
+        report.figure("frames_per_message", sum(&|o| o.frames) as f64 / per);
+        report.figure(
+            "duplicates_per_message",
+            sum(&|o| o.duplicates) as f64 / per,
+        );
+        report.figure("bytes_per_message", sum(&|o| o.bytes) as f64 / per);
+        report.figure("frames_per_message_bound", (args.room_size - 1) as f64);
+        report.figure(
+            "throughput_per_s",
+            delivered as f64 / args.duration.as_secs_f64(),
+        );
+        if delivered < expected {
+            report.problems.push(format!(
+                "{} of {expected} deliveries missing",
+                expected - delivered
+            ));
+        }
+        report.series = vec![lat];
+    }
+    if let Some(w) = watch {
+        w.finish(report, sum(&|o| o.delivered + o.resumed), peers);
+    }
+    Ok(())
+}
