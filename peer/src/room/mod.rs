@@ -621,6 +621,14 @@ impl Node {
             debug!("room message for {room} from non-neighbour {from}; dropped");
             return;
         }
+        // Every message of ours is in the dedup set from the moment we send it, so one with our
+        // name that is new to us was forged (or sent before a restart): never show it as ours,
+        // nor spread it.
+        if self.registry.name() == Some(origin.as_str()) {
+            debug!("room message for {room} with our own origin from {from}; dropped");
+            r.stats.duplicates += 1;
+            return;
+        }
         if !r.dedup.first_sight(&origin, seq) {
             r.stats.duplicates += 1;
             return;
