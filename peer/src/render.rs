@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 use crate::command::COMMANDS;
 use crate::io::NodeEvent;
 
+pub mod clean;
+
+pub use clean::clean;
+
 /// How output is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -45,15 +49,75 @@ pub enum Tone {
 
 /// The event as shown in `mode`, possibly several lines (only `/help`); `None` when the mode
 /// shows nothing for it (our own messages in line mode).
+///
+/// Text that came from the network is cleaned of control characters first in line and
+/// interactive modes ([`cleaned`]); `--json` keeps it exact, JSON-escaped ([`clean::json_safe`]).
 pub fn render(event: &NodeEvent, mode: Mode) -> Option<String> {
     match mode {
         Mode::Line => match event {
             NodeEvent::MessageSent { .. } | NodeEvent::RoomMessageSent { .. } => None,
-            _ => Some(line(event)),
+            _ => Some(line(&cleaned(event))),
         },
-        Mode::Json => Some(json(event)),
-        Mode::Interactive(style) => Some(styled(event, style)),
+        Mode::Json => Some(clean::json_safe(json(event))),
+        Mode::Interactive(style) => Some(styled(&cleaned(event), style)),
     }
+}
+
+/// The event with every string in it passed through [`clean()`]: message texts, error texts
+/// (the registry's or a peer's words), and names (valid names never change, but the check
+/// costs nothing and does not rely on every path having validated them).
+pub fn cleaned(event: &NodeEvent) -> NodeEvent {
+    let c = |s: &String| clean(s).into_owned();
+    let mut event = event.clone();
+    match &mut event {
+        NodeEvent::Registered { name }
+        | NodeEvent::LoggedIn { name, .. }
+        | NodeEvent::Renamed { name }
+        | NodeEvent::UserOnline { name, .. }
+        | NodeEvent::UserOffline { name }
+        | NodeEvent::UserNotFound { name }
+        | NodeEvent::ChatRequest { from: name }
+        | NodeEvent::ChatStarted { with: name }
+        | NodeEvent::ChatRejected { by: name }
+        | NodeEvent::ChatRequestDeclined { from: name }
+        | NodeEvent::ChatBusy { by: name }
+        | NodeEvent::ChatEnded { with: name }
+        | NodeEvent::ChatLost { with: name }
+        | NodeEvent::Focus { target: name }
+        | NodeEvent::Muted { target: name }
+        | NodeEvent::Unmuted { target: name }
+        | NodeEvent::RoomCreated { room: name }
+        | NodeEvent::RoomJoined { room: name }
+        | NodeEvent::RoomLeft { room: name }
+        | NodeEvent::Error { message: name } => *name = c(name),
+        NodeEvent::OnlineUsers { names } => names.iter_mut().for_each(|n| *n = c(n)),
+        NodeEvent::Message { from: a, text: b }
+        | NodeEvent::MessageSent { to: a, text: b }
+        | NodeEvent::RoomMessageSent { room: a, text: b }
+        | NodeEvent::MemberJoined { room: a, name: b }
+        | NodeEvent::MemberLeft { room: a, name: b }
+        | NodeEvent::MemberKicked { room: a, name: b }
+        | NodeEvent::MemberPromoted { room: a, name: b } => {
+            *a = c(a);
+            *b = c(b);
+        }
+        NodeEvent::RoomMessage { room, from, text } => {
+            *room = c(room);
+            *from = c(from);
+            *text = c(text);
+        }
+        NodeEvent::RoomList { rooms } => rooms.iter_mut().for_each(|r| r.name = c(&r.name)),
+        NodeEvent::MemberList { room, members } => {
+            *room = c(room);
+            members.iter_mut().for_each(|m| m.name = c(&m.name));
+        }
+        NodeEvent::LoggedOut
+        | NodeEvent::RegistryConnected { .. }
+        | NodeEvent::RegistryDisconnected
+        | NodeEvent::RegistryReconnected
+        | NodeEvent::Help => {}
+    }
+    event
 }
 
 /// The plain text of an event: the §8 line where the contract has one, else a free-form notice.
@@ -311,9 +375,13 @@ pub fn markup(text: &str, on: bool) -> String {
         if after_boundary && (rest.starts_with("http://") || rest.starts_with("https://")) {
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
             let url = rest[..end].trim_end_matches(|c: char| ".,;:!?)]>'\"".contains(c));
-            let _ = write!(out, "\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\");
-            i += url.len();
-            continue;
+            // OSC 8 targets are printable ASCII; anything else stays plain text. The text
+            // shown is the target itself, so a link never hides where it goes.
+            if url.bytes().all(|b| b.is_ascii_graphic()) {
+                let _ = write!(out, "\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\");
+                i += url.len();
+                continue;
+            }
         }
         // `i < text.len()` on a char boundary, so there is a char; the default is never used.
         let c = rest.chars().next().unwrap_or(' ');

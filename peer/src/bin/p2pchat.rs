@@ -258,9 +258,11 @@ fn run(args: Args) -> Result<()> {
             .create_external_printer()
             .context("cannot start the line editor")?;
         term::spawn_editor(rl, tx, waker);
+        // Bold, italic and OSC 8 links are terminal escapes too: `--color never` (or
+        // NO_COLOR) turns them off with the colours.
         let style = Style {
             color,
-            markup: true,
+            markup: color,
         };
         Ui {
             printer: Printer::External(Box::new(printer)),
