@@ -11,6 +11,10 @@
 #[path = "e2e/rooms.rs"]
 mod rooms;
 
+/// The terminal client: interactive mode on a pseudo-terminal, cleaning, focus, aliases.
+#[path = "e2e/client.rs"]
+mod client;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

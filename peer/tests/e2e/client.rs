@@ -1,0 +1,285 @@
+//! The terminal client as a user meets it: interactive `p2pchat` processes on a pseudo-terminal
+//! (the raw bytes they write to the terminal are checked), and line-mode ones, against the real
+//! registry.
+
+use super::*;
+
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// An interactive `p2pchat` on a pseudo-terminal: what it writes to the terminal arrives as raw
+/// bytes; typed lines go in through the terminal as a user's keystrokes would.
+struct Pty {
+    name: String,
+    child: Child,
+    input: File,
+    chunks: Receiver<Vec<u8>>,
+    /// Everything written to the terminal so far.
+    out: Vec<u8>,
+    /// How far [`Pty::expect`] has consumed `out`.
+    pos: usize,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pty {
+    fn spawn(reg: &Registry, name: &str, extra: &[&str]) -> Pty {
+        let (mut master, mut slave) = (0, 0);
+        // Wide enough that no test line wraps.
+        let size = libc::winsize {
+            ws_row: 50,
+            ws_col: 250,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors into the ints and reads the winsize; the name
+        // and termios pointers may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+        let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_p2pchat"))
+            .args([
+                "--registry",
+                &reg.tcp.to_string(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("TERM", "xterm-256color")
+            .env_remove("NO_COLOR")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let err = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (tx, chunks) = mpsc::channel();
+        let mut reader = master.try_clone().unwrap();
+        let mut answer = master.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the child has exited and the terminal has no other user.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                let chunk = buf[..n].to_vec();
+                // The line editor asks where the cursor is; answer as a terminal would, at the
+                // left margin, rather than let it wait for a reply.
+                if chunk.windows(4).any(|w| w == b"\x1b[6n") {
+                    let _ = answer.write_all(b"\x1b[1;1R");
+                }
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut pty = Pty {
+            name: name.to_string(),
+            child,
+            input: master,
+            chunks,
+            out: Vec::new(),
+            pos: 0,
+            stderr,
+        };
+        pty.expect("Connected to registry at ");
+        pty
+    }
+
+    /// Registers and logs in as `self.name`.
+    fn user(reg: &Registry, name: &str, extra: &[&str]) -> Pty {
+        let mut p = Pty::spawn(reg, name, extra);
+        p.type_line(&format!("/register {name} {PASSWORD}"));
+        p.expect(&format!("Registered {name}"));
+        p.type_line(&format!("/login {name} {PASSWORD}"));
+        p.expect(&format!("Logged in as {name}"));
+        p
+    }
+
+    /// Types a line and Enter.
+    fn type_line(&mut self, line: &str) {
+        self.input
+            .write_all(format!("{line}\r").as_bytes())
+            .unwrap_or_else(|e| panic!("{}: typing {line:?}: {e}", self.name));
+    }
+
+    /// Waits until the terminal output after the last match contains `needle`; consumes the
+    /// output up to the end of it.
+    fn expect(&mut self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(i) = find(&self.out[self.pos..], needle.as_bytes()) {
+                self.pos += i + needle.len();
+                return;
+            }
+            self.more(deadline, needle);
+        }
+    }
+
+    /// Waits for `needle`, then returns the raw bytes after it up to the end of that line
+    /// (the `\n`, excluded; a `\r` before it too).
+    fn line_after(&mut self, needle: &str) -> Vec<u8> {
+        self.expect(needle);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(i) = self.out[self.pos..].iter().position(|&b| b == b'\n') {
+                let mut line = self.out[self.pos..self.pos + i].to_vec();
+                self.pos += i + 1;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return line;
+            }
+            self.more(deadline, "the end of the line");
+        }
+    }
+
+    /// Appends the next chunk of output; panics with what was seen at `deadline`.
+    fn more(&mut self, deadline: Instant, what: &str) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.chunks.recv_timeout(left) {
+            Ok(chunk) => self.out.extend_from_slice(&chunk),
+            Err(_) => panic!(
+                "{}: no {what:?} on the terminal within {WAIT:?}\nterminal after the last \
+                 match: {:?}\nstderr: {:#?}",
+                self.name,
+                String::from_utf8_lossy(&self.out[self.pos..]),
+                self.stderr.lock().unwrap()
+            ),
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A message meant to take over the reader's terminal: clear the screen, colour, a carriage
+/// return that overwrites the line with a forged sender, a bell, a hyperlink whose text and
+/// target differ, and a right-to-left override.
+const EVIL: &str = "\x1b[2J\x1b[Hcleared \x1b[31mRED\x1b[0m fake\rMessage from carol at lab: \
+                    I am carol\x07 \x1b]8;;https://evil.example\x1b\\https://good.example\
+                    \x1b]8;;\x1b\\ \u{202E}txt.exe see https://real.example/x";
+
+/// What every reader must see instead: each control shown visibly, nothing acted on.
+const CLEANED: &str = "^[[2J^[[Hcleared ^[[31mRED^[[0m fake^MMessage from carol at lab: \
+                       I am carol^G ^[]8;;https://evil.example^[\\https://good.example\
+                       ^[]8;;^[\\ <U+202E>txt.exe see https://real.example/x";
+
+/// The text of a message line as the terminal shows it, with the escapes our renderer may
+/// write checked and removed: SGR styles (`ESC [ ... m`) and OSC 8 links whose target is the
+/// text shown. Panics on any other control byte.
+fn visible_text(raw: &[u8]) -> String {
+    let s = String::from_utf8(raw.to_vec()).unwrap();
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    let mut link: Option<(String, usize)> = None;
+    while let Some(c) = rest.chars().next() {
+        if let Some(sgr) = rest.strip_prefix("\x1b[") {
+            let end = sgr
+                .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                .unwrap();
+            assert_eq!(&sgr[end..end + 1], "m", "a non-SGR CSI sequence in {s:?}");
+            rest = &sgr[end + 1..];
+            continue;
+        }
+        if let Some(osc) = rest.strip_prefix("\x1b]8;;") {
+            let end = osc.find("\x1b\\").expect("OSC 8 terminated by ST");
+            let target = &osc[..end];
+            rest = &osc[end + 2..];
+            match link.take() {
+                None => {
+                    assert!(!target.is_empty(), "an OSC 8 close without an open in {s:?}");
+                    link = Some((target.to_string(), out.len()));
+                }
+                Some((open, start)) => {
+                    assert!(target.is_empty(), "nested OSC 8 in {s:?}");
+                    assert_eq!(out[start..], open, "a link shows its real target");
+                }
+            }
+            continue;
+        }
+        assert!(
+            !c.is_control(),
+            "control character {c:?} reached the terminal in {s:?}"
+        );
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    assert!(link.is_none(), "unclosed OSC 8 in {s:?}");
+    out
+}
+
+#[test]
+fn escapes_from_the_network_arrive_cleaned_in_every_mode() {
+    let reg = Registry::start();
+    let mut bob = reg.user("bob", &[]);
+    let mut carol = reg.user("carol", &[]);
+    let mut alice = Pty::user(&reg, "alice", &[]);
+    let mut dave = Pty::user(&reg, "dave", &["--color", "never"]);
+
+    bob.send("/create lab");
+    bob.expect("Created room lab");
+    carol.send("/join lab");
+    carol.expect("Joined room lab");
+    alice.type_line("/join lab");
+    alice.expect("Joined room lab");
+    dave.type_line("/join lab");
+    dave.expect("Joined room lab");
+    bob.send(&format!("/say lab {EVIL}"));
+
+    carol.expect(&format!("Message from bob at lab: {CLEANED}"));
+    let raw = alice.line_after("Message from bob at lab: ");
+    assert_eq!(visible_text(&raw), CLEANED);
+    assert!(
+        find(&raw, b"\x1b]8;;https://real.example/x\x1b\\").is_some(),
+        "the genuine link is a hyperlink in colour mode: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    let raw = dave.line_after("Message from bob at lab: ");
+    assert_eq!(
+        String::from_utf8_lossy(&raw),
+        CLEANED,
+        "--color never writes the cleaned text and not one escape"
+    );
+
+    // The same through private chats.
+    bob.send("/chat carol");
+    carol.expect("Chat request from bob");
+    carol.send("/accept bob");
+    bob.expect("Chat with carol started");
+    bob.send(&format!("/msg carol {EVIL}"));
+    carol.expect(&format!("Message from bob: {CLEANED}"));
+
+    bob.send("/chat alice");
+    alice.expect("Chat request from bob");
+    alice.type_line("/accept bob");
+    bob.expect("Chat with alice started");
+    bob.send(&format!("/msg alice {EVIL}"));
+    let mut raw = alice.line_after("Message from bob: ");
+    // Our own bell for a private message ends the line; the one in the text must not ring.
+    assert_eq!(raw.pop(), Some(b'\x07'), "{:?}", String::from_utf8_lossy(&raw));
+    assert_eq!(visible_text(&raw), CLEANED);
+}
