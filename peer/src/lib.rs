@@ -56,7 +56,7 @@ pub mod room;
 
 pub use command::{Command, ParseError, Password};
 pub use io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
-pub use node::Node;
+pub use node::{Node, Target};
 pub use room::RoomStats;
 
 #[cfg(test)]

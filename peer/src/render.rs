@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use owo_colors::OwoColorize;
 use serde_json::{json, Value};
 
-use crate::command::COMMANDS;
+use crate::command::{aliases_of, ALIASES, COMMANDS};
 use crate::io::NodeEvent;
 
 pub mod clean;
@@ -83,6 +83,8 @@ pub fn cleaned(event: &NodeEvent) -> NodeEvent {
         | NodeEvent::ChatBusy { by: name }
         | NodeEvent::ChatEnded { with: name }
         | NodeEvent::ChatLost { with: name }
+        | NodeEvent::ChatRequestSent { to: name }
+        | NodeEvent::ChatRequestExpired { with: name, .. }
         | NodeEvent::Focus { target: name }
         | NodeEvent::Muted { target: name }
         | NodeEvent::Unmuted { target: name }
@@ -111,11 +113,29 @@ pub fn cleaned(event: &NodeEvent) -> NodeEvent {
             *room = c(room);
             members.iter_mut().for_each(|m| m.name = c(&m.name));
         }
+        NodeEvent::Windows {
+            chats,
+            sent,
+            received,
+            rooms,
+            focus,
+        } => {
+            for n in chats.iter_mut().chain(sent).chain(received).chain(rooms) {
+                *n = c(n);
+            }
+            if let Some(f) = focus {
+                *f = c(f);
+            }
+        }
+        NodeEvent::Away { message } | NodeEvent::Help { command: message } => {
+            if let Some(m) = message {
+                *m = c(m);
+            }
+        }
         NodeEvent::LoggedOut
         | NodeEvent::RegistryConnected { .. }
         | NodeEvent::RegistryDisconnected
-        | NodeEvent::RegistryReconnected
-        | NodeEvent::Help => {}
+        | NodeEvent::RegistryReconnected => {}
     }
     event
 }
@@ -143,25 +163,68 @@ pub fn line(event: &NodeEvent) -> String {
         NodeEvent::RegistryReconnected => "Reconnected to registry".into(),
         NodeEvent::ChatRequest { from } => format!("Chat request from {from}"),
         NodeEvent::ChatStarted { with } => format!("Chat with {with} started"),
+        NodeEvent::ChatRequestSent { to } => format!("Chat request sent to {to}, waiting..."),
+        NodeEvent::ChatRequestExpired {
+            with,
+            outgoing: true,
+        } => format!("Chat request to {with} expired without an answer"),
+        NodeEvent::ChatRequestExpired {
+            with,
+            outgoing: false,
+        } => format!("Chat request from {with} expired"),
+        NodeEvent::Windows {
+            chats,
+            sent,
+            received,
+            rooms,
+            focus,
+        } => {
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(" ")
+                }
+            };
+            let focus = focus.as_deref().unwrap_or("none");
+            format!(
+                "Chats: {}\nRequests sent: {}\nRequests received: {}\nRooms: {}\nCurrent: {focus}",
+                list(chats),
+                list(sent),
+                list(received),
+                list(rooms)
+            )
+        }
         NodeEvent::ChatRejected { by } => format!("{by} rejected the chat request"),
         NodeEvent::ChatRequestDeclined { from } => {
             format!("Rejected the chat request from {from}")
         }
         NodeEvent::ChatBusy { by } => format!("{by} is busy"),
-        NodeEvent::Message { from, text } => format!("Message from {from}: {text}"),
+        NodeEvent::Message { from, text } => match text.strip_prefix("/me ") {
+            Some(action) => format!("* {from} {action}"),
+            None => format!("Message from {from}: {text}"),
+        },
         NodeEvent::MessageSent { to, text } => format!("To {to}: {text}"),
         NodeEvent::ChatEnded { with } => format!("Chat with {with} ended"),
         NodeEvent::ChatLost { with } => format!("Chat with {with} lost"),
         NodeEvent::Focus { target } => format!("Now talking to {target}"),
-        NodeEvent::Muted { target } => format!("Muted {target}"),
-        NodeEvent::Unmuted { target } => format!("Unmuted {target}"),
-        NodeEvent::Help => help_text(),
+        NodeEvent::Muted { target } => format!("Muted {}", mute_label(target)),
+        NodeEvent::Unmuted { target } => format!("Unmuted {}", mute_label(target)),
+        NodeEvent::Help { command: None } => help_text(),
+        NodeEvent::Help {
+            command: Some(command),
+        } => help_for(command),
+        NodeEvent::Away {
+            message: Some(message),
+        } => format!("You are marked as away: {message}"),
+        NodeEvent::Away { message: None } => "You are no longer marked as away".into(),
         NodeEvent::RoomCreated { room } => format!("Created room {room}"),
         NodeEvent::RoomJoined { room } => format!("Joined room {room}"),
         NodeEvent::RoomLeft { room } => format!("Left room {room}"),
-        NodeEvent::RoomMessage { room, from, text } => {
-            format!("Message from {from} at {room}: {text}")
-        }
+        NodeEvent::RoomMessage { room, from, text } => match text.strip_prefix("/me ") {
+            Some(action) => format!("* {from} {action} (at {room})"),
+            None => format!("Message from {from} at {room}: {text}"),
+        },
         NodeEvent::RoomMessageSent { room, text } => format!("To {room}: {text}"),
         NodeEvent::MemberJoined { room, name } => format!("{name} joined {room}"),
         NodeEvent::MemberLeft { room, name } => format!("{name} left {room}"),
@@ -192,6 +255,14 @@ pub fn line(event: &NodeEvent) -> String {
     }
 }
 
+/// A mute target for people: `#lab` (how rooms are kept) is `room lab`.
+fn mute_label(target: &str) -> String {
+    match target.strip_prefix('#') {
+        Some(room) => format!("room {room}"),
+        None => target.to_string(),
+    }
+}
+
 /// The `/help` text: every command with one line.
 pub fn help_text() -> String {
     let mut s = String::from("Commands:");
@@ -199,6 +270,23 @@ pub fn help_text() -> String {
         let _ = write!(s, "\n  {usage:<24} {help}");
     }
     s.push_str("\n  TEXT                     (no leading /) send to the current chat or room");
+    s.push_str("\nIRC aliases:");
+    for (alias, cmd) in ALIASES {
+        let _ = write!(s, " /{alias}=/{cmd}");
+    }
+    s
+}
+
+/// `/help COMMAND`: its usage, what it does, and its aliases.
+pub fn help_for(command: &str) -> String {
+    let Some((name, usage, help)) = COMMANDS.iter().find(|(name, _, _)| *name == command) else {
+        return format!("no command /{command}");
+    };
+    let mut s = format!("{usage}: {help}");
+    let aliases: Vec<String> = aliases_of(name).map(|a| format!("/{a}")).collect();
+    if !aliases.is_empty() {
+        let _ = write!(s, " (also {})", aliases.join(", "));
+    }
     s
 }
 
@@ -218,6 +306,9 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::RegistryReconnected => "registry_reconnected",
         NodeEvent::ChatRequest { .. } => "chat_request",
         NodeEvent::ChatStarted { .. } => "chat_started",
+        NodeEvent::ChatRequestSent { .. } => "chat_request_sent",
+        NodeEvent::ChatRequestExpired { .. } => "chat_request_expired",
+        NodeEvent::Windows { .. } => "windows",
         NodeEvent::ChatRejected { .. } => "chat_rejected",
         NodeEvent::ChatRequestDeclined { .. } => "chat_request_declined",
         NodeEvent::ChatBusy { .. } => "chat_busy",
@@ -228,7 +319,8 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::Focus { .. } => "focus",
         NodeEvent::Muted { .. } => "muted",
         NodeEvent::Unmuted { .. } => "unmuted",
-        NodeEvent::Help => "help",
+        NodeEvent::Help { .. } => "help",
+        NodeEvent::Away { .. } => "away",
         NodeEvent::RoomCreated { .. } => "room_created",
         NodeEvent::RoomJoined { .. } => "room_joined",
         NodeEvent::RoomLeft { .. } => "room_left",
@@ -265,6 +357,18 @@ pub fn json(event: &NodeEvent) -> String {
         | NodeEvent::ChatEnded { with }
         | NodeEvent::ChatLost { with } => json!({ "with": with }),
         NodeEvent::ChatRejected { by } | NodeEvent::ChatBusy { by } => json!({ "by": by }),
+        NodeEvent::ChatRequestSent { to } => json!({ "to": to }),
+        NodeEvent::ChatRequestExpired { with, outgoing } => {
+            json!({ "with": with, "outgoing": outgoing })
+        }
+        NodeEvent::Windows {
+            chats,
+            sent,
+            received,
+            rooms,
+            focus,
+        } => json!({ "chats": chats, "sent": sent, "received": received, "rooms": rooms,
+                     "focus": focus }),
         NodeEvent::Message { from, text } => json!({ "from": from, "body": text }),
         NodeEvent::MessageSent { to, text } => json!({ "to": to, "body": text }),
         NodeEvent::Focus { target }
@@ -298,10 +402,11 @@ pub fn json(event: &NodeEvent) -> String {
                 .collect();
             json!({ "room": room, "members": members })
         }
-        NodeEvent::LoggedOut
-        | NodeEvent::RegistryDisconnected
-        | NodeEvent::RegistryReconnected
-        | NodeEvent::Help => json!({}),
+        NodeEvent::LoggedOut | NodeEvent::RegistryDisconnected | NodeEvent::RegistryReconnected => {
+            json!({})
+        }
+        NodeEvent::Help { command } => json!({ "command": command }),
+        NodeEvent::Away { message } => json!({ "message": message }),
     };
     // Written by hand so that "type" comes first and "text" last, whatever the map order.
     let mut out = format!("{{\"type\":{}", Value::from(kind(event)));
@@ -564,7 +669,7 @@ mod tests {
             "type first, text last"
         );
 
-        let help = json(&NodeEvent::Help);
+        let help = json(&NodeEvent::Help { command: None });
         assert!(!help.contains('\n'), "one object per line");
     }
 
@@ -574,7 +679,12 @@ mod tests {
         for (_, usage, _) in COMMANDS {
             assert!(help.contains(usage), "{usage}");
         }
-        assert_eq!(help.lines().count(), COMMANDS.len() + 2);
+        assert_eq!(help.lines().count(), COMMANDS.len() + 3);
+        assert!(help.contains("/part=/leave"));
+        assert_eq!(
+            help_for("leave"),
+            "/leave ROOM: leave a chat room (also /part)"
+        );
     }
 
     #[test]

@@ -505,7 +505,10 @@ fn invalid_commands_print_one_error_and_keep_running() {
         ("/login alice", "error: usage: /login NAME PASSWORD"),
         ("/search", "error: usage: /search NAME"),
         ("/search bob", "error: not logged in"),
-        ("/chat b@d", "error: invalid username: b@d"),
+        (
+            "/chat b@d",
+            "error: invalid username b@d: use 1-32 characters of A-Z a-z 0-9 _ . -",
+        ),
         (
             "hello?",
             "error: no current chat or room: use /chat NAME, /join ROOM or /focus",
@@ -513,7 +516,10 @@ fn invalid_commands_print_one_error_and_keep_running() {
         ("/join lobby", "error: not logged in"),
         ("/say lobby hi", "error: not logged in"),
         ("/kick lobby", "error: usage: /kick ROOM NAME"),
-        ("/create r#1", "error: invalid room name: r#1"),
+        (
+            "/create r#1",
+            "error: invalid room name r#1: use 1-32 characters of A-Z a-z 0-9 _ . -",
+        ),
     ];
     for (line, want) in cases {
         alice.send(line);

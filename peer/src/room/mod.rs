@@ -602,7 +602,8 @@ impl Node {
         if let Some(r) = self.rooms.rooms.get_mut(&room) {
             r.stats.frames_sent += sent;
         }
-        if !self.muted.contains(&room) && !self.muted.contains(&origin) {
+        // A muted room is kept as `#ROOM` (rooms and users are different namespaces).
+        if !self.muted.contains(&format!("#{room}")) && !self.muted.contains(&origin) {
             self.event(NodeEvent::RoomMessage {
                 room,
                 from: origin,

@@ -11,6 +11,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 /// bytes; typed lines go in through the terminal as a user's keystrokes would.
 struct Pty {
     name: String,
+    /// The client's data directory (its history file), not the user's.
+    _data: tempfile::TempDir,
     child: Child,
     input: File,
     chunks: Receiver<Vec<u8>>,
@@ -45,6 +47,7 @@ impl Pty {
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
         let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_p2pchat"))
             .args([
                 "--registry",
@@ -54,6 +57,7 @@ impl Pty {
             ])
             .args(extra)
             .env("TERM", "xterm-256color")
+            .env("XDG_DATA_HOME", data.path())
             .env_remove("NO_COLOR")
             .env_remove("RUST_LOG")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
@@ -90,6 +94,7 @@ impl Pty {
         });
         let mut pty = Pty {
             name: name.to_string(),
+            _data: data,
             child,
             input: master,
             chunks,
@@ -211,7 +216,10 @@ fn visible_text(raw: &[u8]) -> String {
             rest = &osc[end + 2..];
             match link.take() {
                 None => {
-                    assert!(!target.is_empty(), "an OSC 8 close without an open in {s:?}");
+                    assert!(
+                        !target.is_empty(),
+                        "an OSC 8 close without an open in {s:?}"
+                    );
                     link = Some((target.to_string(), out.len()));
                 }
                 Some((open, start)) => {
@@ -280,6 +288,192 @@ fn escapes_from_the_network_arrive_cleaned_in_every_mode() {
     bob.send(&format!("/msg alice {EVIL}"));
     let mut raw = alice.line_after("Message from bob: ");
     // Our own bell for a private message ends the line; the one in the text must not ring.
-    assert_eq!(raw.pop(), Some(b'\x07'), "{:?}", String::from_utf8_lossy(&raw));
+    assert_eq!(
+        raw.pop(),
+        Some(b'\x07'),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
     assert_eq!(visible_text(&raw), CLEANED);
+}
+
+/// The README's quick start: every line of its `text alice` and `text bob` blocks, typed in
+/// order into two line-mode clients, with the reply each line should bring awaited before the
+/// next. A README step this harness does not know fails the test, so the README cannot drift
+/// into something untested.
+#[test]
+fn readme_quick_start_typed_literally() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("## Quick start")
+        .expect("a Quick start section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut steps: Vec<(String, String)> = Vec::new();
+    let mut block: Option<String> = None;
+    for line in section.lines() {
+        if let Some(info) = line.strip_prefix("```") {
+            block = match block {
+                Some(_) => None,
+                None => Some(info.trim().to_string()),
+            };
+            continue;
+        }
+        if let Some(user) = block.as_deref().and_then(|b| b.strip_prefix("text ")) {
+            steps.push((user.to_string(), line.to_string()));
+        }
+    }
+    assert!(steps.len() >= 6, "too few quick start steps: {steps:?}");
+    let sh =
+        section.contains("--registry 127.0.0.1\n") || section.contains("--registry 127.0.0.1 ");
+    assert!(
+        sh,
+        "the quick start starts the peers with --registry 127.0.0.1"
+    );
+
+    let reg = Registry::start();
+    let mut alice = reg.peer("alice", &[]);
+    let mut bob = reg.peer("bob", &[]);
+    for (user, line) in &steps {
+        let (me, other) = match user.as_str() {
+            "alice" => (&mut alice, &mut bob),
+            "bob" => (&mut bob, &mut alice),
+            other => panic!("README step for unknown user {other}"),
+        };
+        let my_name = me.name.clone();
+        me.send(line);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["/register", name, _] => me.expect(&format!("Registered {name}")),
+            ["/login", name, _] => me.expect(&format!("Logged in as {name}")),
+            ["/chat", name] => {
+                me.expect(&format!("Chat request sent to {name}, waiting..."));
+                other.expect(&format!("Chat request from {my_name}"))
+            }
+            ["/accept", name] => {
+                me.expect(&format!("Chat with {name} started"));
+                other.expect(&format!("Chat with {my_name} started"))
+            }
+            ["/create", room] => me.expect(&format!("Created room {room}")),
+            ["/join", room] => {
+                me.expect(&format!("Joined room {room}"));
+                other.expect(&format!("{my_name} joined {room}"))
+            }
+            [first, ..] if !first.starts_with('/') => {
+                let from = format!("Message from {my_name}");
+                let end = format!(": {line}");
+                other.expect_with("the message", WAIT, |l| {
+                    l.starts_with(&from) && l.ends_with(&end)
+                })
+            }
+            _ => panic!("README step {line:?} is not one this test knows how to check"),
+        };
+    }
+    let chatted = alice
+        .seen
+        .iter()
+        .chain(&bob.seen)
+        .filter(|l| l.starts_with("Message from "))
+        .count();
+    assert!(chatted >= 2, "a private and a room message were exchanged");
+}
+
+#[test]
+fn chat_requests_say_so_are_listed_and_expire() {
+    let reg = Registry::start();
+    let mut alice = reg.user("alice", &["--chat-timeout", "1500ms"]);
+    let mut bob = reg.user("bob", &[]);
+    bob.send("/create lab");
+    bob.expect("Created room lab");
+
+    alice.send("/chat bob");
+    alice.expect("Chat request sent to bob, waiting...");
+    bob.expect("Chat request from alice");
+    alice.send("/chats");
+    alice.expect("Chats: none");
+    alice.expect("Requests sent: bob");
+    alice.expect("Requests received: none");
+    alice.expect("Rooms: none");
+    bob.send("/windows");
+    bob.expect("Chats: none");
+    bob.expect("Requests sent: none");
+    bob.expect("Requests received: alice");
+    bob.expect("Rooms: lab");
+    bob.expect("Current: lab");
+
+    alice.expect("Chat request to bob expired without an answer");
+    bob.expect("Chat request from alice expired");
+    bob.send("/accept alice");
+    bob.expect("error: no chat request from alice");
+    alice.send("/chats");
+    alice.expect("Requests sent: none");
+}
+
+#[test]
+fn irc_aliases_work() {
+    let reg = Registry::start();
+    let mut alice = reg.user("alice", &[]);
+    let mut bob = reg.user("bob", &[]);
+    alice.send("/create lab");
+    alice.expect("Created room lab");
+    bob.send("/j lab");
+    bob.expect("Joined room lab");
+    alice.expect("bob joined lab");
+    bob.send("/names lab");
+    bob.expect("Members of lab: alice (admin, online), bob (online)");
+    bob.send("/whois alice");
+    bob.expect_prefix("alice is online at ");
+    bob.send("/list");
+    bob.expect("lab members=2 online=2");
+    bob.send("/me waves");
+    alice.expect("* bob waves (at lab)");
+    bob.send("/help part");
+    bob.expect("/leave ROOM: leave a chat room (also /part)");
+    bob.send("/part lab");
+    bob.expect("Left room lab");
+    alice.expect("bob left lab");
+
+    bob.send("/query alice");
+    alice.expect("Chat request from bob");
+    alice.send("/accept bob");
+    bob.expect("Chat with alice started");
+    bob.send("/me is here");
+    alice.expect("* bob is here");
+    alice.send("/away lunch");
+    alice.expect("You are marked as away: lunch");
+    bob.send("are you there?");
+    alice.expect("Message from bob: are you there?");
+    bob.expect("* alice is away: lunch");
+    bob.send("/quit bye now");
+    alice.expect("Message from bob: bye now");
+    alice.expect("Chat with bob ended");
+    assert!(bob.wait_exit(WAIT).success());
+}
+
+#[test]
+fn prompt_shows_the_focus_and_falls_back() {
+    let reg = Registry::start();
+    let mut bob = reg.user("bob", &[]);
+    let mut alice = Pty::user(&reg, "alice", &["--no-timestamps"]);
+    alice.type_line("/create lab");
+    alice.expect("Created room lab");
+    alice.expect("[lab]> ");
+    bob.send("/join lab");
+    bob.expect("Joined room lab");
+
+    bob.send("/chat alice");
+    alice.expect("Chat request from bob");
+    alice.type_line("/accept bob");
+    alice.expect("Chat with bob started");
+    alice.expect("[@bob]> ");
+    alice.type_line("to bob");
+    bob.expect("Message from alice: to bob");
+
+    bob.send("/end alice");
+    alice.expect("Chat with bob ended");
+    alice.expect("Now talking to lab");
+    alice.type_line("back in the room");
+    bob.expect("Message from alice at lab: back in the room");
+    alice.expect("[lab]> ");
 }
