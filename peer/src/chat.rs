@@ -24,6 +24,10 @@ use crate::link::LinkEvent;
 use crate::node::{Node, Target};
 use crate::registry_link::Request;
 
+/// A chat message with this text tells the partner we are now known by the rest of it
+/// (docs/protocol.md, "Conventions in message text"). Older peers show it as a message.
+pub(crate) const NICK: &str = "/nick ";
+
 /// Where a private chat is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chat {
@@ -240,6 +244,9 @@ impl Node {
         if self.chats.get(&name) != Some(&Chat::Active) {
             return self.error(format!("no chat with {name}"));
         }
+        if text.starts_with(NICK) {
+            return self.error("a message may not start with /nick (it announces a rename)");
+        }
         let msg = Msg::ChatMessage { text: text.clone() };
         if self.links.send_to(&name, msg, &mut self.out) {
             self.event(NodeEvent::MessageSent { to: name, text });
@@ -430,6 +437,61 @@ impl Node {
         }
     }
 
+    /// We are now known as `new` (after `/rename`): tell every chat partner, so that their
+    /// chat with us goes on under the new name.
+    pub(crate) fn tell_partners_renamed(&mut self, new: &str) {
+        let text = format!("{NICK}{new}");
+        for (name, chat) in &self.chats {
+            if *chat == Chat::Active {
+                let msg = Msg::ChatMessage { text: text.clone() };
+                self.links.send_to(name, msg, &mut self.out);
+            }
+        }
+    }
+
+    /// The chat partner `old` says it is now `new`: the chat, its link, the focus and a mute
+    /// follow the new name. Ignored (and logged) when `new` is not a valid name or is already
+    /// taken by another chat or link of ours. (Peer names are what the peer claims in its
+    /// hello; a rename claims no more than that did.)
+    fn partner_renamed(&mut self, old: &str, new: &str) {
+        let new = new.trim();
+        let taken = self.chats.contains_key(new) || self.registry.name() == Some(new);
+        if !p2pchat_protocol::names::is_valid_name(new) || taken || !self.links.rename(old, new) {
+            warn!("ignoring {old}'s rename to {new:?}");
+            return;
+        }
+        if let Some(chat) = self.chats.remove(old) {
+            self.chats.insert(new.to_string(), chat);
+        }
+        if self.muted.remove(old) {
+            self.muted.insert(new.to_string());
+        }
+        let (from, to) = (Target::User(old.to_string()), Target::User(new.to_string()));
+        for t in self.recent.iter_mut().chain(self.focus.as_mut()) {
+            if *t == from {
+                *t = to.clone();
+            }
+        }
+        self.announce_rename(old, new);
+    }
+
+    /// `OLD is now known as NEW`, once per rename even when several rooms and a chat report
+    /// it.
+    pub(crate) fn announce_rename(&mut self, old: &str, new: &str) {
+        let key = (old.to_string(), new.to_string());
+        if self.renames_shown.contains(&key) {
+            return;
+        }
+        if self.renames_shown.len() >= 64 {
+            self.renames_shown.pop_first();
+        }
+        self.renames_shown.insert(key);
+        self.event(NodeEvent::UserRenamed {
+            old: old.to_string(),
+            new: new.to_string(),
+        });
+    }
+
     /// While `/away`, the first private message from each user is answered with the away
     /// message, as an action line (`* alice is away: ...`).
     fn answer_if_away(&mut self, name: &str) {
@@ -479,6 +541,9 @@ impl Node {
                 self.chats.remove(&name);
                 self.event(NodeEvent::ChatBusy { by: name.clone() });
                 self.release_link(now, &name, true);
+            }
+            (Msg::ChatMessage { text }, Some(Chat::Active)) if text.starts_with(NICK) => {
+                self.partner_renamed(&name, &text[NICK.len()..]);
             }
             (Msg::ChatMessage { text }, Some(Chat::Active)) => {
                 self.answer_if_away(&name);

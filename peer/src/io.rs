@@ -214,6 +214,13 @@ pub enum NodeEvent {
         /// Where plain lines go (`@NAME` for a chat), if anywhere.
         focus: Option<String>,
     },
+    /// `OLD is now known as NEW`: a chat partner or room member renamed.
+    UserRenamed {
+        /// The old name.
+        old: String,
+        /// The new name.
+        new: String,
+    },
     /// `Chat with USER started`
     ChatStarted {
         /// With whom.

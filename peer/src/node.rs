@@ -48,6 +48,10 @@ pub struct Node {
     /// When each chat request (ours or theirs) expires if still unanswered. Entries for chats
     /// that moved on are dropped when their time comes.
     pub(crate) request_deadlines: BTreeMap<String, Instant>,
+    /// Our name as of the last input, to notice a rename and tell chat partners.
+    known_name: Option<String>,
+    /// Renames already announced (`alice is now known as alicia`), so that each shows once.
+    pub(crate) renames_shown: BTreeSet<(String, String)>,
     /// The focus fell back during this input: say where plain lines go now, after the events
     /// that ended the old target.
     focus_moved: bool,
@@ -106,6 +110,8 @@ impl Node {
             request_deadlines: BTreeMap::new(),
             away: None,
             focus_moved: false,
+            known_name: None,
+            renames_shown: BTreeSet::new(),
             rooms: Rooms::new(wall_ms),
             muted: BTreeSet::new(),
             next_dial: 0,
@@ -185,6 +191,14 @@ impl Node {
             self.handle_outcome(now, outcome);
         }
         self.run_deferred(now);
+        let name = self.registry.name();
+        if name != self.known_name.as_deref() {
+            if let (Some(_), Some(new)) = (&self.known_name, name) {
+                let new = new.to_string();
+                self.tell_partners_renamed(&new);
+            }
+            self.known_name = self.registry.name().map(str::to_string);
+        }
         if std::mem::take(&mut self.focus_moved) && self.quit.is_none() {
             // With nothing left open there is nothing to say: the prompt goes back to `> `.
             if let Some(next) = &self.focus {

@@ -99,7 +99,8 @@ pub fn cleaned(event: &NodeEvent) -> NodeEvent {
         | NodeEvent::MemberJoined { room: a, name: b }
         | NodeEvent::MemberLeft { room: a, name: b }
         | NodeEvent::MemberKicked { room: a, name: b }
-        | NodeEvent::MemberPromoted { room: a, name: b } => {
+        | NodeEvent::MemberPromoted { room: a, name: b }
+        | NodeEvent::UserRenamed { old: a, new: b } => {
             *a = c(a);
             *b = c(b);
         }
@@ -163,6 +164,7 @@ pub fn line(event: &NodeEvent) -> String {
         NodeEvent::RegistryReconnected => "Reconnected to registry".into(),
         NodeEvent::ChatRequest { from } => format!("Chat request from {from}"),
         NodeEvent::ChatStarted { with } => format!("Chat with {with} started"),
+        NodeEvent::UserRenamed { old, new } => format!("{old} is now known as {new}"),
         NodeEvent::ChatRequestSent { to } => format!("Chat request sent to {to}, waiting..."),
         NodeEvent::ChatRequestExpired {
             with,
@@ -306,6 +308,7 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::RegistryReconnected => "registry_reconnected",
         NodeEvent::ChatRequest { .. } => "chat_request",
         NodeEvent::ChatStarted { .. } => "chat_started",
+        NodeEvent::UserRenamed { .. } => "user_renamed",
         NodeEvent::ChatRequestSent { .. } => "chat_request_sent",
         NodeEvent::ChatRequestExpired { .. } => "chat_request_expired",
         NodeEvent::Windows { .. } => "windows",
@@ -358,6 +361,7 @@ pub fn json(event: &NodeEvent) -> String {
         | NodeEvent::ChatLost { with } => json!({ "with": with }),
         NodeEvent::ChatRejected { by } | NodeEvent::ChatBusy { by } => json!({ "by": by }),
         NodeEvent::ChatRequestSent { to } => json!({ "to": to }),
+        NodeEvent::UserRenamed { old, new } => json!({ "old": old, "new": new }),
         NodeEvent::ChatRequestExpired { with, outgoing } => {
             json!({ "with": with, "outgoing": outgoing })
         }

@@ -333,6 +333,9 @@ impl Node {
                 });
             }
             RoomEvent::Renamed { old, new } => {
+                if me.as_deref() != Some(new.as_str()) {
+                    self.announce_rename(&old, &new);
+                }
                 let addr = self
                     .rooms
                     .rooms

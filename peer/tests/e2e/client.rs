@@ -477,3 +477,28 @@ fn prompt_shows_the_focus_and_falls_back() {
     bob.expect("Message from alice at lab: back in the room");
     alice.expect("[lab]> ");
 }
+
+#[test]
+fn a_rename_reaches_chat_partners_and_rooms() {
+    let reg = Registry::start();
+    let mut alice = reg.user("alice", &[]);
+    let mut bob = reg.user("bob", &[]);
+    let mut carol = reg.user("carol", &[]);
+    bob.send("/create lab");
+    bob.expect("Created room lab");
+    alice.send("/join lab");
+    alice.expect("Joined room lab");
+    start_chat(&mut alice, &mut carol);
+
+    alice.send("/nick alicia");
+    alice.expect("Renamed to alicia");
+    carol.expect("alice is now known as alicia");
+    bob.expect("alice is now known as alicia");
+
+    carol.send("/msg alicia still here?");
+    alice.expect("Message from carol: still here?");
+    alice.send("yes, under my new name");
+    carol.expect("Message from alicia: yes, under my new name");
+    carol.send("/end alicia");
+    alice.expect("Chat with carol ended");
+}
