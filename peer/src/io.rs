@@ -148,6 +148,9 @@ pub enum NodeEvent {
     },
     /// `Logged out`
     LoggedOut,
+    /// `Logged out: log in again`: the registry came back without our session (it restarted
+    /// without its database, or the session expired while we were away).
+    SessionLost,
     /// `Renamed to USER`
     Renamed {
         /// The new name.
@@ -404,6 +407,9 @@ pub struct Config {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// A registry request unanswered for this long (while nothing else is answered either)
+    /// is given up with `the registry did not answer`.
+    pub registry_timeout: Duration,
     /// `/quit` waits at most this for in-flight replies and the logout.
     pub quit_grace: Duration,
     /// A chat request unanswered for this long is withdrawn (ours) or dropped (theirs).
@@ -430,6 +436,7 @@ impl Config {
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             quit_grace: Duration::from_secs(2),
+            registry_timeout: Duration::from_secs(10),
             chat_request_timeout: Duration::from_secs(60),
             max_frame: p2pchat_protocol::DEFAULT_MAX_FRAME,
             max_queued: 64,

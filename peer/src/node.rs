@@ -48,6 +48,9 @@ pub struct Node {
     /// When each chat request (ours or theirs) expires if still unanswered. Entries for chats
     /// that moved on are dropped when their time comes.
     pub(crate) request_deadlines: BTreeMap<String, Instant>,
+    /// Since when user requests have waited on the registry without any reply, and the
+    /// registry's reply count then (progress restarts the wait).
+    registry_wait: Option<(Instant, u64)>,
     /// Our name as of the last input, to notice a rename and tell chat partners.
     known_name: Option<String>,
     /// Renames already announced (`alice is now known as alicia`), so that each shows once.
@@ -111,6 +114,7 @@ impl Node {
             away: None,
             focus_moved: false,
             known_name: None,
+            registry_wait: None,
             renames_shown: BTreeSet::new(),
             rooms: Rooms::new(wall_ms),
             muted: BTreeSet::new(),
@@ -187,6 +191,7 @@ impl Node {
             Input::Timeout => {}
         }
         self.run_timers(now, &mut outcomes);
+        self.registry_deadline(now, &mut outcomes);
         for outcome in outcomes {
             self.handle_outcome(now, outcome);
         }
@@ -226,6 +231,8 @@ impl Node {
             self.links.poll_timeout(&self.config),
             self.rooms.poll_timeout(),
             self.request_deadlines.values().min().copied(),
+            self.registry_wait
+                .map(|(since, _)| since + self.config.registry_timeout),
             self.quit.as_ref().map(|q| q.deadline),
         ]
         .into_iter()
@@ -315,6 +322,26 @@ impl Node {
         self.handle_link_events(now, events);
         self.room_timeouts(now);
         self.chat_request_timeouts(now);
+    }
+
+    /// Gives up on registry requests when the registry has answered nothing for
+    /// `registry_timeout` while they waited.
+    fn registry_deadline(&mut self, now: Instant, outcomes: &mut Vec<Outcome>) {
+        if !self.registry.has_pending() {
+            self.registry_wait = None;
+            return;
+        }
+        let answered = self.registry.answered();
+        match self.registry_wait {
+            Some((since, seen)) if seen == answered => {
+                if now >= since + self.config.registry_timeout {
+                    self.registry.abandon_requests(&mut self.out, outcomes);
+                    self.deferred.clear();
+                    self.registry_wait = None;
+                }
+            }
+            _ => self.registry_wait = Some((now, answered)),
+        }
     }
 
     /// A registry reply or event the node acts on.

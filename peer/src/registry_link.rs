@@ -143,6 +143,8 @@ pub(crate) struct RegistryLink {
     /// The link was lost; say `Reconnected to registry` once it is back.
     announce_reconnect: bool,
     reported_unreachable: bool,
+    /// Replies handled so far: progress, for the node's registry timeout.
+    answered: u64,
 }
 
 fn event(out: &mut VecDeque<Output>, ev: NodeEvent) {
@@ -163,6 +165,55 @@ impl RegistryLink {
             ever_connected: false,
             announce_reconnect: false,
             reported_unreachable: false,
+            answered: 0,
+        }
+    }
+
+    /// Replies handled so far (grows whenever the registry answers anything).
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered
+    }
+
+    /// Gives up on every user request sent or queued (the registry did not answer in time):
+    /// each is told `the registry did not answer`, once, and a late reply is ignored. Pings and
+    /// a resume stay: the link's own deadlines look after them.
+    pub(crate) fn abandon_requests(
+        &mut self,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        const MESSAGE: &str = "the registry did not answer";
+        let pending = std::mem::take(&mut self.pending);
+        let mut told = false;
+        let user = pending
+            .into_iter()
+            .filter_map(|(id, req)| match req {
+                Request::Ping | Request::Resume => {
+                    self.pending.insert(id, req);
+                    None
+                }
+                req => Some(req),
+            })
+            .collect::<Vec<_>>();
+        let queued = std::mem::take(&mut self.queued);
+        for req in user
+            .into_iter()
+            .chain(queued.into_iter().map(|(req, _)| req))
+        {
+            match req {
+                Request::Search {
+                    name,
+                    for_chat: true,
+                } => outcomes.push(Outcome::ChatSearch {
+                    query: name,
+                    result: Err(MESSAGE.into()),
+                }),
+                _ if !told => {
+                    told = true;
+                    event(out, NodeEvent::error(MESSAGE));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -370,9 +421,11 @@ impl RegistryLink {
             return;
         }
         let Some(req) = self.pending.remove(&frame.id) else {
+            // Also the late answer to a request given up on (`abandon_requests`).
             warn!("registry reply with unknown id {}", frame.id);
             return;
         };
+        self.answered += 1;
         self.handle_reply(now, req, frame.msg, config, rng, out, outcomes);
     }
 
@@ -438,8 +491,12 @@ impl RegistryLink {
                     code,
                     status::BAD_RESUME_TOKEN | status::BAD_CREDENTIALS | status::INVALID_NAME
                 ) {
+                    // The registry is back but our session is not: we are logged out, and
+                    // saying "Reconnected" would suggest otherwise.
+                    info!("resume refused ({code} {message})");
                     self.session = None;
-                    event(out, NodeEvent::error(message));
+                    self.announce_reconnect = false;
+                    event(out, NodeEvent::SessionLost);
                     outcomes.push(Outcome::SessionEnded);
                     self.resumed(out);
                 } else {

@@ -134,6 +134,7 @@ pub fn cleaned(event: &NodeEvent) -> NodeEvent {
             }
         }
         NodeEvent::LoggedOut
+        | NodeEvent::SessionLost
         | NodeEvent::RegistryConnected { .. }
         | NodeEvent::RegistryDisconnected
         | NodeEvent::RegistryReconnected => {}
@@ -147,6 +148,7 @@ pub fn line(event: &NodeEvent) -> String {
         NodeEvent::Registered { name } => format!("Registered {name}"),
         NodeEvent::LoggedIn { name, .. } => format!("Logged in as {name}"),
         NodeEvent::LoggedOut => "Logged out".into(),
+        NodeEvent::SessionLost => "Logged out: log in again".into(),
         NodeEvent::Renamed { name } => format!("Renamed to {name}"),
         NodeEvent::UserOnline { name, addr } => format!("{name} is online at {addr}"),
         NodeEvent::UserOffline { name } => format!("{name} is offline"),
@@ -298,6 +300,7 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::Registered { .. } => "registered",
         NodeEvent::LoggedIn { .. } => "logged_in",
         NodeEvent::LoggedOut => "logged_out",
+        NodeEvent::SessionLost => "session_lost",
         NodeEvent::Renamed { .. } => "renamed",
         NodeEvent::UserOnline { .. } => "user_online",
         NodeEvent::UserOffline { .. } => "user_offline",
@@ -406,9 +409,10 @@ pub fn json(event: &NodeEvent) -> String {
                 .collect();
             json!({ "room": room, "members": members })
         }
-        NodeEvent::LoggedOut | NodeEvent::RegistryDisconnected | NodeEvent::RegistryReconnected => {
-            json!({})
-        }
+        NodeEvent::LoggedOut
+        | NodeEvent::SessionLost
+        | NodeEvent::RegistryDisconnected
+        | NodeEvent::RegistryReconnected => json!({}),
         NodeEvent::Help { command } => json!({ "command": command }),
         NodeEvent::Away { message } => json!({ "message": message }),
     };

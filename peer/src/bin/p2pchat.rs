@@ -44,6 +44,9 @@ struct Args {
     /// An unanswered chat request expires after this long (e.g. 500ms, 20s, 2m).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     chat_timeout: Duration,
+    /// A registry request unanswered this long fails with "the registry did not answer".
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    registry_timeout: Duration,
     /// No `[14:03]` times before lines in interactive mode.
     #[arg(long)]
     no_timestamps: bool,
@@ -429,6 +432,7 @@ fn run(args: Args) -> Result<()> {
     config.degree = usize::from(args.degree);
     config.max_chats = usize::from(args.max_chats);
     config.chat_request_timeout = args.chat_timeout;
+    config.registry_timeout = args.registry_timeout;
 
     // The clock is read here and in the loop below, nowhere else (clippy.toml).
     #[allow(clippy::disallowed_methods)]

@@ -502,3 +502,30 @@ fn a_rename_reaches_chat_partners_and_rooms() {
     carol.send("/end alicia");
     alice.expect("Chat with carol ended");
 }
+
+#[test]
+fn registry_requests_time_out_and_a_lost_session_says_log_in_again() {
+    let mut reg = Registry::start();
+    let mut alice = reg.user("alice", &["--registry-timeout", "1s"]);
+    reg.kill9();
+    alice.expect("Disconnected from registry");
+    alice.send("/users");
+    alice.expect("error: the registry did not answer");
+
+    // The registry comes back without its database: the session cannot be resumed.
+    for entry in std::fs::read_dir(reg.dir.path()).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    reg.restart();
+    let line = alice.expect_with("the lost session", Duration::from_secs(20), |l| {
+        l == "Logged out: log in again" || l == "Reconnected to registry"
+    });
+    assert_eq!(line, "Logged out: log in again");
+    alice.send("/users");
+    alice.expect("error: not logged in");
+    alice.assert_no_line(|l| l == "Reconnected to registry");
+    alice.send(&format!("/register alice {PASSWORD}"));
+    alice.expect("Registered alice");
+    alice.send(&format!("/login alice {PASSWORD}"));
+    alice.expect("Logged in as alice");
+}
