@@ -567,7 +567,11 @@ impl Node {
             }
             Command::Promote { room, name } => {
                 if self.need_login() {
-                    self.request(Request::RoomAdmin, Msg::Promote { room, name });
+                    let req = Request::Promote {
+                        room: room.clone(),
+                        name: name.clone(),
+                    };
+                    self.request(req, Msg::Promote { room, name });
                 }
             }
             Command::Help(command) => self.event(NodeEvent::Help { command }),

@@ -64,6 +64,11 @@ pub(crate) enum Request {
     Members,
     /// Kick or promote: the registry's pushed event is what the user sees.
     RoomAdmin,
+    /// `/promote`: the room and member, to say so when the member was already an admin.
+    Promote {
+        room: String,
+        name: String,
+    },
     /// A ping sent right after a resume: the registry answers in order, so its pong comes after
     /// every room it pushed for the new session.
     SyncRooms,
@@ -145,6 +150,9 @@ pub(crate) struct RegistryLink {
     reported_unreachable: bool,
     /// Replies handled so far: progress, for the node's registry timeout.
     answered: u64,
+    /// Promotions pushed since the last `promote` reply: the registry pushes `promoted` before
+    /// it answers, so a reply without one means the member was already an admin.
+    promotions: Vec<(String, String)>,
 }
 
 fn event(out: &mut VecDeque<Output>, ev: NodeEvent) {
@@ -166,6 +174,7 @@ impl RegistryLink {
             announce_reconnect: false,
             reported_unreachable: false,
             answered: 0,
+            promotions: Vec::new(),
         }
     }
 
@@ -401,7 +410,14 @@ impl RegistryLink {
                 // The registry closes the connection, and says why.
                 Msg::Error { message, .. } => event(out, NodeEvent::error(message)),
                 Msg::Welcome { name, .. } => self.handle_welcome(now, &name, config, out),
-                Msg::Room { room, event } => outcomes.push(Outcome::RoomEvent { room, event }),
+                Msg::Room { room, event } => {
+                    if let p2pchat_protocol::RoomEvent::Promoted { name } = &event {
+                        if self.promotions.len() < 64 {
+                            self.promotions.push((room.clone(), name.clone()));
+                        }
+                    }
+                    outcomes.push(Outcome::RoomEvent { room, event });
+                }
                 Msg::RoomJoined { room, peers } => outcomes.push(Outcome::RoomJoined {
                     room,
                     peers,
@@ -554,6 +570,15 @@ impl RegistryLink {
                 event(out, NodeEvent::MemberList { room, members })
             }
             (Request::RoomAdmin, Msg::Ok) => {}
+            (Request::Promote { room, name }, Msg::Ok) => {
+                let key = (room, name);
+                if !self.promotions.contains(&key) {
+                    let (room, name) = key;
+                    let message = format!("{name} is already admin of {room}");
+                    event(out, NodeEvent::error(message));
+                }
+                self.promotions.clear();
+            }
             (Request::ListRooms { mut rooms }, Msg::RoomList { rooms: page, more }) => {
                 let last = page.last().map(|r| r.name.clone());
                 rooms.extend(page);

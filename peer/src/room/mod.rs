@@ -214,7 +214,10 @@ impl Node {
             }
             self.refresh_room(now, &room);
             if reply {
-                self.event(NodeEvent::RoomJoined { room });
+                // An explicit `/join` of a room we are in: the view is refreshed (that repairs
+                // a partial one) and the room gets the focus, but nothing was joined.
+                self.set_focus_room(&room);
+                self.error(format!("already in room {room}"));
             }
             return;
         }

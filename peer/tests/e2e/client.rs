@@ -529,3 +529,46 @@ fn registry_requests_time_out_and_a_lost_session_says_log_in_again() {
     alice.send(&format!("/login alice {PASSWORD}"));
     alice.expect("Logged in as alice");
 }
+
+#[test]
+fn loose_commands_get_clear_answers() {
+    let reg = Registry::start();
+    let mut alice = reg.user("alice", &[]);
+    let mut bob = reg.user("bob", &[]);
+    alice.send("/create lab");
+    alice.expect("Created room lab");
+    bob.send("/join lab");
+    bob.expect("Joined room lab");
+    bob.send("/join lab");
+    bob.expect("error: already in room lab");
+
+    alice.send("/promote lab alice");
+    alice.expect("error: alice is already admin of lab");
+    alice.send("/promote lab bob");
+    alice.expect("bob is now admin of lab");
+    alice.send("/promote lab bob");
+    alice.expect("error: bob is already admin of lab");
+
+    alice.send("/mute alice");
+    alice.expect("error: you cannot mute yourself");
+    alice.send("/mute bob");
+    alice.expect("Muted bob");
+    alice.send("/mute bob");
+    alice.expect("error: bob is already muted");
+    alice.send("/unmute bob");
+    alice.expect("Unmuted bob");
+    alice.send("/unmute bob");
+    alice.expect("error: bob is not muted");
+
+    // A user named like a room: #lab is the room.
+    let mut lab = reg.user("lab", &[]);
+    start_chat(&mut alice, &mut lab);
+    alice.send("/mute lab");
+    alice.expect("error: lab is both a room and a user: use #lab for the room");
+    alice.send("/mute #lab");
+    alice.expect("Muted room lab");
+    alice.send("/focus #lab");
+    alice.expect("Now talking to lab");
+    alice.send("/focus nobody");
+    alice.expect("error: no chat with nobody");
+}
