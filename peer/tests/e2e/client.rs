@@ -572,3 +572,26 @@ fn loose_commands_get_clear_answers() {
     alice.send("/focus nobody");
     alice.expect("error: no chat with nobody");
 }
+
+#[test]
+fn usernames_ignore_case_and_the_creator_cannot_be_kicked_by_a_co_admin() {
+    let reg = Registry::start();
+    let mut alice = reg.user("Alice", &[]);
+    let mut bob = reg.user("bob", &[]);
+    bob.send(&format!("/register ALICE {PASSWORD}"));
+    bob.expect("error: username already taken");
+    bob.send("/search alice");
+    bob.expect_prefix("Alice is online at ");
+
+    alice.send("/create lab");
+    alice.expect("Created room lab");
+    bob.send("/join lab");
+    bob.expect("Joined room lab");
+    alice.send("/promote lab bob");
+    alice.expect("bob is now admin of lab");
+    bob.expect("bob is now admin of lab");
+    bob.send("/kick lab Alice");
+    bob.expect("error: only a more senior admin can kick Alice");
+    alice.send("/kick lab bob");
+    alice.expect("bob was kicked from lab");
+}
