@@ -584,10 +584,17 @@ fn flags_help_version_and_usage_errors() {
         "--json",
         "--color",
         "--max-chats",
+        "--chat-timeout",
+        "--registry-timeout",
+        "--no-timestamps",
         "--version",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
+    assert!(
+        text.starts_with("p2pchat: chat in the terminal"),
+        "--help says what the program is for a user:\n{text}"
+    );
     let version = run(&["--version"]);
     assert!(version.status.success());
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("p2pchat "));

@@ -534,3 +534,31 @@ fn run(args: Args) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_without_a_port_gets_15600() {
+        assert_eq!(with_default_port("127.0.0.1", 15600), "127.0.0.1:15600");
+        assert_eq!(with_default_port("127.0.0.1:9", 15600), "127.0.0.1:9");
+        assert_eq!(with_default_port("example.org", 15600), "example.org:15600");
+        assert_eq!(with_default_port("example.org:80", 15600), "example.org:80");
+        assert_eq!(with_default_port("::1", 15600), "[::1]:15600");
+        assert_eq!(with_default_port("[::1]:7", 15600), "[::1]:7");
+        assert_eq!(with_default_port("[::1]", 15600), "[::1]:15600");
+    }
+
+    #[test]
+    fn durations_and_mentions() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(mentions("hey alice, look", "alice"));
+        assert!(mentions("ALICE!", "alice"));
+        assert!(!mentions("malice aforethought", "alice"));
+        assert!(!mentions("alice_b", "alice"));
+    }
+}
