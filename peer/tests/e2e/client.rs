@@ -595,3 +595,60 @@ fn usernames_ignore_case_and_the_creator_cannot_be_kicked_by_a_co_admin() {
     alice.send("/kick lab bob");
     alice.expect("bob was kicked from lab");
 }
+
+#[test]
+fn interactive_editing_timestamps_completion_ctrl_c_and_history() {
+    let reg = Registry::start();
+    let mut alice = Pty::user(&reg, "alice", &["--color", "never"]);
+    alice.type_line("/create lab");
+    alice.expect("Created room lab");
+    let before = &alice.out[..alice.pos - "Created room lab".len()];
+    let stamp = &before[before.len() - 8..];
+    assert!(
+        stamp[0] == b'['
+            && stamp[3] == b':'
+            && stamp[6..] == *b"] "
+            && [1, 2, 4, 5].iter().all(|&i| stamp[i].is_ascii_digit()),
+        "a [HH:MM] time before the line: {:?}",
+        String::from_utf8_lossy(before)
+    );
+
+    // Ctrl-C clears a half-typed line and does not quit.
+    alice.expect("[lab]> ");
+    alice.input.write_all(b"half typed").unwrap();
+    alice.input.write_all(b"\x03").unwrap();
+    alice.type_line("/chats");
+    alice.expect("Current: lab");
+    // Tab completes a command; a line that fails is still kept in the history.
+    alice.input.write_all(b"/windo\t").unwrap();
+    alice.type_line("");
+    alice.expect("Current: lab");
+    alice.type_line("/nosuchthing");
+    alice.expect("unknown command /nosuchthing");
+    // Ctrl-C on an empty line quits, logging out (once the editor is reading again: between
+    // lines the terminal is not in raw mode, and Ctrl-C is a signal, which needs a controlling
+    // terminal that this test does not set up).
+    alice.expect("[lab]> ");
+    alice.input.write_all(b"\x03").unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = alice.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-C on an empty line did not quit"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+
+    let history = std::fs::read_to_string(alice._data.path().join("p2pchat/history")).unwrap();
+    assert!(history.contains("/windows"), "{history}");
+    assert!(history.contains("/nosuchthing"), "{history}");
+    assert!(
+        !history.contains(PASSWORD),
+        "no password in the history: {history}"
+    );
+    assert!(!history.contains("half typed"), "{history}");
+}
