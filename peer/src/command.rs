@@ -133,6 +133,8 @@ pub enum Command {
         /// User or room.
         target: String,
     },
+    /// `/leave`, `/members` or `/end` without a name: the room or chat that has the focus.
+    OnFocus(FocusCommand),
     /// `/chats` (`/windows`): open chats, pending requests and joined rooms.
     Chats,
     /// `/me TEXT`: an action line to the current chat or room.
@@ -145,6 +147,17 @@ pub enum Command {
     Quit(Option<String>),
     /// A line without `/`: text for the current target.
     Text(String),
+}
+
+/// A command that may leave out its room or user to mean the current one (IRC's `/part`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FocusCommand {
+    /// `/leave` (`/part`): leave the focused room.
+    Leave,
+    /// `/members` (`/names`): list the focused room's members.
+    Members,
+    /// `/end` (`/close`): end the focused chat.
+    End,
 }
 
 /// A line that is not a valid command. `Display` is the message after `error: `.
@@ -197,12 +210,24 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("accept", "/accept NAME", "accept a chat request"),
     ("reject", "/reject NAME", "reject a chat request"),
     ("msg", "/msg NAME TEXT", "send a private message"),
-    ("end", "/end NAME", "end a private chat"),
+    (
+        "end",
+        "/end [NAME]",
+        "end a private chat (without NAME: the current one)",
+    ),
     ("rooms", "/rooms", "list the chat rooms"),
     ("create", "/create ROOM", "create a chat room"),
     ("join", "/join ROOM", "join a chat room"),
-    ("leave", "/leave ROOM", "leave a chat room"),
-    ("members", "/members ROOM", "list the members of a room"),
+    (
+        "leave",
+        "/leave [ROOM]",
+        "leave a chat room (without ROOM: the current one)",
+    ),
+    (
+        "members",
+        "/members [ROOM]",
+        "list the members of a room (without ROOM: the current one)",
+    ),
     ("say", "/say ROOM TEXT", "send a message to a room"),
     (
         "kick",
@@ -364,6 +389,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ("unmute", [t]) => Command::Unmute { target: target(t)? },
         ("rename", [n]) => Command::Rename { name: user(n)? },
         ("focus", [t]) => Command::Focus { target: target(t)? },
+        ("leave", []) => Command::OnFocus(FocusCommand::Leave),
+        ("members", []) => Command::OnFocus(FocusCommand::Members),
+        ("end", []) => Command::OnFocus(FocusCommand::End),
         ("chats", []) => Command::Chats,
         ("me", [_, ..]) => Command::Me(text(args)?),
         ("away", []) => Command::Away(None),
@@ -654,7 +682,10 @@ mod tests {
                 target: "#lab".into()
             }
         );
-        assert_eq!(err("/part"), "usage: /leave ROOM");
+        assert_eq!(ok("/part"), Command::OnFocus(FocusCommand::Leave));
+        assert_eq!(ok("/names"), Command::OnFocus(FocusCommand::Members));
+        assert_eq!(ok("/close"), Command::OnFocus(FocusCommand::End));
+        assert_eq!(err("/part a b"), "usage: /leave [ROOM]");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use p2pchat_protocol::Msg;
 use rand::rngs::StdRng;
 
 use crate::chat::Chat;
-use crate::command::{Command, Password};
+use crate::command::{Command, FocusCommand, Password};
 use crate::io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 use crate::link::Links;
 use crate::registry_link::{Outcome, RegistryLink, Request};
@@ -523,6 +523,17 @@ impl Node {
                 }
             }
             Command::Away(message) => self.cmd_away(message),
+            Command::OnFocus(what) => {
+                let command = match (what, self.focus.clone()) {
+                    (FocusCommand::Leave, Some(Target::Room(room))) => Command::Leave { room },
+                    (FocusCommand::Members, Some(Target::Room(room))) => Command::Members { room },
+                    (FocusCommand::End, Some(Target::User(name))) => Command::End { name },
+                    (FocusCommand::End, _) => return self.error("no current chat: /end NAME"),
+                    _ => return self.error("no current room: name the room"),
+                };
+                // Leave and Members go to the registry: queue them like typed ones.
+                self.handle_command(now, command);
+            }
             Command::Chats => self.cmd_chats(),
             Command::End { name } => self.cmd_end(now, name),
             Command::Focus { target } => self.cmd_focus(target),

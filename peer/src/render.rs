@@ -691,7 +691,7 @@ mod tests {
         assert!(help.contains("/part=/leave"));
         assert_eq!(
             help_for("leave"),
-            "/leave ROOM: leave a chat room (also /part)"
+            "/leave [ROOM]: leave a chat room (without ROOM: the current one) (also /part)"
         );
     }
 

@@ -429,8 +429,10 @@ fn irc_aliases_work() {
     bob.send("/me waves");
     alice.expect("* bob waves (at lab)");
     bob.send("/help part");
-    bob.expect("/leave ROOM: leave a chat room (also /part)");
-    bob.send("/part lab");
+    bob.expect("/leave [ROOM]: leave a chat room (without ROOM: the current one) (also /part)");
+    bob.send("/names");
+    bob.expect("Members of lab: alice (admin, online), bob (online)");
+    bob.send("/part");
     bob.expect("Left room lab");
     alice.expect("bob left lab");
 
@@ -440,6 +442,13 @@ fn irc_aliases_work() {
     bob.expect("Chat with alice started");
     bob.send("/me is here");
     alice.expect("* bob is here");
+    alice.send("/close");
+    alice.expect("Chat with bob ended");
+    bob.expect("Chat with alice ended");
+    bob.send("/query alice");
+    alice.expect("Chat request from bob");
+    alice.send("/accept bob");
+    bob.expect("Chat with alice started");
     alice.send("/away lunch");
     alice.expect("You are marked as away: lunch");
     bob.send("are you there?");
