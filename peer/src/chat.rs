@@ -65,10 +65,7 @@ impl Node {
         let deadline = now + self.config.chat_request_timeout;
         self.request_deadlines.insert(name.clone(), deadline);
         if self.links.is_ready(&name) {
-            self.send_request(now, name.clone());
-            if self.chats.contains_key(&name) {
-                self.event(NodeEvent::ChatRequestSent { to: name });
-            }
+            self.send_request(now, name);
             return;
         }
         self.chats.insert(name.clone(), Chat::Searching);
@@ -77,12 +74,9 @@ impl Node {
             name: name.clone(),
             for_chat: true,
         };
-        match self.registry.request(req, msg, &self.config, &mut self.out) {
-            Ok(()) => self.event(NodeEvent::ChatRequestSent { to: name }),
-            Err(message) => {
-                self.chats.remove(&name);
-                self.error(message);
-            }
+        if let Err(message) = self.registry.request(req, msg, &self.config, &mut self.out) {
+            self.chats.remove(&name);
+            self.error(message);
         }
     }
 
@@ -207,7 +201,8 @@ impl Node {
     fn send_request(&mut self, now: Instant, name: String) {
         if self.links.send_to(&name, Msg::ChatRequest, &mut self.out) {
             self.links.set_idle(&name, None);
-            self.chats.insert(name, Chat::Requested);
+            self.chats.insert(name.clone(), Chat::Requested);
+            self.event(NodeEvent::ChatRequestSent { to: name });
         } else {
             self.chats.remove(&name);
             self.error(format!("could not reach {name}"));
