@@ -445,13 +445,24 @@ pub fn wants_bell(event: &NodeEvent) -> bool {
 
 /// The event for an interactive terminal.
 pub fn styled(event: &NodeEvent, style: Style) -> String {
+    let action = |text: &str| text.strip_prefix("/me ").map(str::to_string);
     let (prefix, text) = match event {
-        NodeEvent::Message { from, text } => (format!("Message from {from}: "), text),
-        NodeEvent::MessageSent { to, text } => (format!("To {to}: "), text),
-        NodeEvent::RoomMessage { room, from, text } => {
-            (format!("Message from {from} at {room}: "), text)
-        }
-        NodeEvent::RoomMessageSent { room, text } => (format!("To {room}: "), text),
+        NodeEvent::Message { from, text } => match action(text) {
+            Some(act) => (format!("* {from} "), act),
+            None => (format!("Message from {from}: "), text.clone()),
+        },
+        NodeEvent::MessageSent { to, text } => match action(text) {
+            Some(act) => (format!("To {to}: * "), act),
+            None => (format!("To {to}: "), text.clone()),
+        },
+        NodeEvent::RoomMessage { room, from, text } => match action(text) {
+            Some(act) => (format!("[{room}] * {from} "), act),
+            None => (format!("Message from {from} at {room}: "), text.clone()),
+        },
+        NodeEvent::RoomMessageSent { room, text } => match action(text) {
+            Some(act) => (format!("To {room}: * "), act),
+            None => (format!("To {room}: "), text.clone()),
+        },
         _ => {
             let plain = line(event);
             return match (style.color, tone(event)) {
@@ -461,7 +472,7 @@ pub fn styled(event: &NodeEvent, style: Style) -> String {
             };
         }
     };
-    let body = markup(text, style.markup);
+    let body = markup(&text, style.markup);
     if !style.color {
         return format!("{prefix}{body}");
     }
@@ -693,6 +704,34 @@ mod tests {
             help_for("leave"),
             "/leave [ROOM]: leave a chat room (without ROOM: the current one) (also /part)"
         );
+    }
+
+    #[test]
+    fn actions_and_cleaning_in_every_mode() {
+        let plain = Mode::Interactive(Style {
+            color: false,
+            markup: false,
+        });
+        let act = NodeEvent::Message {
+            from: n("bo"),
+            text: n("/me waves\x1b[2J"),
+        };
+        assert_eq!(render(&act, Mode::Line).unwrap(), "* bo waves^[[2J");
+        assert_eq!(render(&act, plain).unwrap(), "* bo waves^[[2J");
+        let room = NodeEvent::RoomMessage {
+            room: n("lab"),
+            from: n("bo"),
+            text: n("/me waves"),
+        };
+        assert_eq!(render(&room, Mode::Line).unwrap(), "* bo waves (at lab)");
+        assert_eq!(render(&room, plain).unwrap(), "[lab] * bo waves");
+        let err = NodeEvent::error("bad\rthing\u{9b}");
+        assert_eq!(
+            render(&err, Mode::Line).unwrap(),
+            "error: bad^Mthing<U+009B>"
+        );
+        let json = render(&err, Mode::Json).unwrap();
+        assert!(json.contains(r"bad\rthing\u009b"), "{json}");
     }
 
     #[test]
