@@ -24,6 +24,10 @@ use crate::link::LinkEvent;
 use crate::node::{Node, Target};
 use crate::registry_link::Request;
 
+/// A chat message with this text tells the partner we are now known by the rest of it
+/// (docs/protocol.md, "Conventions in message text"). Older peers show it as a message.
+pub(crate) const NICK: &str = "/nick ";
+
 /// Where a private chat is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chat {
@@ -58,6 +62,8 @@ impl Node {
             let max = self.config.max_chats;
             return self.error(format!("too many chats (at most {max}); /end one first"));
         }
+        let deadline = now + self.config.chat_request_timeout;
+        self.request_deadlines.insert(name.clone(), deadline);
         if self.links.is_ready(&name) {
             self.send_request(now, name);
             return;
@@ -74,11 +80,129 @@ impl Node {
         }
     }
 
+    /// Withdraws our chat requests and drops theirs that nobody answered in time.
+    pub(crate) fn chat_request_timeouts(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .request_deadlines
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.request_deadlines.remove(&name);
+            let outgoing = match self.chats.get(&name) {
+                Some(Chat::Searching | Chat::Dialing | Chat::Requested) => true,
+                Some(Chat::Incoming) => false,
+                Some(Chat::Active) | None => continue,
+            };
+            if let Some(chat) = self.chats.remove(&name) {
+                self.say_goodbye(&name, chat);
+            }
+            self.event(NodeEvent::ChatRequestExpired {
+                with: name.clone(),
+                outgoing,
+            });
+            self.release_link(now, &name, false);
+        }
+    }
+
+    /// `/chats`
+    pub(crate) fn cmd_chats(&mut self) {
+        let with = |want: &[Chat]| -> Vec<String> {
+            self.chats
+                .iter()
+                .filter(|(_, c)| want.contains(c))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let event = NodeEvent::Windows {
+            chats: with(&[Chat::Active]),
+            sent: with(&[Chat::Searching, Chat::Dialing, Chat::Requested]),
+            received: with(&[Chat::Incoming]),
+            rooms: self.rooms.rooms.keys().cloned().collect(),
+            focus: self.focus.as_ref().map(Target::label),
+        };
+        self.event(event);
+    }
+
+    /// Which room or user `/focus`, `/mute` and `/unmute` mean: `#lab` is the room, a bare
+    /// name is the room only when we are in it and have no chat with a user of that name.
+    fn resolve_target(&mut self, target: &str) -> Option<Target> {
+        if let Some(room) = target.strip_prefix('#') {
+            return Some(Target::Room(room.to_string()));
+        }
+        let is_room = self.rooms.rooms.contains_key(target);
+        let is_chat = self.chats.contains_key(target);
+        if is_room && is_chat {
+            self.error(format!(
+                "{target} is both a room and a user: use #{target} for the room"
+            ));
+            return None;
+        }
+        if is_room {
+            Some(Target::Room(target.to_string()))
+        } else {
+            Some(Target::User(target.to_string()))
+        }
+    }
+
+    /// `/mute` (`on`) and `/unmute`. Rooms are kept as `#ROOM` in the muted set, users by name.
+    pub(crate) fn cmd_mute(&mut self, target: String, on: bool) {
+        let Some(target) = self.resolve_target(&target) else {
+            return;
+        };
+        let key = match &target {
+            Target::Room(r) => format!("#{r}"),
+            Target::User(n) => {
+                if self.registry.name() == Some(n.as_str()) {
+                    return self.error("you cannot mute yourself");
+                }
+                n.clone()
+            }
+        };
+        if on && !self.muted.insert(key.clone()) {
+            return self.error(format!("{key} is already muted"));
+        }
+        if !on && !self.muted.remove(&key) {
+            return self.error(format!("{key} is not muted"));
+        }
+        let event = if on {
+            NodeEvent::Muted { target: key }
+        } else {
+            NodeEvent::Unmuted { target: key }
+        };
+        self.event(event);
+    }
+
+    /// `/away [MESSAGE]`
+    pub(crate) fn cmd_away(&mut self, message: Option<String>) {
+        self.away = message.clone().map(|m| (m, Default::default()));
+        self.event(NodeEvent::Away { message });
+    }
+
+    /// Sends `text` to every open chat and joined room (`/quit MESSAGE`).
+    pub(crate) fn say_everywhere(&mut self, now: Instant, text: String) {
+        let chats: Vec<String> = self
+            .chats
+            .iter()
+            .filter(|(_, c)| **c == Chat::Active)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in chats {
+            self.cmd_msg(name, text.clone());
+        }
+        let rooms: Vec<String> = self.rooms.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.cmd_say(now, room, text.clone());
+        }
+    }
+
     /// Sends a chat request on the ready link to `name`.
     fn send_request(&mut self, now: Instant, name: String) {
         if self.links.send_to(&name, Msg::ChatRequest, &mut self.out) {
             self.links.set_idle(&name, None);
-            self.chats.insert(name, Chat::Requested);
+            self.chats.insert(name.clone(), Chat::Requested);
+            self.event(NodeEvent::ChatRequestSent { to: name });
         } else {
             self.chats.remove(&name);
             self.error(format!("could not reach {name}"));
@@ -114,6 +238,9 @@ impl Node {
     pub(crate) fn cmd_msg(&mut self, name: String, text: String) {
         if self.chats.get(&name) != Some(&Chat::Active) {
             return self.error(format!("no chat with {name}"));
+        }
+        if text.starts_with(NICK) {
+            return self.error("a message may not start with /nick (it announces a rename)");
         }
         let msg = Msg::ChatMessage { text: text.clone() };
         if self.links.send_to(&name, msg, &mut self.out) {
@@ -154,33 +281,39 @@ impl Node {
             self.release_link(now, &name, false);
         }
         self.focus = None;
+        self.recent.clear();
     }
 
     /// `/focus NAME`
     pub(crate) fn cmd_focus(&mut self, target: String) {
-        if self.rooms.rooms.contains_key(&target) {
-            self.set_focus_room(&target);
-            return self.event(NodeEvent::Focus { target });
+        let Some(target) = self.resolve_target(&target) else {
+            return;
+        };
+        match &target {
+            Target::Room(r) if !self.rooms.rooms.contains_key(r) => {
+                return self.error(format!("not in room {r}"));
+            }
+            Target::User(n) if self.chats.get(n) != Some(&Chat::Active) => {
+                return self.error(format!("no chat with {n}"));
+            }
+            _ => {}
         }
-        if self.chats.get(&target) != Some(&Chat::Active) {
-            return self.error(format!("no chat with {target}"));
-        }
-        self.focus = Some(Target::User(target.clone()));
-        self.event(NodeEvent::Focus { target });
+        let label = target.label();
+        self.set_focus(target);
+        self.event(NodeEvent::Focus { target: label });
     }
 
     fn start_chat(&mut self, name: String) {
         info!("chat with {name} started");
         self.chats.insert(name.clone(), Chat::Active);
+        self.request_deadlines.remove(&name);
         self.links.set_idle(&name, None);
-        self.focus = Some(Target::User(name.clone()));
+        self.set_focus(Target::User(name.clone()));
         self.event(NodeEvent::ChatStarted { with: name });
     }
 
     fn unfocus(&mut self, name: &str) {
-        if self.focus == Some(Target::User(name.to_string())) {
-            self.focus = None;
-        }
+        self.drop_target(&Target::User(name.to_string()));
     }
 
     /// The link to `name` may have lost its last use: close it now (the peer said its last
@@ -299,6 +432,75 @@ impl Node {
         }
     }
 
+    /// We are now known as `new` (after `/rename`): tell every chat partner, so that their
+    /// chat with us goes on under the new name.
+    pub(crate) fn tell_partners_renamed(&mut self, new: &str) {
+        let text = format!("{NICK}{new}");
+        for (name, chat) in &self.chats {
+            if *chat == Chat::Active {
+                let msg = Msg::ChatMessage { text: text.clone() };
+                self.links.send_to(name, msg, &mut self.out);
+            }
+        }
+    }
+
+    /// The chat partner `old` says it is now `new`: the chat, its link, the focus and a mute
+    /// follow the new name. Ignored (and logged) when `new` is not a valid name or is already
+    /// taken by another chat or link of ours. (Peer names are what the peer claims in its
+    /// hello; a rename claims no more than that did.)
+    fn partner_renamed(&mut self, old: &str, new: &str) {
+        let new = new.trim();
+        let taken = self.chats.contains_key(new) || self.registry.name() == Some(new);
+        if !p2pchat_protocol::names::is_valid_name(new) || taken || !self.links.rename(old, new) {
+            warn!("ignoring {old}'s rename to {new:?}");
+            return;
+        }
+        if let Some(chat) = self.chats.remove(old) {
+            self.chats.insert(new.to_string(), chat);
+        }
+        if self.muted.remove(old) {
+            self.muted.insert(new.to_string());
+        }
+        let (from, to) = (Target::User(old.to_string()), Target::User(new.to_string()));
+        for t in self.recent.iter_mut().chain(self.focus.as_mut()) {
+            if *t == from {
+                *t = to.clone();
+            }
+        }
+        self.announce_rename(old, new);
+    }
+
+    /// `OLD is now known as NEW`, once per rename even when several rooms and a chat report
+    /// it.
+    pub(crate) fn announce_rename(&mut self, old: &str, new: &str) {
+        let key = (old.to_string(), new.to_string());
+        if self.renames_shown.contains(&key) {
+            return;
+        }
+        if self.renames_shown.len() >= 64 {
+            self.renames_shown.pop_first();
+        }
+        self.renames_shown.insert(key);
+        self.event(NodeEvent::UserRenamed {
+            old: old.to_string(),
+            new: new.to_string(),
+        });
+    }
+
+    /// While `/away`, the first private message from each user is answered with the away
+    /// message, as an action line (`* alice is away: ...`).
+    fn answer_if_away(&mut self, name: &str) {
+        let Some((message, told)) = &mut self.away else {
+            return;
+        };
+        if !told.insert(name.to_string()) {
+            return;
+        }
+        let text = format!("/me is away: {message}");
+        self.links
+            .send_to(name, Msg::ChatMessage { text }, &mut self.out);
+    }
+
     /// A frame from `name` on its ready link.
     fn handle_peer_msg(&mut self, now: Instant, name: String, msg: Msg) {
         let chat = self.chats.get(&name).copied();
@@ -319,6 +521,8 @@ impl Node {
                     return;
                 }
                 self.chats.insert(name.clone(), Chat::Incoming);
+                let deadline = now + self.config.chat_request_timeout;
+                self.request_deadlines.insert(name.clone(), deadline);
                 self.links.set_idle(&name, None);
                 self.event(NodeEvent::ChatRequest { from: name });
             }
@@ -333,10 +537,23 @@ impl Node {
                 self.event(NodeEvent::ChatBusy { by: name.clone() });
                 self.release_link(now, &name, true);
             }
+            (Msg::ChatMessage { text }, Some(Chat::Active)) if text.starts_with(NICK) => {
+                self.partner_renamed(&name, &text[NICK.len()..]);
+            }
             (Msg::ChatMessage { text }, Some(Chat::Active)) => {
+                self.answer_if_away(&name);
                 if !self.muted.contains(&name) {
                     self.event(NodeEvent::Message { from: name, text });
                 }
+            }
+            (Msg::ChatEnd | Msg::ChatReject, Some(Chat::Incoming)) => {
+                // They withdrew their request (or it expired on their side) before we answered.
+                self.chats.remove(&name);
+                self.event(NodeEvent::ChatRequestExpired {
+                    with: name.clone(),
+                    outgoing: false,
+                });
+                self.release_link(now, &name, true);
             }
             (Msg::ChatEnd | Msg::ChatReject, Some(_)) => {
                 self.chats.remove(&name);

@@ -113,7 +113,7 @@ pub enum Command {
         /// Member.
         name: String,
     },
-    /// `/mute ROOM|NAME`
+    /// `/mute ROOM|NAME` (`#ROOM` for the room when a user has the same name)
     Mute {
         /// User or room.
         target: String,
@@ -133,12 +133,31 @@ pub enum Command {
         /// User or room.
         target: String,
     },
-    /// `/help`
-    Help,
-    /// `/quit`
-    Quit,
+    /// `/leave`, `/members` or `/end` without a name: the room or chat that has the focus.
+    OnFocus(FocusCommand),
+    /// `/chats` (`/windows`): open chats, pending requests and joined rooms.
+    Chats,
+    /// `/me TEXT`: an action line to the current chat or room.
+    Me(String),
+    /// `/away [MESSAGE]`: mark us away (private messages get MESSAGE once), or back.
+    Away(Option<String>),
+    /// `/help [COMMAND]`
+    Help(Option<String>),
+    /// `/quit [MESSAGE]` (the message goes to open chats and rooms first).
+    Quit(Option<String>),
     /// A line without `/`: text for the current target.
     Text(String),
+}
+
+/// A command that may leave out its room or user to mean the current one (IRC's `/part`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FocusCommand {
+    /// `/leave` (`/part`): leave the focused room.
+    Leave,
+    /// `/members` (`/names`): list the focused room's members.
+    Members,
+    /// `/end` (`/close`): end the focused chat.
+    End,
 }
 
 /// A line that is not a valid command. `Display` is the message after `error: `.
@@ -151,13 +170,18 @@ pub enum ParseError {
     #[error("usage: {0}")]
     Usage(&'static str),
     /// A username or room name breaks the naming rules.
-    #[error("{message}: {name}")]
+    #[error("{what} {name}: {rule}")]
     InvalidName {
-        /// The rule, as the registry words it.
-        message: &'static str,
+        /// `invalid username` or `invalid room name`.
+        what: &'static str,
         /// The offending name.
         name: String,
+        /// The rule, as the registry words it.
+        rule: &'static str,
     },
+    /// `/help` of a command that does not exist.
+    #[error("no command /{0} (try /help)")]
+    NoHelp(String),
     /// Message text over the limit.
     #[error("message too long (at most {} bytes)", names::MAX_TEXT)]
     TextTooLong,
@@ -165,7 +189,11 @@ pub enum ParseError {
 
 /// Every command: name, usage, one line of help. `/help` prints this table.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    ("register", "/register NAME PASSWORD", "create an account"),
+    (
+        "register",
+        "/register NAME PASSWORD",
+        "create an account (without PASSWORD: prompt for it)",
+    ),
     (
         "login",
         "/login NAME PASSWORD",
@@ -182,12 +210,24 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("accept", "/accept NAME", "accept a chat request"),
     ("reject", "/reject NAME", "reject a chat request"),
     ("msg", "/msg NAME TEXT", "send a private message"),
-    ("end", "/end NAME", "end a private chat"),
+    (
+        "end",
+        "/end [NAME]",
+        "end a private chat (without NAME: the current one)",
+    ),
     ("rooms", "/rooms", "list the chat rooms"),
     ("create", "/create ROOM", "create a chat room"),
     ("join", "/join ROOM", "join a chat room"),
-    ("leave", "/leave ROOM", "leave a chat room"),
-    ("members", "/members ROOM", "list the members of a room"),
+    (
+        "leave",
+        "/leave [ROOM]",
+        "leave a chat room (without ROOM: the current one)",
+    ),
+    (
+        "members",
+        "/members [ROOM]",
+        "list the members of a room (without ROOM: the current one)",
+    ),
     ("say", "/say ROOM TEXT", "send a message to a room"),
     (
         "kick",
@@ -213,11 +253,60 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "focus",
         "/focus ROOM|NAME",
-        "send plain lines to this chat or room",
+        "send plain lines to this chat or room (#ROOM: the room)",
     ),
-    ("help", "/help", "show this list"),
-    ("quit", "/quit", "log out, end chats and exit"),
+    (
+        "chats",
+        "/chats",
+        "list open chats, pending requests and joined rooms",
+    ),
+    ("me", "/me TEXT", "an action to the current chat or room"),
+    (
+        "away",
+        "/away [MESSAGE]",
+        "mark yourself away (without MESSAGE: back)",
+    ),
+    (
+        "help",
+        "/help [COMMAND]",
+        "list the commands, or explain one",
+    ),
+    (
+        "quit",
+        "/quit [MESSAGE]",
+        "say MESSAGE to open chats and rooms, log out and exit",
+    ),
 ];
+
+/// IRC names for our commands: alias, command.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("j", "join"),
+    ("part", "leave"),
+    ("names", "members"),
+    ("whois", "search"),
+    ("query", "chat"),
+    ("nick", "rename"),
+    ("list", "rooms"),
+    ("close", "end"),
+    ("windows", "chats"),
+];
+
+/// The command an alias (or a command word) stands for, lower-cased.
+pub fn canonical(word: &str) -> String {
+    let word = word.trim_start_matches('/').to_ascii_lowercase();
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == word)
+        .map_or(word, |(_, cmd)| (*cmd).to_string())
+}
+
+/// The aliases of a command.
+pub fn aliases_of(cmd: &str) -> impl Iterator<Item = &'static str> + '_ {
+    ALIASES
+        .iter()
+        .filter(move |(_, c)| *c == cmd)
+        .map(|(alias, _)| *alias)
+}
 
 fn usage(cmd: &str) -> &'static str {
     COMMANDS
@@ -239,28 +328,34 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         return text(rest).map(|t| Some(Command::Text(t)));
     }
     let (word, args) = split_word(rest);
-    let cmd = word.to_ascii_lowercase();
+    let cmd = canonical(word);
     let usage = usage(&cmd);
     let words: Vec<&str> = args.split_whitespace().collect();
-    let user = |s: &str| valid(s, status::INVALID_NAME);
-    let room = |s: &str| valid(s, status::INVALID_ROOM_NAME);
-    let target = |s: &str| valid(s, status::INVALID_NAME);
+    let user = |s: &str| valid(s, "invalid username", status::INVALID_NAME);
+    let room = |s: &str| valid(s, "invalid room name", status::INVALID_ROOM_NAME);
+    // `#lab` is the room lab, for when a user has the same name.
+    let target = |s: &str| match s.strip_prefix('#') {
+        Some(r) => room(r).map(|r| format!("#{r}")),
+        None => user(s),
+    };
+    // A password is the rest of the line after the name: it may contain spaces.
+    let password = || Password(split_word(args).1.trim_end().to_string());
     let command = match (cmd.as_str(), words.as_slice()) {
         ("register", [n]) => Command::Register {
             name: user(n)?,
             password: None,
         },
-        ("register", [n, p]) => Command::Register {
+        ("register", [n, _, ..]) => Command::Register {
             name: user(n)?,
-            password: Some(Password(p.to_string())),
+            password: Some(password()),
         },
         ("login", [n]) => Command::Login {
             name: user(n)?,
             password: None,
         },
-        ("login", [n, p]) => Command::Login {
+        ("login", [n, _, ..]) => Command::Login {
             name: user(n)?,
-            password: Some(Password(p.to_string())),
+            password: Some(password()),
         },
         ("logout", []) => Command::Logout,
         ("users", []) => Command::Users,
@@ -294,8 +389,23 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ("unmute", [t]) => Command::Unmute { target: target(t)? },
         ("rename", [n]) => Command::Rename { name: user(n)? },
         ("focus", [t]) => Command::Focus { target: target(t)? },
-        ("help", _) => Command::Help,
-        ("quit", []) => Command::Quit,
+        ("leave", []) => Command::OnFocus(FocusCommand::Leave),
+        ("members", []) => Command::OnFocus(FocusCommand::Members),
+        ("end", []) => Command::OnFocus(FocusCommand::End),
+        ("chats", []) => Command::Chats,
+        ("me", [_, ..]) => Command::Me(text(args)?),
+        ("away", []) => Command::Away(None),
+        ("away", [_, ..]) => Command::Away(Some(text(args.trim_end())?)),
+        ("help", []) => Command::Help(None),
+        ("help", [c]) => {
+            let c = canonical(c);
+            if !COMMANDS.iter().any(|(name, _, _)| *name == c) {
+                return Err(ParseError::NoHelp(c));
+            }
+            Command::Help(Some(c))
+        }
+        ("quit", []) => Command::Quit(None),
+        ("quit", [_, ..]) => Command::Quit(Some(text(args.trim_end())?)),
         _ if COMMANDS.iter().any(|(name, _, _)| *name == cmd) => {
             return Err(ParseError::Usage(usage))
         }
@@ -313,14 +423,17 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
-fn valid(name: &str, code: u16) -> Result<String, ParseError> {
+fn valid(name: &str, what: &'static str, code: u16) -> Result<String, ParseError> {
     if names::is_valid_name(name) {
         Ok(name.to_string())
     } else {
+        // The registry's wording, "invalid username: use 1-32 characters of ...": keep the rule.
         let message = status::message(code);
+        let rule = message.split_once(": ").map_or(message, |(_, rule)| rule);
         Err(ParseError::InvalidName {
-            message: message.split(':').next().unwrap_or(message),
+            what,
             name: name.to_string(),
+            rule,
         })
     }
 }
@@ -387,10 +500,25 @@ mod tests {
                 name: "bobby".into()
             }
         );
-        assert_eq!(ok("/help"), Command::Help);
-        assert_eq!(ok("/help msg"), Command::Help);
-        assert_eq!(ok("/quit"), Command::Quit);
-        assert_eq!(ok("/QUIT"), Command::Quit, "command words ignore case");
+        assert_eq!(ok("/help"), Command::Help(None));
+        assert_eq!(ok("/help msg"), Command::Help(Some("msg".into())));
+        assert_eq!(ok("/help /part"), Command::Help(Some("leave".into())));
+        assert_eq!(err("/help nothing"), "no command /nothing (try /help)");
+        assert_eq!(ok("/quit"), Command::Quit(None));
+        assert_eq!(
+            ok("/QUIT"),
+            Command::Quit(None),
+            "command words ignore case"
+        );
+        assert_eq!(ok("/quit bye all "), Command::Quit(Some("bye all".into())));
+        assert_eq!(
+            ok("/login alice two words "),
+            Command::Login {
+                name: "alice".into(),
+                password: pw("two words")
+            },
+            "a password may contain spaces"
+        );
     }
 
     #[test]
@@ -495,11 +623,9 @@ mod tests {
         assert_eq!(err("/chat"), "usage: /chat NAME");
         assert_eq!(err("/chat a b"), "usage: /chat NAME");
         assert_eq!(err("/login"), "usage: /login NAME PASSWORD");
-        assert_eq!(err("/register a b c"), "usage: /register NAME PASSWORD");
         assert_eq!(err("/logout now"), "usage: /logout");
         assert_eq!(err("/kick lobby"), "usage: /kick ROOM NAME");
         assert_eq!(err("/say lobby"), "usage: /say ROOM TEXT");
-        assert_eq!(err("/quit now"), "usage: /quit");
         for (name, usage, _) in COMMANDS {
             if *name == "help" {
                 continue;
@@ -517,13 +643,49 @@ mod tests {
         assert_eq!(err("/foo"), "unknown command /foo (try /help)");
         assert_eq!(err("/foo bar"), "unknown command /foo (try /help)");
         assert_eq!(err("/"), "unknown command / (try /help)");
-        assert_eq!(err("/chat b@d"), "invalid username: b@d");
-        assert_eq!(err("/join r#1"), "invalid room name: r#1");
+        assert_eq!(
+            err("/chat b@d"),
+            "invalid username b@d: use 1-32 characters of A-Z a-z 0-9 _ . -"
+        );
+        assert!(err("/register émile pass1234").starts_with("invalid username émile: use 1-32"));
+        assert!(err("/join r#1").starts_with("invalid room name r#1: "));
         assert_eq!(
             err(&format!("/msg bob {}", "x".repeat(names::MAX_TEXT + 1))),
             "message too long (at most 4096 bytes)"
         );
         assert!(parse(&format!("/msg bob {}", "x".repeat(names::MAX_TEXT))).is_ok());
+    }
+
+    #[test]
+    fn irc_aliases() {
+        let pairs = [
+            ("/part lab", "/leave lab"),
+            ("/j lab", "/join lab"),
+            ("/names lab", "/members lab"),
+            ("/whois bob", "/search bob"),
+            ("/query bob", "/chat bob"),
+            ("/nick bobby", "/rename bobby"),
+            ("/list", "/rooms"),
+            ("/close bob", "/end bob"),
+            ("/windows", "/chats"),
+        ];
+        for (alias, full) in pairs {
+            assert_eq!(ok(alias), ok(full), "{alias}");
+        }
+        assert_eq!(ok("/me waves  at you"), Command::Me("waves  at you".into()));
+        assert_eq!(err("/me"), "usage: /me TEXT");
+        assert_eq!(ok("/away"), Command::Away(None));
+        assert_eq!(ok("/away at lunch"), Command::Away(Some("at lunch".into())));
+        assert_eq!(
+            ok("/mute #lab"),
+            Command::Mute {
+                target: "#lab".into()
+            }
+        );
+        assert_eq!(ok("/part"), Command::OnFocus(FocusCommand::Leave));
+        assert_eq!(ok("/names"), Command::OnFocus(FocusCommand::Members));
+        assert_eq!(ok("/close"), Command::OnFocus(FocusCommand::End));
+        assert_eq!(err("/part a b"), "usage: /leave [ROOM]");
     }
 
     #[test]

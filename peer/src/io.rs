@@ -148,6 +148,9 @@ pub enum NodeEvent {
     },
     /// `Logged out`
     LoggedOut,
+    /// `Logged out: log in again`: the registry came back without our session (it restarted
+    /// without its database, or the session expired while we were away).
+    SessionLost,
     /// `Renamed to USER`
     Renamed {
         /// The new name.
@@ -188,6 +191,38 @@ pub enum NodeEvent {
     ChatRequest {
         /// Who asks.
         from: String,
+    },
+    /// `Chat request sent to USER, waiting...`
+    ChatRequestSent {
+        /// To whom.
+        to: String,
+    },
+    /// A chat request nobody answered in time (ours or theirs).
+    ChatRequestExpired {
+        /// The other user.
+        with: String,
+        /// True when we had asked, false when they had.
+        outgoing: bool,
+    },
+    /// `/chats`: open chats, pending requests both ways and joined rooms.
+    Windows {
+        /// Chats started.
+        chats: Vec<String>,
+        /// Requests we sent, not answered yet.
+        sent: Vec<String>,
+        /// Requests we received and did not answer yet.
+        received: Vec<String>,
+        /// Rooms we are in.
+        rooms: Vec<String>,
+        /// Where plain lines go (`@NAME` for a chat), if anywhere.
+        focus: Option<String>,
+    },
+    /// `OLD is now known as NEW`: a chat partner or room member renamed.
+    UserRenamed {
+        /// The old name.
+        old: String,
+        /// The new name.
+        new: String,
     },
     /// `Chat with USER started`
     ChatStarted {
@@ -248,8 +283,16 @@ pub enum NodeEvent {
         /// User or room.
         target: String,
     },
-    /// The command list, answer to `/help`.
-    Help,
+    /// The command list, answer to `/help`, or one command's help.
+    Help {
+        /// The command asked about (its canonical name), or `None` for the list.
+        command: Option<String>,
+    },
+    /// `/away`: marked away with this message, or back (`None`).
+    Away {
+        /// The away message.
+        message: Option<String>,
+    },
     /// `/create` succeeded: we are the room's admin.
     RoomCreated {
         /// The room.
@@ -364,8 +407,13 @@ pub struct Config {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// A registry request unanswered for this long (while nothing else is answered either)
+    /// is given up with `the registry did not answer`.
+    pub registry_timeout: Duration,
     /// `/quit` waits at most this for in-flight replies and the logout.
     pub quit_grace: Duration,
+    /// A chat request unanswered for this long is withdrawn (ours) or dropped (theirs).
+    pub chat_request_timeout: Duration,
     /// Largest frame body accepted.
     pub max_frame: u32,
     /// Requests held while the registry is unreachable, before new ones are refused.
@@ -388,6 +436,8 @@ impl Config {
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             quit_grace: Duration::from_secs(2),
+            registry_timeout: Duration::from_secs(10),
+            chat_request_timeout: Duration::from_secs(60),
             max_frame: p2pchat_protocol::DEFAULT_MAX_FRAME,
             max_queued: 64,
         }

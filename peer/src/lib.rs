@@ -54,9 +54,9 @@ mod registry_link;
 pub mod render;
 pub mod room;
 
-pub use command::{Command, ParseError, Password};
+pub use command::{Command, FocusCommand, ParseError, Password};
 pub use io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
-pub use node::Node;
+pub use node::{Node, Target};
 pub use room::RoomStats;
 
 #[cfg(test)]

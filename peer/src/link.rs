@@ -401,6 +401,24 @@ impl Links {
         Some(LinkEvent::Ready { name })
     }
 
+    /// The peer behind the ready link to `old` now goes by `new` (it told us so): the link is
+    /// filed under the new name. False when there is no such link or `new` already has one.
+    pub(crate) fn rename(&mut self, old: &str, new: &str) -> bool {
+        if self.by_name.contains_key(new) {
+            return false;
+        }
+        let Some(id) = self.by_name.remove(old) else {
+            return false;
+        };
+        if let Some(l) = self.links.get_mut(&id) {
+            l.state = LinkState::Ready {
+                peer: new.to_string(),
+            };
+        }
+        self.by_name.insert(new.to_string(), id);
+        true
+    }
+
     /// Sends a frame on the ready link to `name`; false when there is none.
     pub(crate) fn send_to(&self, name: &str, msg: Msg, out: &mut VecDeque<Output>) -> bool {
         self.send_bytes_to(name, &Frame::event(msg).to_bytes(), out)

@@ -9,7 +9,7 @@ use p2pchat_protocol::Msg;
 use rand::rngs::StdRng;
 
 use crate::chat::Chat;
-use crate::command::{Command, Password};
+use crate::command::{Command, FocusCommand, Password};
 use crate::io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 use crate::link::Links;
 use crate::registry_link::{Outcome, RegistryLink, Request};
@@ -42,6 +42,24 @@ pub struct Node {
     pub(crate) links: Links,
     pub(crate) chats: BTreeMap<String, Chat>,
     pub(crate) focus: Option<Target>,
+    /// Open chats and joined rooms, least recently focused first: where the focus falls back
+    /// to when the focused one ends.
+    pub(crate) recent: Vec<Target>,
+    /// When each chat request (ours or theirs) expires if still unanswered. Entries for chats
+    /// that moved on are dropped when their time comes.
+    pub(crate) request_deadlines: BTreeMap<String, Instant>,
+    /// Since when user requests have waited on the registry without any reply, and the
+    /// registry's reply count then (progress restarts the wait).
+    registry_wait: Option<(Instant, u64)>,
+    /// Our name as of the last input, to notice a rename and tell chat partners.
+    known_name: Option<String>,
+    /// Renames already announced (`alice is now known as alicia`), so that each shows once.
+    pub(crate) renames_shown: BTreeSet<(String, String)>,
+    /// The focus fell back during this input: say where plain lines go now, after the events
+    /// that ended the old target.
+    focus_moved: bool,
+    /// `/away MESSAGE`: the message, and who was already told since.
+    pub(crate) away: Option<(String, BTreeSet<String>)>,
     pub(crate) rooms: Rooms,
     pub(crate) muted: BTreeSet<String>,
     next_dial: u64,
@@ -54,9 +72,21 @@ pub struct Node {
 
 /// Where plain lines go: the last chat or room opened, or the `/focus` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
+pub enum Target {
+    /// A private chat with this user.
     User(String),
+    /// This room.
     Room(String),
+}
+
+impl Target {
+    /// How the prompt and `/chats` name it: `@bob` for a chat, `lab` for a room.
+    pub fn label(&self) -> String {
+        match self {
+            Target::User(n) => format!("@{n}"),
+            Target::Room(r) => r.clone(),
+        }
+    }
 }
 
 /// `/quit` in progress: waiting for in-flight replies and the logout, at most until `deadline`.
@@ -79,6 +109,13 @@ impl Node {
             wall_epoch_ms: wall_ms,
             chats: BTreeMap::new(),
             focus: None,
+            recent: Vec::new(),
+            request_deadlines: BTreeMap::new(),
+            away: None,
+            focus_moved: false,
+            known_name: None,
+            registry_wait: None,
+            renames_shown: BTreeSet::new(),
             rooms: Rooms::new(wall_ms),
             muted: BTreeSet::new(),
             next_dial: 0,
@@ -154,10 +191,26 @@ impl Node {
             Input::Timeout => {}
         }
         self.run_timers(now, &mut outcomes);
+        self.registry_deadline(now, &mut outcomes);
         for outcome in outcomes {
             self.handle_outcome(now, outcome);
         }
         self.run_deferred(now);
+        let name = self.registry.name();
+        if name != self.known_name.as_deref() {
+            if let (Some(_), Some(new)) = (&self.known_name, name) {
+                let new = new.to_string();
+                self.tell_partners_renamed(&new);
+            }
+            self.known_name = self.registry.name().map(str::to_string);
+        }
+        if std::mem::take(&mut self.focus_moved) && self.quit.is_none() {
+            // With nothing left open there is nothing to say: the prompt goes back to `> `.
+            if let Some(next) = &self.focus {
+                let target = next.label();
+                self.event(NodeEvent::Focus { target });
+            }
+        }
         self.advance_quit(now);
     }
 
@@ -177,6 +230,9 @@ impl Node {
             self.registry.poll_timeout(&self.config),
             self.links.poll_timeout(&self.config),
             self.rooms.poll_timeout(),
+            self.request_deadlines.values().min().copied(),
+            self.registry_wait
+                .map(|(since, _)| since + self.config.registry_timeout),
             self.quit.as_ref().map(|q| q.deadline),
         ]
         .into_iter()
@@ -204,6 +260,17 @@ impl Node {
             Some(Target::User(n) | Target::Room(n)) => Some(n),
             None => None,
         }
+    }
+
+    /// Where plain lines go, with its kind (for the prompt).
+    pub fn target(&self) -> Option<&Target> {
+        self.focus.as_ref()
+    }
+
+    /// Whether a registry request is in flight or queued: the answer to the last command
+    /// may still change the focus.
+    pub fn is_waiting_for_registry(&self) -> bool {
+        self.registry.has_pending() || !self.deferred.is_empty()
     }
 
     /// Whether the registry connection is up (and the session, if any, resumed).
@@ -254,6 +321,27 @@ impl Node {
         let events = self.links.handle_timeout(now, &self.config, &mut self.out);
         self.handle_link_events(now, events);
         self.room_timeouts(now);
+        self.chat_request_timeouts(now);
+    }
+
+    /// Gives up on registry requests when the registry has answered nothing for
+    /// `registry_timeout` while they waited.
+    fn registry_deadline(&mut self, now: Instant, outcomes: &mut Vec<Outcome>) {
+        if !self.registry.has_pending() {
+            self.registry_wait = None;
+            return;
+        }
+        let answered = self.registry.answered();
+        match self.registry_wait {
+            Some((since, seen)) if seen == answered => {
+                if now >= since + self.config.registry_timeout {
+                    self.registry.abandon_requests(&mut self.out, outcomes);
+                    self.deferred.clear();
+                    self.registry_wait = None;
+                }
+            }
+            _ => self.registry_wait = Some((now, answered)),
+        }
     }
 
     /// A registry reply or event the node acts on.
@@ -270,14 +358,30 @@ impl Node {
         }
     }
 
+    /// Plain lines now go to `target` (the chat or room the user just opened or chose).
+    pub(crate) fn set_focus(&mut self, target: Target) {
+        self.recent.retain(|t| *t != target);
+        self.recent.push(target.clone());
+        self.focus = Some(target);
+    }
+
+    /// `target` ended. When it had the focus, the focus falls back to the most recently
+    /// focused chat or room still open, and the user is told where plain lines go now.
+    pub(crate) fn drop_target(&mut self, target: &Target) {
+        self.recent.retain(|t| t != target);
+        if self.focus.as_ref() != Some(target) {
+            return;
+        }
+        self.focus = self.recent.last().cloned();
+        self.focus_moved = true;
+    }
+
     pub(crate) fn set_focus_room(&mut self, room: &str) {
-        self.focus = Some(Target::Room(room.to_string()));
+        self.set_focus(Target::Room(room.to_string()));
     }
 
     pub(crate) fn unfocus_room(&mut self, room: &str) {
-        if self.focus == Some(Target::Room(room.to_string())) {
-            self.focus = None;
-        }
+        self.drop_target(&Target::Room(room.to_string()));
     }
 
     /// Sends a registry request, or says why it cannot.
@@ -408,19 +512,33 @@ impl Node {
                 Some(Target::Room(room)) => self.cmd_say(now, room, text),
                 None => self.error("no current chat or room: use /chat NAME, /join ROOM or /focus"),
             },
-            Command::End { name } => self.cmd_end(now, name),
-            Command::Focus { target } => self.cmd_focus(target),
-            Command::Mute { target } => {
-                self.muted.insert(target.clone());
-                self.event(NodeEvent::Muted { target });
-            }
-            Command::Unmute { target } => {
-                if self.muted.remove(&target) {
-                    self.event(NodeEvent::Unmuted { target });
-                } else {
-                    self.error(format!("{target} is not muted"));
+            // An action travels as text starting with `/me ` (docs/protocol.md); a client
+            // shows it as `* NAME TEXT`, an older one as the plain text.
+            Command::Me(text) => {
+                let text = format!("/me {text}");
+                match self.focus.clone() {
+                    Some(Target::User(name)) => self.cmd_msg(name, text),
+                    Some(Target::Room(room)) => self.cmd_say(now, room, text),
+                    None => self.error("no current chat or room for /me"),
                 }
             }
+            Command::Away(message) => self.cmd_away(message),
+            Command::OnFocus(what) => {
+                let command = match (what, self.focus.clone()) {
+                    (FocusCommand::Leave, Some(Target::Room(room))) => Command::Leave { room },
+                    (FocusCommand::Members, Some(Target::Room(room))) => Command::Members { room },
+                    (FocusCommand::End, Some(Target::User(name))) => Command::End { name },
+                    (FocusCommand::End, _) => return self.error("no current chat: /end NAME"),
+                    _ => return self.error("no current room: name the room"),
+                };
+                // Leave and Members go to the registry: queue them like typed ones.
+                self.handle_command(now, command);
+            }
+            Command::Chats => self.cmd_chats(),
+            Command::End { name } => self.cmd_end(now, name),
+            Command::Focus { target } => self.cmd_focus(target),
+            Command::Mute { target } => self.cmd_mute(target, true),
+            Command::Unmute { target } => self.cmd_mute(target, false),
             Command::Rooms => {
                 if self.need_login() {
                     let msg = Msg::ListRooms {
@@ -460,11 +578,20 @@ impl Node {
             }
             Command::Promote { room, name } => {
                 if self.need_login() {
-                    self.request(Request::RoomAdmin, Msg::Promote { room, name });
+                    let req = Request::Promote {
+                        room: room.clone(),
+                        name: name.clone(),
+                    };
+                    self.request(req, Msg::Promote { room, name });
                 }
             }
-            Command::Help => self.event(NodeEvent::Help),
-            Command::Quit => self.start_quit(now),
+            Command::Help(command) => self.event(NodeEvent::Help { command }),
+            Command::Quit(message) => {
+                if let Some(text) = message {
+                    self.say_everywhere(now, text);
+                }
+                self.start_quit(now);
+            }
         }
     }
 

@@ -64,6 +64,11 @@ pub(crate) enum Request {
     Members,
     /// Kick or promote: the registry's pushed event is what the user sees.
     RoomAdmin,
+    /// `/promote`: the room and member, to say so when the member was already an admin.
+    Promote {
+        room: String,
+        name: String,
+    },
     /// A ping sent right after a resume: the registry answers in order, so its pong comes after
     /// every room it pushed for the new session.
     SyncRooms,
@@ -143,6 +148,11 @@ pub(crate) struct RegistryLink {
     /// The link was lost; say `Reconnected to registry` once it is back.
     announce_reconnect: bool,
     reported_unreachable: bool,
+    /// Replies handled so far: progress, for the node's registry timeout.
+    answered: u64,
+    /// Promotions pushed since the last `promote` reply: the registry pushes `promoted` before
+    /// it answers, so a reply without one means the member was already an admin.
+    promotions: Vec<(String, String)>,
 }
 
 fn event(out: &mut VecDeque<Output>, ev: NodeEvent) {
@@ -163,6 +173,56 @@ impl RegistryLink {
             ever_connected: false,
             announce_reconnect: false,
             reported_unreachable: false,
+            answered: 0,
+            promotions: Vec::new(),
+        }
+    }
+
+    /// Replies handled so far (grows whenever the registry answers anything).
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered
+    }
+
+    /// Gives up on every user request sent or queued (the registry did not answer in time):
+    /// each is told `the registry did not answer`, once, and a late reply is ignored. Pings and
+    /// a resume stay: the link's own deadlines look after them.
+    pub(crate) fn abandon_requests(
+        &mut self,
+        out: &mut VecDeque<Output>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        const MESSAGE: &str = "the registry did not answer";
+        let pending = std::mem::take(&mut self.pending);
+        let mut told = false;
+        let user = pending
+            .into_iter()
+            .filter_map(|(id, req)| match req {
+                Request::Ping | Request::Resume => {
+                    self.pending.insert(id, req);
+                    None
+                }
+                req => Some(req),
+            })
+            .collect::<Vec<_>>();
+        let queued = std::mem::take(&mut self.queued);
+        for req in user
+            .into_iter()
+            .chain(queued.into_iter().map(|(req, _)| req))
+        {
+            match req {
+                Request::Search {
+                    name,
+                    for_chat: true,
+                } => outcomes.push(Outcome::ChatSearch {
+                    query: name,
+                    result: Err(MESSAGE.into()),
+                }),
+                _ if !told => {
+                    told = true;
+                    event(out, NodeEvent::error(MESSAGE));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -350,7 +410,14 @@ impl RegistryLink {
                 // The registry closes the connection, and says why.
                 Msg::Error { message, .. } => event(out, NodeEvent::error(message)),
                 Msg::Welcome { name, .. } => self.handle_welcome(now, &name, config, out),
-                Msg::Room { room, event } => outcomes.push(Outcome::RoomEvent { room, event }),
+                Msg::Room { room, event } => {
+                    if let p2pchat_protocol::RoomEvent::Promoted { name } = &event {
+                        if self.promotions.len() < 64 {
+                            self.promotions.push((room.clone(), name.clone()));
+                        }
+                    }
+                    outcomes.push(Outcome::RoomEvent { room, event });
+                }
                 Msg::RoomJoined { room, peers } => outcomes.push(Outcome::RoomJoined {
                     room,
                     peers,
@@ -370,9 +437,11 @@ impl RegistryLink {
             return;
         }
         let Some(req) = self.pending.remove(&frame.id) else {
+            // Also the late answer to a request given up on (`abandon_requests`).
             warn!("registry reply with unknown id {}", frame.id);
             return;
         };
+        self.answered += 1;
         self.handle_reply(now, req, frame.msg, config, rng, out, outcomes);
     }
 
@@ -438,8 +507,12 @@ impl RegistryLink {
                     code,
                     status::BAD_RESUME_TOKEN | status::BAD_CREDENTIALS | status::INVALID_NAME
                 ) {
+                    // The registry is back but our session is not: we are logged out, and
+                    // saying "Reconnected" would suggest otherwise.
+                    info!("resume refused ({code} {message})");
                     self.session = None;
-                    event(out, NodeEvent::error(message));
+                    self.announce_reconnect = false;
+                    event(out, NodeEvent::SessionLost);
                     outcomes.push(Outcome::SessionEnded);
                     self.resumed(out);
                 } else {
@@ -497,6 +570,15 @@ impl RegistryLink {
                 event(out, NodeEvent::MemberList { room, members })
             }
             (Request::RoomAdmin, Msg::Ok) => {}
+            (Request::Promote { room, name }, Msg::Ok) => {
+                let key = (room, name);
+                if !self.promotions.contains(&key) {
+                    let (room, name) = key;
+                    let message = format!("{name} is already admin of {room}");
+                    event(out, NodeEvent::error(message));
+                }
+                self.promotions.clear();
+            }
             (Request::ListRooms { mut rooms }, Msg::RoomList { rooms: page, more }) => {
                 let last = page.last().map(|r| r.name.clone());
                 rooms.extend(page);

@@ -7,8 +7,12 @@ use std::fmt::Write as _;
 use owo_colors::OwoColorize;
 use serde_json::{json, Value};
 
-use crate::command::COMMANDS;
+use crate::command::{aliases_of, ALIASES, COMMANDS};
 use crate::io::NodeEvent;
+
+pub mod clean;
+
+pub use clean::clean;
 
 /// How output is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +49,97 @@ pub enum Tone {
 
 /// The event as shown in `mode`, possibly several lines (only `/help`); `None` when the mode
 /// shows nothing for it (our own messages in line mode).
+///
+/// Text that came from the network is cleaned of control characters first in line and
+/// interactive modes ([`cleaned`]); `--json` keeps it exact, JSON-escaped ([`clean::json_safe`]).
 pub fn render(event: &NodeEvent, mode: Mode) -> Option<String> {
     match mode {
         Mode::Line => match event {
             NodeEvent::MessageSent { .. } | NodeEvent::RoomMessageSent { .. } => None,
-            _ => Some(line(event)),
+            _ => Some(line(&cleaned(event))),
         },
-        Mode::Json => Some(json(event)),
-        Mode::Interactive(style) => Some(styled(event, style)),
+        Mode::Json => Some(clean::json_safe(json(event))),
+        Mode::Interactive(style) => Some(styled(&cleaned(event), style)),
     }
+}
+
+/// The event with every string in it passed through [`clean()`]: message texts, error texts
+/// (the registry's or a peer's words), and names (valid names never change, but the check
+/// costs nothing and does not rely on every path having validated them).
+pub fn cleaned(event: &NodeEvent) -> NodeEvent {
+    let c = |s: &String| clean(s).into_owned();
+    let mut event = event.clone();
+    match &mut event {
+        NodeEvent::Registered { name }
+        | NodeEvent::LoggedIn { name, .. }
+        | NodeEvent::Renamed { name }
+        | NodeEvent::UserOnline { name, .. }
+        | NodeEvent::UserOffline { name }
+        | NodeEvent::UserNotFound { name }
+        | NodeEvent::ChatRequest { from: name }
+        | NodeEvent::ChatStarted { with: name }
+        | NodeEvent::ChatRejected { by: name }
+        | NodeEvent::ChatRequestDeclined { from: name }
+        | NodeEvent::ChatBusy { by: name }
+        | NodeEvent::ChatEnded { with: name }
+        | NodeEvent::ChatLost { with: name }
+        | NodeEvent::ChatRequestSent { to: name }
+        | NodeEvent::ChatRequestExpired { with: name, .. }
+        | NodeEvent::Focus { target: name }
+        | NodeEvent::Muted { target: name }
+        | NodeEvent::Unmuted { target: name }
+        | NodeEvent::RoomCreated { room: name }
+        | NodeEvent::RoomJoined { room: name }
+        | NodeEvent::RoomLeft { room: name }
+        | NodeEvent::Error { message: name } => *name = c(name),
+        NodeEvent::OnlineUsers { names } => names.iter_mut().for_each(|n| *n = c(n)),
+        NodeEvent::Message { from: a, text: b }
+        | NodeEvent::MessageSent { to: a, text: b }
+        | NodeEvent::RoomMessageSent { room: a, text: b }
+        | NodeEvent::MemberJoined { room: a, name: b }
+        | NodeEvent::MemberLeft { room: a, name: b }
+        | NodeEvent::MemberKicked { room: a, name: b }
+        | NodeEvent::MemberPromoted { room: a, name: b }
+        | NodeEvent::UserRenamed { old: a, new: b } => {
+            *a = c(a);
+            *b = c(b);
+        }
+        NodeEvent::RoomMessage { room, from, text } => {
+            *room = c(room);
+            *from = c(from);
+            *text = c(text);
+        }
+        NodeEvent::RoomList { rooms } => rooms.iter_mut().for_each(|r| r.name = c(&r.name)),
+        NodeEvent::MemberList { room, members } => {
+            *room = c(room);
+            members.iter_mut().for_each(|m| m.name = c(&m.name));
+        }
+        NodeEvent::Windows {
+            chats,
+            sent,
+            received,
+            rooms,
+            focus,
+        } => {
+            for n in chats.iter_mut().chain(sent).chain(received).chain(rooms) {
+                *n = c(n);
+            }
+            if let Some(f) = focus {
+                *f = c(f);
+            }
+        }
+        NodeEvent::Away { message } | NodeEvent::Help { command: message } => {
+            if let Some(m) = message {
+                *m = c(m);
+            }
+        }
+        NodeEvent::LoggedOut
+        | NodeEvent::SessionLost
+        | NodeEvent::RegistryConnected { .. }
+        | NodeEvent::RegistryDisconnected
+        | NodeEvent::RegistryReconnected => {}
+    }
+    event
 }
 
 /// The plain text of an event: the §8 line where the contract has one, else a free-form notice.
@@ -62,6 +148,7 @@ pub fn line(event: &NodeEvent) -> String {
         NodeEvent::Registered { name } => format!("Registered {name}"),
         NodeEvent::LoggedIn { name, .. } => format!("Logged in as {name}"),
         NodeEvent::LoggedOut => "Logged out".into(),
+        NodeEvent::SessionLost => "Logged out: log in again".into(),
         NodeEvent::Renamed { name } => format!("Renamed to {name}"),
         NodeEvent::UserOnline { name, addr } => format!("{name} is online at {addr}"),
         NodeEvent::UserOffline { name } => format!("{name} is offline"),
@@ -79,25 +166,69 @@ pub fn line(event: &NodeEvent) -> String {
         NodeEvent::RegistryReconnected => "Reconnected to registry".into(),
         NodeEvent::ChatRequest { from } => format!("Chat request from {from}"),
         NodeEvent::ChatStarted { with } => format!("Chat with {with} started"),
+        NodeEvent::UserRenamed { old, new } => format!("{old} is now known as {new}"),
+        NodeEvent::ChatRequestSent { to } => format!("Chat request sent to {to}, waiting..."),
+        NodeEvent::ChatRequestExpired {
+            with,
+            outgoing: true,
+        } => format!("Chat request to {with} expired without an answer"),
+        NodeEvent::ChatRequestExpired {
+            with,
+            outgoing: false,
+        } => format!("Chat request from {with} expired"),
+        NodeEvent::Windows {
+            chats,
+            sent,
+            received,
+            rooms,
+            focus,
+        } => {
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(" ")
+                }
+            };
+            let focus = focus.as_deref().unwrap_or("none");
+            format!(
+                "Chats: {}\nRequests sent: {}\nRequests received: {}\nRooms: {}\nCurrent: {focus}",
+                list(chats),
+                list(sent),
+                list(received),
+                list(rooms)
+            )
+        }
         NodeEvent::ChatRejected { by } => format!("{by} rejected the chat request"),
         NodeEvent::ChatRequestDeclined { from } => {
             format!("Rejected the chat request from {from}")
         }
         NodeEvent::ChatBusy { by } => format!("{by} is busy"),
-        NodeEvent::Message { from, text } => format!("Message from {from}: {text}"),
+        NodeEvent::Message { from, text } => match text.strip_prefix("/me ") {
+            Some(action) => format!("* {from} {action}"),
+            None => format!("Message from {from}: {text}"),
+        },
         NodeEvent::MessageSent { to, text } => format!("To {to}: {text}"),
         NodeEvent::ChatEnded { with } => format!("Chat with {with} ended"),
         NodeEvent::ChatLost { with } => format!("Chat with {with} lost"),
         NodeEvent::Focus { target } => format!("Now talking to {target}"),
-        NodeEvent::Muted { target } => format!("Muted {target}"),
-        NodeEvent::Unmuted { target } => format!("Unmuted {target}"),
-        NodeEvent::Help => help_text(),
+        NodeEvent::Muted { target } => format!("Muted {}", mute_label(target)),
+        NodeEvent::Unmuted { target } => format!("Unmuted {}", mute_label(target)),
+        NodeEvent::Help { command: None } => help_text(),
+        NodeEvent::Help {
+            command: Some(command),
+        } => help_for(command),
+        NodeEvent::Away {
+            message: Some(message),
+        } => format!("You are marked as away: {message}"),
+        NodeEvent::Away { message: None } => "You are no longer marked as away".into(),
         NodeEvent::RoomCreated { room } => format!("Created room {room}"),
         NodeEvent::RoomJoined { room } => format!("Joined room {room}"),
         NodeEvent::RoomLeft { room } => format!("Left room {room}"),
-        NodeEvent::RoomMessage { room, from, text } => {
-            format!("Message from {from} at {room}: {text}")
-        }
+        NodeEvent::RoomMessage { room, from, text } => match text.strip_prefix("/me ") {
+            Some(action) => format!("* {from} {action} (at {room})"),
+            None => format!("Message from {from} at {room}: {text}"),
+        },
         NodeEvent::RoomMessageSent { room, text } => format!("To {room}: {text}"),
         NodeEvent::MemberJoined { room, name } => format!("{name} joined {room}"),
         NodeEvent::MemberLeft { room, name } => format!("{name} left {room}"),
@@ -128,6 +259,14 @@ pub fn line(event: &NodeEvent) -> String {
     }
 }
 
+/// A mute target for people: `#lab` (how rooms are kept) is `room lab`.
+fn mute_label(target: &str) -> String {
+    match target.strip_prefix('#') {
+        Some(room) => format!("room {room}"),
+        None => target.to_string(),
+    }
+}
+
 /// The `/help` text: every command with one line.
 pub fn help_text() -> String {
     let mut s = String::from("Commands:");
@@ -135,6 +274,23 @@ pub fn help_text() -> String {
         let _ = write!(s, "\n  {usage:<24} {help}");
     }
     s.push_str("\n  TEXT                     (no leading /) send to the current chat or room");
+    s.push_str("\nIRC aliases:");
+    for (alias, cmd) in ALIASES {
+        let _ = write!(s, " /{alias}=/{cmd}");
+    }
+    s
+}
+
+/// `/help COMMAND`: its usage, what it does, and its aliases.
+pub fn help_for(command: &str) -> String {
+    let Some((name, usage, help)) = COMMANDS.iter().find(|(name, _, _)| *name == command) else {
+        return format!("no command /{command}");
+    };
+    let mut s = format!("{usage}: {help}");
+    let aliases: Vec<String> = aliases_of(name).map(|a| format!("/{a}")).collect();
+    if !aliases.is_empty() {
+        let _ = write!(s, " (also {})", aliases.join(", "));
+    }
     s
 }
 
@@ -144,6 +300,7 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::Registered { .. } => "registered",
         NodeEvent::LoggedIn { .. } => "logged_in",
         NodeEvent::LoggedOut => "logged_out",
+        NodeEvent::SessionLost => "session_lost",
         NodeEvent::Renamed { .. } => "renamed",
         NodeEvent::UserOnline { .. } => "user_online",
         NodeEvent::UserOffline { .. } => "user_offline",
@@ -154,6 +311,10 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::RegistryReconnected => "registry_reconnected",
         NodeEvent::ChatRequest { .. } => "chat_request",
         NodeEvent::ChatStarted { .. } => "chat_started",
+        NodeEvent::UserRenamed { .. } => "user_renamed",
+        NodeEvent::ChatRequestSent { .. } => "chat_request_sent",
+        NodeEvent::ChatRequestExpired { .. } => "chat_request_expired",
+        NodeEvent::Windows { .. } => "windows",
         NodeEvent::ChatRejected { .. } => "chat_rejected",
         NodeEvent::ChatRequestDeclined { .. } => "chat_request_declined",
         NodeEvent::ChatBusy { .. } => "chat_busy",
@@ -164,7 +325,8 @@ pub fn kind(event: &NodeEvent) -> &'static str {
         NodeEvent::Focus { .. } => "focus",
         NodeEvent::Muted { .. } => "muted",
         NodeEvent::Unmuted { .. } => "unmuted",
-        NodeEvent::Help => "help",
+        NodeEvent::Help { .. } => "help",
+        NodeEvent::Away { .. } => "away",
         NodeEvent::RoomCreated { .. } => "room_created",
         NodeEvent::RoomJoined { .. } => "room_joined",
         NodeEvent::RoomLeft { .. } => "room_left",
@@ -201,6 +363,19 @@ pub fn json(event: &NodeEvent) -> String {
         | NodeEvent::ChatEnded { with }
         | NodeEvent::ChatLost { with } => json!({ "with": with }),
         NodeEvent::ChatRejected { by } | NodeEvent::ChatBusy { by } => json!({ "by": by }),
+        NodeEvent::ChatRequestSent { to } => json!({ "to": to }),
+        NodeEvent::UserRenamed { old, new } => json!({ "old": old, "new": new }),
+        NodeEvent::ChatRequestExpired { with, outgoing } => {
+            json!({ "with": with, "outgoing": outgoing })
+        }
+        NodeEvent::Windows {
+            chats,
+            sent,
+            received,
+            rooms,
+            focus,
+        } => json!({ "chats": chats, "sent": sent, "received": received, "rooms": rooms,
+                     "focus": focus }),
         NodeEvent::Message { from, text } => json!({ "from": from, "body": text }),
         NodeEvent::MessageSent { to, text } => json!({ "to": to, "body": text }),
         NodeEvent::Focus { target }
@@ -235,9 +410,11 @@ pub fn json(event: &NodeEvent) -> String {
             json!({ "room": room, "members": members })
         }
         NodeEvent::LoggedOut
+        | NodeEvent::SessionLost
         | NodeEvent::RegistryDisconnected
-        | NodeEvent::RegistryReconnected
-        | NodeEvent::Help => json!({}),
+        | NodeEvent::RegistryReconnected => json!({}),
+        NodeEvent::Help { command } => json!({ "command": command }),
+        NodeEvent::Away { message } => json!({ "message": message }),
     };
     // Written by hand so that "type" comes first and "text" last, whatever the map order.
     let mut out = format!("{{\"type\":{}", Value::from(kind(event)));
@@ -268,13 +445,24 @@ pub fn wants_bell(event: &NodeEvent) -> bool {
 
 /// The event for an interactive terminal.
 pub fn styled(event: &NodeEvent, style: Style) -> String {
+    let action = |text: &str| text.strip_prefix("/me ").map(str::to_string);
     let (prefix, text) = match event {
-        NodeEvent::Message { from, text } => (format!("Message from {from}: "), text),
-        NodeEvent::MessageSent { to, text } => (format!("To {to}: "), text),
-        NodeEvent::RoomMessage { room, from, text } => {
-            (format!("Message from {from} at {room}: "), text)
-        }
-        NodeEvent::RoomMessageSent { room, text } => (format!("To {room}: "), text),
+        NodeEvent::Message { from, text } => match action(text) {
+            Some(act) => (format!("* {from} "), act),
+            None => (format!("Message from {from}: "), text.clone()),
+        },
+        NodeEvent::MessageSent { to, text } => match action(text) {
+            Some(act) => (format!("To {to}: * "), act),
+            None => (format!("To {to}: "), text.clone()),
+        },
+        NodeEvent::RoomMessage { room, from, text } => match action(text) {
+            Some(act) => (format!("[{room}] * {from} "), act),
+            None => (format!("Message from {from} at {room}: "), text.clone()),
+        },
+        NodeEvent::RoomMessageSent { room, text } => match action(text) {
+            Some(act) => (format!("To {room}: * "), act),
+            None => (format!("To {room}: "), text.clone()),
+        },
         _ => {
             let plain = line(event);
             return match (style.color, tone(event)) {
@@ -284,7 +472,7 @@ pub fn styled(event: &NodeEvent, style: Style) -> String {
             };
         }
     };
-    let body = markup(text, style.markup);
+    let body = markup(&text, style.markup);
     if !style.color {
         return format!("{prefix}{body}");
     }
@@ -311,9 +499,13 @@ pub fn markup(text: &str, on: bool) -> String {
         if after_boundary && (rest.starts_with("http://") || rest.starts_with("https://")) {
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
             let url = rest[..end].trim_end_matches(|c: char| ".,;:!?)]>'\"".contains(c));
-            let _ = write!(out, "\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\");
-            i += url.len();
-            continue;
+            // OSC 8 targets are printable ASCII; anything else stays plain text. The text
+            // shown is the target itself, so a link never hides where it goes.
+            if url.bytes().all(|b| b.is_ascii_graphic()) {
+                let _ = write!(out, "\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\");
+                i += url.len();
+                continue;
+            }
         }
         // `i < text.len()` on a char boundary, so there is a char; the default is never used.
         let c = rest.chars().next().unwrap_or(' ');
@@ -496,7 +688,7 @@ mod tests {
             "type first, text last"
         );
 
-        let help = json(&NodeEvent::Help);
+        let help = json(&NodeEvent::Help { command: None });
         assert!(!help.contains('\n'), "one object per line");
     }
 
@@ -506,7 +698,40 @@ mod tests {
         for (_, usage, _) in COMMANDS {
             assert!(help.contains(usage), "{usage}");
         }
-        assert_eq!(help.lines().count(), COMMANDS.len() + 2);
+        assert_eq!(help.lines().count(), COMMANDS.len() + 3);
+        assert!(help.contains("/part=/leave"));
+        assert_eq!(
+            help_for("leave"),
+            "/leave [ROOM]: leave a chat room (without ROOM: the current one) (also /part)"
+        );
+    }
+
+    #[test]
+    fn actions_and_cleaning_in_every_mode() {
+        let plain = Mode::Interactive(Style {
+            color: false,
+            markup: false,
+        });
+        let act = NodeEvent::Message {
+            from: n("bo"),
+            text: n("/me waves\x1b[2J"),
+        };
+        assert_eq!(render(&act, Mode::Line).unwrap(), "* bo waves^[[2J");
+        assert_eq!(render(&act, plain).unwrap(), "* bo waves^[[2J");
+        let room = NodeEvent::RoomMessage {
+            room: n("lab"),
+            from: n("bo"),
+            text: n("/me waves"),
+        };
+        assert_eq!(render(&room, Mode::Line).unwrap(), "* bo waves (at lab)");
+        assert_eq!(render(&room, plain).unwrap(), "[lab] * bo waves");
+        let err = NodeEvent::error("bad\rthing\u{9b}");
+        assert_eq!(
+            render(&err, Mode::Line).unwrap(),
+            "error: bad^Mthing<U+009B>"
+        );
+        let json = render(&err, Mode::Json).unwrap();
+        assert!(json.contains(r"bad\rthing\u009b"), "{json}");
     }
 
     #[test]

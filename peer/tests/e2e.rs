@@ -11,6 +11,10 @@
 #[path = "e2e/rooms.rs"]
 mod rooms;
 
+/// The terminal client: interactive mode on a pseudo-terminal, cleaning, focus, aliases.
+#[path = "e2e/client.rs"]
+mod client;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -501,7 +505,10 @@ fn invalid_commands_print_one_error_and_keep_running() {
         ("/login alice", "error: usage: /login NAME PASSWORD"),
         ("/search", "error: usage: /search NAME"),
         ("/search bob", "error: not logged in"),
-        ("/chat b@d", "error: invalid username: b@d"),
+        (
+            "/chat b@d",
+            "error: invalid username b@d: use 1-32 characters of A-Z a-z 0-9 _ . -",
+        ),
         (
             "hello?",
             "error: no current chat or room: use /chat NAME, /join ROOM or /focus",
@@ -509,7 +516,10 @@ fn invalid_commands_print_one_error_and_keep_running() {
         ("/join lobby", "error: not logged in"),
         ("/say lobby hi", "error: not logged in"),
         ("/kick lobby", "error: usage: /kick ROOM NAME"),
-        ("/create r#1", "error: invalid room name: r#1"),
+        (
+            "/create r#1",
+            "error: invalid room name r#1: use 1-32 characters of A-Z a-z 0-9 _ . -",
+        ),
     ];
     for (line, want) in cases {
         alice.send(line);
@@ -574,10 +584,17 @@ fn flags_help_version_and_usage_errors() {
         "--json",
         "--color",
         "--max-chats",
+        "--chat-timeout",
+        "--registry-timeout",
+        "--no-timestamps",
         "--version",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
+    assert!(
+        text.starts_with("p2pchat: chat in the terminal"),
+        "--help says what the program is for a user:\n{text}"
+    );
     let version = run(&["--version"]);
     assert!(version.status.success());
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("p2pchat "));

@@ -16,11 +16,20 @@ pub(crate) struct Account {
     pub(crate) resume: Option<([u8; 32], i64)>,
 }
 
+/// Usernames are unique without regard to case: `ALICE` cannot be registered while `alice`
+/// exists, and `/login ALICE` finds `alice`. The account keeps the case chosen at registration
+/// (that is what replies and other users show). Names are ASCII (protocol rules), so ASCII
+/// lower case is the key.
+fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Accounts {
     by_id: HashMap<AccountId, Account>,
+    /// Keyed by [`key`] of the name.
     by_name: HashMap<String, AccountId>,
-    /// Names with a register or rename in flight: taken until the store answers.
+    /// Names with a register or rename in flight: taken until the store answers. By [`key`].
     reserved: HashSet<String>,
 }
 
@@ -39,7 +48,7 @@ impl Accounts {
     }
 
     pub(crate) fn insert(&mut self, r: &AccountRecord) {
-        self.by_name.insert(r.name.clone(), r.id);
+        self.by_name.insert(key(&r.name), r.id);
         self.by_id.insert(
             r.id,
             Account {
@@ -54,7 +63,7 @@ impl Accounts {
     }
 
     pub(crate) fn by_name(&self, name: &str) -> Option<&Account> {
-        self.by_id.get(self.by_name.get(name)?)
+        self.by_id.get(self.by_name.get(&key(name))?)
     }
 
     pub(crate) fn by_id(&self, id: AccountId) -> Option<&Account> {
@@ -67,22 +76,23 @@ impl Accounts {
 
     /// Whether `name` is registered or being registered/renamed to.
     pub(crate) fn is_taken(&self, name: &str) -> bool {
-        self.by_name.contains_key(name) || self.reserved.contains(name)
+        let k = key(name);
+        self.by_name.contains_key(&k) || self.reserved.contains(&k)
     }
 
     pub(crate) fn reserve(&mut self, name: &str) {
-        self.reserved.insert(name.to_owned());
+        self.reserved.insert(key(name));
     }
 
     pub(crate) fn release(&mut self, name: &str) {
-        self.reserved.remove(name);
+        self.reserved.remove(&key(name));
     }
 
     pub(crate) fn rename(&mut self, id: AccountId, new: &str) {
         if let Some(acc) = self.by_id.get_mut(&id) {
-            self.by_name.remove(&acc.name);
+            self.by_name.remove(&key(&acc.name));
             acc.name = new.to_owned();
-            self.by_name.insert(new.to_owned(), id);
+            self.by_name.insert(key(new), id);
         }
     }
 

@@ -361,15 +361,17 @@ impl Registry {
         if self.require_login(conn, id).is_none() {
             return;
         }
-        let presence = match self.accounts.by_name(name) {
+        let account = self.accounts.by_name(name);
+        let presence = match account {
             None => Where::NotFound,
             Some(a) => match self.presence.addr_of(a.id) {
                 Some(addr) => Where::Online(addr),
                 None => Where::Offline,
             },
         };
+        // The name as registered: `/search ALICE` answers for `alice`.
         let reply = Msg::SearchResult {
-            name: name.to_owned(),
+            name: account.map_or_else(|| name.to_owned(), |a| a.name.clone()),
             presence,
         };
         self.reply(conn, id, reply);
@@ -395,7 +397,12 @@ impl Registry {
         if self.accounts.by_id(account).is_some_and(|a| a.name == name) {
             return self.reply(conn, id, Msg::Ok);
         }
-        if self.accounts.is_taken(&name) {
+        // Taken by someone else; a change of case of one's own name is allowed.
+        let own = self
+            .accounts
+            .by_name(&name)
+            .is_some_and(|a| a.id == account);
+        if self.accounts.is_taken(&name) && !own {
             return self.error(conn, id, status::NAME_TAKEN);
         }
         if !self.store_capacity_ok(conn, id) {

@@ -353,6 +353,13 @@ impl Registry {
         if !kick && r.is_admin(target) {
             return self.reply(conn, id, Msg::Ok);
         }
+        // Admins rank by seniority: one may not kick an admin who joined before it (so a
+        // co-admin cannot kick the room's creator).
+        let joined = |a: AccountId| r.members.get(&a).map(|(_, seq)| *seq);
+        if kick && r.is_admin(target) && joined(target) < joined(account) {
+            let message = format!("only a more senior admin can kick {name}");
+            return self.reply_error(conn, id, status::NOT_ADMIN, &message);
+        }
         if !self.store_capacity_ok(conn, id) {
             return;
         }

@@ -5,11 +5,11 @@
 #[path = "p2pchat/term.rs"]
 mod term;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
@@ -21,22 +21,35 @@ use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use term::{Printer, TermGuard, UiInput};
+use term::{Printer, PromptSync, TermGuard, UiInput};
 
 /// How long to keep flushing connections after the node is done.
 const EXIT_LINGER: Duration = Duration::from_secs(2);
 
-/// p2pchat: peer-to-peer chat in the terminal.
+/// The registry's TCP port when `--registry` names only a host.
+const REGISTRY_PORT: u16 = 15600;
+
+/// p2pchat: chat in the terminal, peer to peer. Private chats go straight to the other peer;
+/// rooms are flooded among their members. Type /help once running.
 #[derive(Debug, Parser)]
-#[command(name = "p2pchat", version, about, long_about = None)]
+#[command(name = "p2pchat", version, long_about = None)]
 struct Args {
-    /// The registry's TCP address.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:15600")]
+    /// The registry's TCP address (the port defaults to 15600).
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "127.0.0.1:15600")]
     registry: String,
     /// The registry's UDP (heartbeat) address [default: the registry host and the port it
     /// announces at login].
     #[arg(long, value_name = "HOST:PORT")]
     registry_udp: Option<String>,
+    /// An unanswered chat request expires after this long (e.g. 500ms, 20s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    chat_timeout: Duration,
+    /// A registry request unanswered this long fails with "the registry did not answer".
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    registry_timeout: Duration,
+    /// No `[14:03]` times before lines in interactive mode.
+    #[arg(long)]
+    no_timestamps: bool,
     /// Where to listen for other peers.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
     listen: SocketAddr,
@@ -77,6 +90,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses `500ms`, `20s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("`{s}` needs a unit: ms, s, m or h"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number with a unit"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+        return Err(format!("`{s}` must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `s` with `:port` added when it names only a host (`127.0.0.1`, `example.org`, `::1`,
+/// `[::1]`).
+fn with_default_port(s: &str, port: u16) -> String {
+    if s.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_ipv6()) {
+        return format!("[{s}]:{port}");
+    }
+    let has_port = s.rsplit_once(':').is_some_and(|(host, p)| {
+        p.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+    });
+    if has_port {
+        s.to_string()
+    } else {
+        format!("{s}:{port}")
+    }
+}
+
 /// Resolves `HOST:PORT`, preferring IPv4.
 fn resolve(what: &str, s: &str) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = s
@@ -98,13 +150,92 @@ struct Ui {
     /// Colour for line mode (only with `--color always`).
     paint_lines: bool,
     bell: bool,
+    /// `[14:03]` before each line (interactive mode).
+    timestamps: bool,
+    /// Our name, for highlighting mentions in rooms.
+    me: Option<String>,
+    /// User and room names seen, for Tab completion.
+    names: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Whether `text` mentions `name` as a word (any case).
+fn mentions(text: &str, name: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        .any(|w| w.trim_end_matches('.').eq_ignore_ascii_case(name))
+}
+
+/// Local `HH:MM` now.
+fn clock() -> String {
+    // The binary owns the clock (clippy.toml keeps the libraries off it).
+    #[allow(clippy::disallowed_methods)]
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let t = libc::time_t::try_from(secs).unwrap_or(0);
+    // SAFETY: tm is plain data; localtime_r fills it from t and touches nothing else.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
+    if ok {
+        format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+    } else {
+        format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
+    }
 }
 
 impl Ui {
+    /// Remembers names for completion and who we are.
+    fn learn(&mut self, event: &NodeEvent) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut add = |n: &str| {
+            if names.len() < 10_000 && !n.is_empty() {
+                names.insert(n.to_string());
+            }
+        };
+        match event {
+            NodeEvent::LoggedIn { name, .. } | NodeEvent::Renamed { name } => {
+                self.me = Some(name.clone());
+            }
+            NodeEvent::LoggedOut => self.me = None,
+            NodeEvent::OnlineUsers { names: list } => list.iter().for_each(|n| add(n)),
+            NodeEvent::UserOnline { name, .. }
+            | NodeEvent::ChatRequest { from: name }
+            | NodeEvent::ChatStarted { with: name }
+            | NodeEvent::RoomJoined { room: name }
+            | NodeEvent::RoomCreated { room: name } => add(name),
+            NodeEvent::RoomMessage { room, from, .. }
+            | NodeEvent::MemberJoined { room, name: from } => {
+                add(room);
+                add(from);
+            }
+            NodeEvent::RoomList { rooms } => rooms.iter().for_each(|r| add(&r.name)),
+            NodeEvent::MemberList { room, members } => {
+                add(room);
+                members.iter().for_each(|m| add(&m.name));
+            }
+            _ => {}
+        }
+    }
+
     fn show(&mut self, event: &NodeEvent) {
+        self.learn(event);
         let Some(mut text) = render::render(event, self.mode) else {
             return;
         };
+        let interactive = matches!(self.mode, Mode::Interactive(_));
+        let mention = interactive
+            && match (event, &self.me) {
+                (NodeEvent::RoomMessage { from, text, .. }, Some(me)) => {
+                    from != me && mentions(text, me)
+                }
+                _ => false,
+            };
+        if mention && matches!(self.mode, Mode::Interactive(s) if s.color) {
+            // Reverse video over the whole line; the line's own styles end with their resets.
+            text = format!("\x1b[7m{text}\x1b[27m");
+        }
+        if interactive && self.timestamps {
+            text = format!("[{}] {text}", clock());
+        }
         if self.paint_lines {
             text = match render::tone(event) {
                 Tone::Error => format!("\x1b[31m{text}\x1b[39m"),
@@ -113,7 +244,7 @@ impl Ui {
                 Tone::Notice => format!("\x1b[33m{text}\x1b[39m"),
             };
         }
-        if self.bell && render::wants_bell(event) {
+        if self.bell && (mention || render::wants_bell(event)) {
             text.push('\x07');
         }
         self.printer.print(&text);
@@ -218,7 +349,10 @@ impl Net {
 }
 
 fn run(args: Args) -> Result<()> {
-    let registry = resolve("registry", &args.registry)?;
+    let registry = resolve(
+        "registry",
+        &with_default_port(&args.registry, REGISTRY_PORT),
+    )?;
     let registry_udp = match &args.registry_udp {
         Some(s) => Some(resolve("registry UDP", s)?),
         None => None,
@@ -252,15 +386,20 @@ fn run(args: Args) -> Result<()> {
     let _term_guard = TermGuard::save();
     let (tx, rx) = mpsc::channel();
     let waker = reactor.waker();
+    let names = Arc::new(Mutex::new(BTreeSet::new()));
+    let prompt = Arc::new(PromptSync::default());
+    prompt.update("> ", None);
     let mut ui = if interactive {
-        let mut rl = term::editor().context("cannot start the line editor")?;
+        let mut rl = term::editor(Arc::clone(&names)).context("cannot start the line editor")?;
         let printer = rl
             .create_external_printer()
             .context("cannot start the line editor")?;
-        term::spawn_editor(rl, tx, waker);
+        term::spawn_editor(rl, tx, waker, Arc::clone(&prompt));
+        // Bold, italic and OSC 8 links are terminal escapes too: `--color never` (or
+        // NO_COLOR) turns them off with the colours.
         let style = Style {
             color,
-            markup: true,
+            markup: color,
         };
         Ui {
             printer: Printer::External(Box::new(printer)),
@@ -271,6 +410,9 @@ fn run(args: Args) -> Result<()> {
             },
             paint_lines: false,
             bell: !args.json,
+            timestamps: !args.no_timestamps && !args.json,
+            me: None,
+            names,
         }
     } else {
         term::spawn_line_reader(tx, waker);
@@ -279,6 +421,9 @@ fn run(args: Args) -> Result<()> {
             mode: if args.json { Mode::Json } else { Mode::Line },
             paint_lines: color && !args.json,
             bell: false,
+            timestamps: false,
+            me: None,
+            names,
         }
     };
 
@@ -286,6 +431,8 @@ fn run(args: Args) -> Result<()> {
     config.registry_udp = registry_udp;
     config.degree = usize::from(args.degree);
     config.max_chats = usize::from(args.max_chats);
+    config.chat_request_timeout = args.chat_timeout;
+    config.registry_timeout = args.registry_timeout;
 
     // The clock is read here and in the loop below, nowhere else (clippy.toml).
     #[allow(clippy::disallowed_methods)]
@@ -304,6 +451,8 @@ fn run(args: Args) -> Result<()> {
     };
     let mut exit_by: Option<Instant> = None;
     let mut quit_requested = false;
+    // Lines from the user acted on so far, for the editor's prompt (see `PromptSync`).
+    let mut lines_done = 0u64;
     let mut events = Vec::new();
     let mut done = net.feed(&mut node, &mut ui, start, Input::Timeout);
 
@@ -342,6 +491,9 @@ fn run(args: Args) -> Result<()> {
             match event {
                 NetEvent::Woken => {
                     while let Ok(msg) = rx.try_recv() {
+                        if let UiInput::Line(_) = msg {
+                            lines_done += 1;
+                        }
                         let command = match msg {
                             UiInput::Line(Ok(Some(command))) => command,
                             UiInput::Line(Ok(None)) => continue,
@@ -349,9 +501,9 @@ fn run(args: Args) -> Result<()> {
                                 ui.show(&NodeEvent::error(e.to_string()));
                                 continue;
                             }
-                            UiInput::Eof => Command::Quit,
+                            UiInput::Eof => Command::Quit(None),
                         };
-                        quit_requested |= command == Command::Quit;
+                        quit_requested |= matches!(command, Command::Quit(_));
                         done |= net.feed(&mut node, &mut ui, now, Input::Command(command));
                     }
                 }
@@ -361,7 +513,8 @@ fn run(args: Args) -> Result<()> {
                         return Ok(());
                     }
                     quit_requested = true;
-                    done |= net.feed(&mut node, &mut ui, now, Input::Command(Command::Quit));
+                    let quit = Input::Command(Command::Quit(None));
+                    done |= net.feed(&mut node, &mut ui, now, quit);
                 }
                 other => {
                     if let Some(input) = net.input(other) {
@@ -373,6 +526,39 @@ fn run(args: Args) -> Result<()> {
         if !done {
             done = net.feed(&mut node, &mut ui, now, Input::Timeout);
         }
+        let shown = node
+            .target()
+            .map_or_else(|| "> ".to_string(), |t| format!("[{}]> ", t.label()));
+        let settled = (!node.is_waiting_for_registry()).then_some(lines_done);
+        prompt.update(&shown, settled);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_without_a_port_gets_15600() {
+        assert_eq!(with_default_port("127.0.0.1", 15600), "127.0.0.1:15600");
+        assert_eq!(with_default_port("127.0.0.1:9", 15600), "127.0.0.1:9");
+        assert_eq!(with_default_port("example.org", 15600), "example.org:15600");
+        assert_eq!(with_default_port("example.org:80", 15600), "example.org:80");
+        assert_eq!(with_default_port("::1", 15600), "[::1]:15600");
+        assert_eq!(with_default_port("[::1]:7", 15600), "[::1]:7");
+        assert_eq!(with_default_port("[::1]", 15600), "[::1]:15600");
+    }
+
+    #[test]
+    fn durations_and_mentions() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(mentions("hey alice, look", "alice"));
+        assert!(mentions("ALICE!", "alice"));
+        assert!(!mentions("malice aforethought", "alice"));
+        assert!(!mentions("alice_b", "alice"));
+    }
 }

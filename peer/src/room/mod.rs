@@ -267,7 +267,10 @@ impl Node {
             }
             self.refresh_room(now, &room);
             if reply {
-                self.event(NodeEvent::RoomJoined { room });
+                // An explicit `/join` of a room we are in: the view is refreshed (that repairs
+                // a partial one) and the room gets the focus, but nothing was joined.
+                self.set_focus_room(&room);
+                self.error(format!("already in room {room}"));
             }
             return;
         }
@@ -386,6 +389,9 @@ impl Node {
                 });
             }
             RoomEvent::Renamed { old, new } => {
+                if me.as_deref() != Some(new.as_str()) {
+                    self.announce_rename(&old, &new);
+                }
                 let addr = self
                     .rooms
                     .rooms
@@ -662,7 +668,8 @@ impl Node {
         if let Some(r) = self.rooms.rooms.get_mut(&room) {
             r.stats.frames_sent += sent;
         }
-        if !self.muted.contains(&room) && !self.muted.contains(&origin) {
+        // A muted room is kept as `#ROOM` (rooms and users are different namespaces).
+        if !self.muted.contains(&format!("#{room}")) && !self.muted.contains(&origin) {
             self.event(NodeEvent::RoomMessage {
                 room,
                 from: origin,

@@ -24,6 +24,10 @@ fn sent(to: &str, text: &str) -> NodeEvent {
     }
 }
 
+fn req_sent(to: &str) -> NodeEvent {
+    NodeEvent::ChatRequestSent { to: to.into() }
+}
+
 /// alice and bob, logged in, chatting.
 fn chatting() -> (World, usize, usize) {
     let mut w = World::new();
@@ -37,7 +41,10 @@ fn chatting() -> (World, usize, usize) {
         }]
     );
     w.line(b, "/accept alice");
-    assert_eq!(w.peers[a].take_events(), vec![ev_started("bob")]);
+    assert_eq!(
+        w.peers[a].take_events(),
+        vec![req_sent("bob"), ev_started("bob")]
+    );
     assert_eq!(w.peers[b].take_events(), vec![ev_started("alice")]);
     (w, a, b)
 }
@@ -118,7 +125,10 @@ fn reject() {
     w.line(b, "/reject alice");
     assert_eq!(
         w.peers[a].take_events(),
-        vec![NodeEvent::ChatRejected { by: "bob".into() }]
+        vec![
+            req_sent("bob"),
+            NodeEvent::ChatRejected { by: "bob".into() }
+        ]
     );
     assert_eq!(
         w.peers[b].take_events(),
@@ -153,7 +163,10 @@ fn busy_at_the_limit() {
     w.line(c, "/chat alice");
     assert_eq!(
         w.peers[c].take_events(),
-        vec![NodeEvent::ChatBusy { by: "alice".into() }]
+        vec![
+            req_sent("alice"),
+            NodeEvent::ChatBusy { by: "alice".into() }
+        ]
     );
     assert!(
         w.peers[a].take_events().is_empty(),
@@ -250,8 +263,14 @@ fn both_ask_at_once() {
     w.queue
         .push_back((b, Input::Command(parse("/chat alice").unwrap().unwrap())));
     w.pump();
-    assert_eq!(w.peers[a].take_events(), vec![ev_started("bob")]);
-    assert_eq!(w.peers[b].take_events(), vec![ev_started("alice")]);
+    assert_eq!(
+        w.peers[a].take_events(),
+        vec![req_sent("bob"), ev_started("bob")]
+    );
+    assert_eq!(
+        w.peers[b].take_events(),
+        vec![req_sent("alice"), ev_started("alice")]
+    );
     assert_eq!(w.pipe_count(), 1, "the duplicate link is closed");
     w.line(a, "hi");
     w.line(b, "hi too");

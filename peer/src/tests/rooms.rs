@@ -920,7 +920,7 @@ fn muted_messages_are_still_forwarded() {
     assert_eq!(
         w.peers[m].take_events(),
         vec![NodeEvent::Muted {
-            target: ROOM.into()
+            target: format!("#{ROOM}")
         }]
     );
     let before = stats(&w, m);

@@ -503,7 +503,7 @@ fn room_list_counts_mute_and_focus() {
 
     // Muted: bo shows nothing of alpha but still sends to it; the others see everything.
     bo.send("/mute alpha");
-    bo.expect("Muted alpha");
+    bo.expect("Muted room alpha");
     let sent: Sent = vec![
         ada.say("alpha", "while bo is muted, from ada"),
         cy.say("alpha", "while bo is muted, from cy"),
@@ -512,7 +512,7 @@ fn room_list_counts_mute_and_focus() {
     assert_delivered_exactly_once(&mut [&mut *ada, &mut *cy], &sent);
     assert_shows_no_room_message(bo);
     bo.send("/unmute alpha");
-    bo.expect("Unmuted alpha");
+    bo.expect("Unmuted room alpha");
     let sent: Sent = vec![cy.say("alpha", "after the unmute")];
     assert_delivered_exactly_once(&mut [&mut *ada, &mut *bo, &mut *cy], &sent);
 

@@ -203,10 +203,16 @@ fn kick_and_promote_are_for_admins_only() {
         room_events(&mut h, b),
         [RoomEvent::Promoted { name: "bob".into() }]
     );
+    let r = h.request(b, kick("alice"));
     assert_eq!(
-        h.request(b, kick("alice")),
+        Harness::error_code(&r),
+        Some(status::NOT_ADMIN),
+        "a co-admin cannot kick the creator (a more senior admin)"
+    );
+    assert_eq!(
+        h.request(a, kick("bob")),
         Msg::Ok,
-        "a promoted member can kick"
+        "the creator can kick a co-admin"
     );
 }
 

@@ -3,14 +3,17 @@
 //! shows events above the line being typed.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use log::{debug, warn};
 use p2pchat_engine::Waker;
-use p2pchat_peer::command::{self, Command, ParseError, Password};
+use p2pchat_peer::command::{self, Command, ParseError, Password, ALIASES, COMMANDS};
 use rustyline::completion::Completer;
 use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
@@ -18,14 +21,24 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Editor, ExternalPrinter, Helper};
+use rustyline::{
+    Cmd, ColorMode, ConditionalEventHandler, Editor, Event, EventContext, EventHandler,
+    ExternalPrinter, Helper, KeyEvent, Movement, RepeatCount,
+};
+
+/// How long the editor waits, after a line, for the reactor to act on it (and for the
+/// registry's answer) before showing the next prompt: the prompt should show the focus that
+/// line gave, but typing must never stall for long.
+const PROMPT_SETTLE: Duration = Duration::from_secs(3);
 
 /// The line editor: rustyline with a helper that can hide what is typed (for passwords).
 pub(crate) type LineEditor = Editor<Masking, DefaultHistory>;
 
-/// Hides the line while `on` (the password prompt), shows it otherwise.
+/// Hides the line while `on` (the password prompt), shows it otherwise; completes command,
+/// user and room names.
 pub(crate) struct Masking {
     on: bool,
+    names: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Highlighter for Masking {
@@ -46,6 +59,117 @@ impl Highlighter for Masking {
 
 impl Completer for Masking {
     type Candidate = String;
+
+    /// The word before the cursor: a command (`/jo` -> `/join `) when it is the first word
+    /// and starts with `/`, else a user or room name seen so far.
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        if self.on {
+            return Ok((pos, Vec::new()));
+        }
+        let start = line[..pos].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &line[start..pos];
+        if start == 0 && word.starts_with('/') {
+            let typed = word[1..].to_ascii_lowercase();
+            let mut out: Vec<String> = COMMANDS
+                .iter()
+                .map(|(name, _, _)| *name)
+                .chain(ALIASES.iter().map(|(alias, _)| *alias))
+                .filter(|name| name.starts_with(&typed))
+                .map(|name| format!("/{name} "))
+                .collect();
+            out.sort();
+            return Ok((0, out));
+        }
+        let (prefix, bare) = match word.strip_prefix('#') {
+            Some(rest) => ("#", rest),
+            None => ("", word),
+        };
+        let lower = bare.to_ascii_lowercase();
+        // A poisoned lock only means a printer thread panicked; the names are still usable.
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let out = names
+            .iter()
+            .filter(|n| n.to_ascii_lowercase().starts_with(&lower))
+            .map(|n| format!("{prefix}{n}"))
+            .collect();
+        Ok((start, out))
+    }
+}
+
+/// Ctrl-C clears a half-typed line; on an empty line it quits (as Ctrl-D does).
+struct CtrlC;
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        if ctx.line().is_empty() {
+            Some(Cmd::Interrupt)
+        } else {
+            Some(Cmd::Kill(Movement::WholeLine))
+        }
+    }
+}
+
+/// Where the editor thread learns the prompt, and whether the reactor is done with the lines
+/// it was given.
+#[derive(Default)]
+pub(crate) struct PromptSync {
+    state: Mutex<PromptState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct PromptState {
+    prompt: String,
+    /// Lines the reactor has acted on (and whose registry answers have arrived).
+    settled: u64,
+}
+
+impl PromptSync {
+    /// The reactor's side: the current prompt, and how many lines are settled.
+    pub(crate) fn update(&self, prompt: &str, settled: Option<u64>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.prompt != prompt {
+            s.prompt = prompt.to_string();
+        }
+        if let Some(n) = settled {
+            s.settled = s.settled.max(n);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The editor's side: waits (at most [`PROMPT_SETTLE`]) until `sent` lines are settled,
+    /// then returns the prompt.
+    fn wait(&self, sent: u64) -> String {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, PROMPT_SETTLE, |s| s.settled < sent)
+            .unwrap_or_else(|p| p.into_inner());
+        s.prompt.clone()
+    }
+}
+
+/// The history file: `$XDG_DATA_HOME/p2pchat/history`, else `~/.local/share/p2pchat/history`.
+fn history_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
+        })?;
+    Some(base.join("p2pchat").join("history"))
+}
+
+/// Whether a typed line may carry a password: never kept in the history.
+fn is_secret(line: &str) -> bool {
+    let word = line.split_whitespace().next().unwrap_or("");
+    let word = word.to_ascii_lowercase();
+    word == "/login" || word == "/register"
 }
 
 impl Hinter for Masking {
@@ -56,10 +180,21 @@ impl Validator for Masking {}
 
 impl Helper for Masking {}
 
-/// A line editor with the masking helper installed.
-pub(crate) fn editor() -> rustyline::Result<LineEditor> {
+/// A line editor with the masking helper installed, completing from `names`, with the
+/// history of earlier runs.
+pub(crate) fn editor(names: Arc<Mutex<BTreeSet<String>>>) -> rustyline::Result<LineEditor> {
     let mut rl = LineEditor::new()?;
-    rl.set_helper(Some(Masking { on: false }));
+    rl.set_helper(Some(Masking { on: false, names }));
+    rl.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(CtrlC)),
+    );
+    rl.set_auto_add_history(false);
+    if let Some(path) = history_path() {
+        if let Err(e) = rl.load_history(&path) {
+            debug!("no history loaded from {}: {e}", path.display());
+        }
+    }
     // Masking works through the highlighter, which rustyline only runs with colour enabled;
     // the helper adds no colour of its own, so NO_COLOR is still honoured for our output.
     rl.set_color_mode(ColorMode::Forced);
@@ -154,11 +289,23 @@ pub(crate) fn spawn_line_reader(tx: Sender<UiInput>, waker: Arc<Waker>) {
 }
 
 /// Reads lines with rustyline on a thread (interactive mode). `/login NAME` and `/register NAME`
-/// prompt for the password without echo. Stops after `/quit`, Ctrl-C or Ctrl-D.
-pub(crate) fn spawn_editor(mut rl: LineEditor, tx: Sender<UiInput>, waker: Arc<Waker>) {
+/// prompt for the password without echo. Stops after `/quit`, Ctrl-C on an empty line or
+/// Ctrl-D. The prompt comes from `prompt` (the reactor keeps it current).
+pub(crate) fn spawn_editor(
+    mut rl: LineEditor,
+    tx: Sender<UiInput>,
+    waker: Arc<Waker>,
+    prompt: Arc<PromptSync>,
+) {
     thread::spawn(move || {
+        let history = history_path();
+        if let Some(dir) = history.as_ref().and_then(|p| p.parent()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut sent = 0u64;
         loop {
-            let line = match rl.readline("> ") {
+            let shown = prompt.wait(sent);
+            let line = match rl.readline(&shown) {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
                 Err(e) => {
@@ -167,13 +314,15 @@ pub(crate) fn spawn_editor(mut rl: LineEditor, tx: Sender<UiInput>, waker: Arc<W
                 }
             };
             let mut parsed = command::parse(&line);
-            let secret = matches!(
-                parsed,
-                Ok(Some(Command::Login { .. } | Command::Register { .. }))
-            );
-            // Never keep a password in the history.
-            if !secret && matches!(parsed, Ok(Some(_))) {
+            // Lines that failed to parse are kept too, to be fixed with Up; a line that may
+            // hold a password never is.
+            if !is_secret(&line) && !line.trim().is_empty() {
                 let _ = rl.add_history_entry(line.as_str());
+                if let Some(path) = &history {
+                    if let Err(e) = rl.append_history(path) {
+                        debug!("history not saved to {}: {e}", path.display());
+                    }
+                }
             }
             if let Ok(Some(
                 Command::Login {
@@ -191,10 +340,11 @@ pub(crate) fn spawn_editor(mut rl: LineEditor, tx: Sender<UiInput>, waker: Arc<W
                     Err(e) => warn!("reading the password: {e}"),
                 }
             }
-            let quit = matches!(parsed, Ok(Some(Command::Quit)));
+            let quit = matches!(parsed, Ok(Some(Command::Quit(_))));
             if tx.send(UiInput::Line(parsed)).is_err() {
                 return;
             }
+            sent += 1;
             let _ = waker.wake();
             if quit {
                 return;
