@@ -98,7 +98,8 @@ fn canonical_line(cmd: &Command) -> Option<String> {
         Command::Unmute { target } => format!("/unmute {target}"),
         Command::Rename { name } => format!("/rename {name}"),
         Command::Focus { target } => format!("/focus {target}"),
-        Command::Quit => "/quit".into(),
+        Command::Quit(None) => "/quit".into(),
+        Command::Quit(Some(message)) => format!("/quit {message}"),
         Command::Text(text) if text.starts_with('/') => format!("/{text}"),
         Command::Text(text) => text.clone(),
         // `/help` and commands added later.
