@@ -14,9 +14,9 @@ use mio::{Interest, Registry};
 use crate::event::{CloseReason, NetEvent};
 use crate::token::ConnId;
 
-/// A drained write queue bigger than this is freed rather than kept for reuse, so thousands of
-/// idle connections do not each pin the largest burst they ever queued.
-const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
+/// A drained write buffer up to this size goes back to the reactor's spare pool for the next
+/// connection that sends; a bigger one (a burst) is freed.
+pub(crate) const KEEP_WRITE_CAPACITY: usize = 16 * 1024;
 
 /// At most this much unread input is discarded before a graceful close (see
 /// [`Conn::discard_input`]).
@@ -169,10 +169,19 @@ impl Conn {
 
     /// Reads until `WouldBlock`, end of stream, an error, or `budget` bytes, pushing one
     /// `Received` per successful read. Returns the bytes read and why it stopped.
+    ///
+    /// With `short_read_drains` a read that returns less than it asked for ends the loop as
+    /// if it had hit `WouldBlock`, saving the extra `read` that would only say `EAGAIN` (one
+    /// of the three system calls of a request-reply round trip). That is sound only for a
+    /// readiness event from Linux epoll in edge-triggered mode (what mio uses): a short read
+    /// leaves the receive queue empty, and any byte that arrives later raises a new edge. The
+    /// caller passes `false` when the event also reported a hang-up or an error (the end of
+    /// stream must then be read now: no further edge will announce it) and for resumed reads.
     pub(crate) fn read_ready(
         &mut self,
         scratch: &mut [u8],
         budget: usize,
+        short_read_drains: bool,
         events: &mut Vec<NetEvent>,
     ) -> (usize, ReadEnd) {
         let mut total = 0;
@@ -191,6 +200,9 @@ impl Conn {
                         conn: self.id,
                         bytes: Bytes::copy_from_slice(&scratch[..n]),
                     });
+                    if short_read_drains && n < want {
+                        return (total, ReadEnd::WouldBlock);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return (total, ReadEnd::WouldBlock)
@@ -201,9 +213,28 @@ impl Conn {
         }
     }
 
-    /// Appends to the write queue (the caller has checked the hard cap).
-    pub(crate) fn enqueue(&mut self, bytes: &[u8]) {
+    /// Appends to the write queue (the caller has checked the hard cap). `spare` is an empty
+    /// buffer to use if this connection holds none, so steady traffic reuses allocations.
+    pub(crate) fn enqueue(&mut self, bytes: &[u8], spare: &mut Vec<BytesMut>) {
+        if self.write_buf.capacity() == 0 {
+            if let Some(buf) = spare.pop() {
+                self.write_buf = buf;
+            }
+        }
         self.write_buf.extend_from_slice(bytes);
+    }
+
+    /// Hands back the write buffer once the queue is empty, so an idle connection holds no
+    /// output memory; `None` while output is queued or when it holds nothing worth reusing.
+    pub(crate) fn take_drained_buffer(&mut self) -> Option<BytesMut> {
+        if !self.write_buf.is_empty() || self.write_buf.capacity() == 0 {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.write_buf);
+        buf.clear();
+        // After `advance` the free space may sit at the front; a unique buffer gets it back on
+        // the next reserve, so `capacity()` here can understate what it will hold.
+        (buf.capacity() <= KEEP_WRITE_CAPACITY).then_some(buf)
     }
 
     /// Writes queued output until the queue is empty or the socket would block. Returns what
@@ -230,9 +261,6 @@ impl Conn {
                     break;
                 }
             }
-        }
-        if self.write_buf.is_empty() && self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
-            self.write_buf = BytesMut::new();
         }
         Flushed {
             written,

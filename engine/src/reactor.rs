@@ -30,6 +30,10 @@ use crate::token::{self, ConnId, ListenerId, Source, UdpId, MAX_CONN_INDEX};
 /// largest IPv4 and IPv6 payloads).
 const SCRATCH_LEN: usize = 64 * 1024;
 
+/// Most empty write buffers kept for reuse (each at most 16 KiB): enough for the connections
+/// one iteration typically answers, bounded so a past burst does not pin memory.
+const MAX_SPARE_BUFFERS: usize = 256;
+
 /// Work carried to the next turn because a source was left readable on purpose (a per-turn cap
 /// was hit, or reading was just unpaused). Edge-triggered readiness will not report it again,
 /// so without this list the data already buffered would sit there until new data arrived.
@@ -93,6 +97,9 @@ pub struct Reactor {
     queued_total: usize,
     /// Connections `send` queued output on since the last flush: written before the next poll.
     dirty: Vec<ConnId>,
+    /// Empty write buffers from connections whose queue drained, for the next connection that
+    /// sends: idle connections hold no output memory, busy ones do not allocate per reply.
+    spare: Vec<bytes::BytesMut>,
     stats: Stats,
 }
 
@@ -127,6 +134,7 @@ impl Reactor {
             turn_no: 0,
             queued_total: 0,
             dirty: Vec::new(),
+            spare: Vec::new(),
             stats: Stats::default(),
         })
     }
@@ -212,7 +220,7 @@ impl Reactor {
         let Some(c) = live_mut(&mut self.conns, conn) else {
             return false;
         };
-        c.enqueue(bytes);
+        c.enqueue(bytes, &mut self.spare);
         self.queued_total += bytes.len();
         if !c.dirty {
             c.dirty = true;
@@ -352,7 +360,13 @@ impl Reactor {
                         event.is_readable() || event.is_read_closed() || event.is_error();
                     let writable =
                         event.is_writable() || event.is_write_closed() || event.is_error();
-                    self.conn_ready(id, readable, writable);
+                    // A plain edge (no hang-up, no error) from Linux epoll: a short read
+                    // means the socket is drained (see `Conn::read_ready`).
+                    let short_read_drains = cfg!(target_os = "linux")
+                        && event.is_readable()
+                        && !event.is_read_closed()
+                        && !event.is_error();
+                    self.conn_ready(id, readable, writable, short_read_drains);
                 }
                 Source::Unknown => trace!("ignoring event for unknown {:?}", event.token()),
             }
@@ -361,7 +375,7 @@ impl Reactor {
 
         for work in resume {
             match work {
-                Resume::Read(id) => self.read_conn(id),
+                Resume::Read(id) => self.read_conn(id, false),
                 Resume::Accept(id) => self.accept_ready(id, now),
                 Resume::Recv(id) => self.recv_ready(id),
             }
@@ -475,7 +489,7 @@ impl Reactor {
         }
     }
 
-    fn conn_ready(&mut self, id: ConnId, readable: bool, writable: bool) {
+    fn conn_ready(&mut self, id: ConnId, readable: bool, writable: bool, short_read_drains: bool) {
         // A stale generation means the slot was reused after this event was fetched.
         let Some(c) = live(&self.conns, id) else {
             return;
@@ -491,7 +505,7 @@ impl Reactor {
                     self.flush_conn(id);
                 }
                 if readable {
-                    self.read_conn(id);
+                    self.read_conn(id, short_read_drains);
                 }
             }
             ConnState::Closing { .. } => {
@@ -544,7 +558,10 @@ impl Reactor {
         }
     }
 
-    fn read_conn(&mut self, id: ConnId) {
+    /// Reads a connection. `short_read_drains`: this read answers a fresh edge-triggered
+    /// readiness event without hang-up or error, so a short read may end it (see
+    /// `Conn::read_ready`).
+    fn read_conn(&mut self, id: ConnId, short_read_drains: bool) {
         let turn = self.turn_no;
         let Some(c) = live_mut(&mut self.conns, id) else {
             return;
@@ -556,6 +573,7 @@ impl Reactor {
         let (n, end) = c.read_ready(
             &mut self.scratch,
             self.config.max_read_chunk,
+            short_read_drains,
             &mut self.pending,
         );
         self.stats.bytes_in += n as u64;
@@ -581,6 +599,11 @@ impl Reactor {
         self.stats.bytes_out += done.written as u64;
         self.stats.writes += done.calls;
         self.queued_total -= done.written;
+        if let Some(buf) = c.take_drained_buffer() {
+            if self.spare.len() < MAX_SPARE_BUFFERS {
+                self.spare.push(buf);
+            }
+        }
         if let Some(kind) = done.failure {
             let reason = match c.state {
                 ConnState::Closing { reason, .. } => reason,
