@@ -395,7 +395,7 @@ pub fn watch_workers<T>(
     let mut watch: Option<Watch> = None;
     let mut last = Instant::now();
     while handles.iter().any(|h| !h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         let ready = phase.ready.load(Ordering::Relaxed);
         pb.set_position(ready.min(total_ready));
         if ready >= total_ready && phase.start.get().is_none() {
