@@ -12,11 +12,11 @@ use bytes::BytesMut;
 use p2pchat_engine::{ConnId, NetEvent, Reactor, UdpId};
 use p2pchat_protocol::{Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Role, VERSION};
 
-/// The kinds of request the scenario sends.
+/// The kinds of request the scenario sends (the discriminant indexes the templates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `Search` for a logged-in user.
-    Search,
+    Search = 0,
     /// `ListOnline`, first page of 10.
     List,
     /// `Ping`.
@@ -55,7 +55,16 @@ struct Conn {
     key: Option<HeartbeatKey>,
     hb_counter: u64,
     out: BytesMut,
+    /// Once ready: unparsed reply bytes (replies are split by hand, not decoded).
+    raw: BytesMut,
+    /// Encoded request per kind (search, list, ping), id bytes patched per request.
+    templates: [Vec<u8>; 3],
 }
+
+/// Offset of the request id in an encoded frame: length prefix (4), kind (1).
+const ID_AT: usize = 5;
+/// Largest reply accepted (a page of the online list is far smaller).
+const MAX_REPLY: usize = 1 << 20;
 
 /// Many raw connections on one reactor.
 pub struct RawPool {
@@ -69,6 +78,9 @@ pub struct RawPool {
     events: Vec<NetEvent>,
     /// Connections ready (logged in).
     pub ready: usize,
+    /// Requests answered with an error frame.
+    pub request_errors: u64,
+    error_kind: u8,
 }
 
 /// One answered request.
@@ -122,6 +134,8 @@ impl RawPool {
                 key: None,
                 hb_counter: 0,
                 out: BytesMut::new(),
+                raw: BytesMut::new(),
+                templates: Default::default(),
             });
         }
         #[allow(clippy::disallowed_methods)]
@@ -136,6 +150,12 @@ impl RawPool {
             next_hb: now,
             events: Vec::new(),
             ready: 0,
+            request_errors: 0,
+            error_kind: Msg::Error {
+                code: 0,
+                message: String::new(),
+            }
+            .kind(),
         })
     }
 
@@ -159,24 +179,81 @@ impl RawPool {
         self.conns[i].inflight.len()
     }
 
+    /// Sets the user connection `i` searches for (its search template).
+    pub fn set_search_target(&mut self, i: usize, target: &str) {
+        let mut b = BytesMut::new();
+        Frame::new(
+            0,
+            Msg::Search {
+                name: target.into(),
+            },
+        )
+        .encode(&mut b);
+        self.conns[i].templates[0] = b.to_vec();
+    }
+
     /// Queues a request on connection `i`, its latency counting from `from`. Written at the
-    /// next [`RawPool::flush`].
-    pub fn request(&mut self, i: usize, kind: Kind, target: &str, from: Instant) {
+    /// next [`RawPool::flush`]. Each kind is encoded once per connection and only its id is
+    /// patched, so the generator spends little per request.
+    pub fn request(&mut self, i: usize, kind: Kind, from: Instant) {
         let c = &mut self.conns[i];
         let id = c.next_id;
         c.next_id = c.next_id.wrapping_add(1).max(10);
-        let msg = match kind {
-            Kind::Search => Msg::Search {
-                name: target.into(),
-            },
-            Kind::List => Msg::ListOnline {
-                after: String::new(),
-                limit: 10,
-            },
-            Kind::Ping => Msg::Ping,
-        };
-        Frame::new(id, msg).encode(&mut c.out);
+        let slot = kind as usize;
+        if c.templates[slot].is_empty() {
+            let msg = match kind {
+                Kind::Search => Msg::Search {
+                    name: c.name.clone(),
+                },
+                Kind::List => Msg::ListOnline {
+                    after: String::new(),
+                    limit: 10,
+                },
+                Kind::Ping => Msg::Ping,
+            };
+            let mut b = BytesMut::new();
+            Frame::new(0, msg).encode(&mut b);
+            c.templates[slot] = b.to_vec();
+        }
+        let at = c.out.len();
+        c.out.extend_from_slice(&c.templates[slot]);
+        c.out[at + ID_AT..at + ID_AT + 4].copy_from_slice(&id.to_be_bytes());
         c.inflight.push_back((id, from));
+    }
+
+    /// Splits ready connection `i`'s raw bytes into replies by their length prefix and matches
+    /// each to its request by id (no decoding: the generator must stay cheap).
+    fn on_raw(&mut self, i: usize, answers: &mut Vec<Answer>) -> anyhow::Result<()> {
+        let c = &mut self.conns[i];
+        loop {
+            if c.raw.len() < ID_AT + 4 {
+                return Ok(());
+            }
+            let len = u32::from_be_bytes([c.raw[0], c.raw[1], c.raw[2], c.raw[3]]) as usize;
+            if !(ID_AT..=MAX_REPLY).contains(&len) {
+                bail!("{}: bad reply length {len}", c.name);
+            }
+            if c.raw.len() < 4 + len {
+                return Ok(());
+            }
+            let kind = c.raw[4];
+            let id = u32::from_be_bytes([c.raw[5], c.raw[6], c.raw[7], c.raw[8]]);
+            let _ = c.raw.split_to(4 + len);
+            if id == 0 {
+                continue; // a pushed event
+            }
+            if kind == self.error_kind {
+                self.request_errors += 1;
+            }
+            let pos = if c.inflight.front().map(|x| x.0) == Some(id) {
+                Some(0)
+            } else {
+                c.inflight.iter().position(|x| x.0 == id)
+            };
+            if let Some((_, from)) = pos.and_then(|p| c.inflight.remove(p)) {
+                answers.push(Answer { conn: i, from });
+            }
+        }
     }
 
     /// Writes every connection's queued requests (one `send` per connection).
@@ -212,13 +289,19 @@ impl RawPool {
                     let Some(&i) = self.index.get(&conn) else {
                         continue;
                     };
+                    let c = &mut self.conns[i];
+                    if c.state == St::Ready && c.dec.buffered() == 0 {
+                        c.raw.extend_from_slice(&bytes);
+                        self.on_raw(i, answers)?;
+                        continue;
+                    }
                     self.conns[i].dec.push(&bytes);
                     while let Some(f) = self.conns[i]
                         .dec
                         .next_frame()
                         .context("undecodable reply from the registry")?
                     {
-                        self.on_frame(i, f, now, answers)?;
+                        self.on_frame(i, f, answers)?;
                     }
                 }
                 NetEvent::Closed { conn, reason } => {
@@ -252,13 +335,7 @@ impl RawPool {
         }
     }
 
-    fn on_frame(
-        &mut self,
-        i: usize,
-        f: Frame,
-        now: Instant,
-        answers: &mut Vec<Answer>,
-    ) -> anyhow::Result<()> {
+    fn on_frame(&mut self, i: usize, f: Frame, answers: &mut Vec<Answer>) -> anyhow::Result<()> {
         let c = &mut self.conns[i];
         match (c.state, f.id, f.msg) {
             (_, 0, _) => {} // welcome and pushed events
@@ -299,18 +376,18 @@ impl RawPool {
             (_, id, msg @ Msg::Error { .. }) if id < 10 => {
                 bail!("{}: login failed: {msg:?}", c.name);
             }
-            (St::Ready, id, _) => {
+            (St::Ready, id, msg) => {
+                if matches!(msg, Msg::Error { .. }) {
+                    self.request_errors += 1;
+                }
                 let pos = if c.inflight.front().map(|x| x.0) == Some(id) {
                     Some(0)
                 } else {
                     c.inflight.iter().position(|x| x.0 == id)
                 };
-                if let Some(p) = pos {
-                    if let Some((_, from)) = c.inflight.remove(p) {
-                        answers.push(Answer { conn: i, from });
-                    }
+                if let Some((_, from)) = pos.and_then(|p| c.inflight.remove(p)) {
+                    answers.push(Answer { conn: i, from });
                 }
-                let _ = now;
             }
             _ => {}
         }

@@ -172,12 +172,14 @@ impl LoadArgs {
     }
 
     /// Descriptors this process needs: one registry connection per peer, plus for room
-    /// scenarios a listener per peer and both ends of about `degree` links per peer, plus a
-    /// few per reactor.
+    /// scenarios with links (room size > 1) a listener per peer and both ends of about
+    /// `degree` links per peer, plus a few per reactor.
     pub fn fds_needed(&self) -> u64 {
         let n = self.total_peers() as u64;
         let per_peer = match self.scenario {
-            ScenarioName::RoomFlood | ScenarioName::ReconnectStorm => 2 + self.degree as u64,
+            ScenarioName::RoomFlood | ScenarioName::ReconnectStorm if self.room_size > 1 => {
+                2 + self.degree as u64
+            }
             _ => 1,
         };
         n * per_peer + 16 * self.threads() as u64 + 64
@@ -393,7 +395,7 @@ pub fn watch_workers<T>(
     let mut watch: Option<Watch> = None;
     let mut last = Instant::now();
     while handles.iter().any(|h| !h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         let ready = phase.ready.load(Ordering::Relaxed);
         pb.set_position(ready.min(total_ready));
         if ready >= total_ready && phase.start.get().is_none() {
@@ -432,17 +434,17 @@ pub fn watch_workers<T>(
         }
     }
     pb.finish_and_clear();
-    let mut first_err = None;
+    let mut errors = Vec::new();
     let mut outs = Vec::new();
     for h in handles {
         match h.join() {
             Ok(Ok(t)) => outs.push(t),
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => first_err = first_err.or(Some(anyhow::anyhow!("a worker thread panicked"))),
+            Ok(Err(e)) => errors.push(format!("{e:#}")),
+            Err(_) => errors.push("a worker thread panicked".into()),
         }
     }
-    if let Some(e) = first_err {
-        return Err(e);
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
     }
     Ok((outs, watch))
 }

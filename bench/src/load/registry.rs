@@ -131,6 +131,7 @@ fn launch(
         .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
     let mut child = Command::new(&s.bin)
         .args(["--tcp", &tcp, "--udp", &udp, "--auth-rate", "1000000"])
+        .args(["--resume-rate", "1000000"])
         .arg("--pbkdf2-iterations")
         .arg(s.iterations.to_string())
         .arg("--max-clients")

@@ -69,6 +69,9 @@ struct Args {
     /// Password attempts (register + login) per source address per minute; burst is half.
     #[arg(long, default_value_t = 60)]
     auth_rate: u32,
+    /// Session resumes per source address per minute; burst is half (load tests lift it).
+    #[arg(long, default_value_t = 600)]
+    resume_rate: u32,
     /// Password hashing threads (default: one per core but one, at least one, so logins
     /// never take the core the event loop needs).
     #[arg(long)]
@@ -265,6 +268,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.idle_timeout = args.login_timeout;
     config.auth_rate_per_min = args.auth_rate;
     config.auth_burst = (args.auth_rate / 2).max(1);
+    config.resume_rate_per_min = args.resume_rate;
+    config.resume_burst = (args.resume_rate / 2).max(1);
     config.handshake_timeout = args.handshake_timeout;
     config.frame_timeout = args.frame_timeout;
     config.udp_port = udp_addr.port();

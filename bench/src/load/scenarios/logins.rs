@@ -191,6 +191,13 @@ impl Logins {
                 self.in_flight -= 1;
                 true
             }
+            (St::LoggingIn | St::Online, NodeEvent::Error { message })
+                if message.contains("already logged in") =>
+            {
+                // A login retried after an error whose first attempt went through after all:
+                // the LoggedIn event settles it.
+                true
+            }
             (St::Registering, NodeEvent::Error { message }) if message.contains("taken") => {
                 // An account left by an earlier run against the same registry: log in.
                 self.state[i] = St::LoggingIn;

@@ -23,6 +23,7 @@ struct Out {
     hist: Histogram<u64>,
     sent: u64,
     answered: u64,
+    errors: u64,
 }
 
 struct Plan {
@@ -67,6 +68,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         hist: new_hist(),
         sent: 0,
         answered: 0,
+        errors: 0,
     };
     let end = start + plan.duration;
     let closed = plan.pipeline > 0;
@@ -78,18 +80,17 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let sched = Schedule::new(start, plan.rate, total);
     let mut now = Instant::now();
     let mut op = 0u64;
-    let pick = |rng: &mut StdRng, op: u64| -> (Kind, usize) {
-        (
-            plan.mix[(op % plan.mix.len() as u64) as usize],
-            rng.random_range(0..n),
-        )
-    };
+    // Each connection searches for a random logged-in user of this thread.
+    for i in 0..n {
+        let t = rng.random_range(0..n);
+        let name = pool.name(t).to_string();
+        pool.set_search_target(i, &name);
+    }
+    let kind_of = |op: u64| plan.mix[(op % plan.mix.len() as u64) as usize];
     if closed {
         for i in 0..n {
             for _ in 0..plan.pipeline {
-                let (kind, t) = pick(&mut rng, op);
-                let name = pool.name(t).to_string();
-                pool.request(i, kind, &name, now);
+                pool.request(i, kind_of(op), now);
                 op += 1;
             }
         }
@@ -98,9 +99,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         if now < end && !closed {
             let due = sched.due(now);
             while op < due {
-                let (kind, t) = pick(&mut rng, op);
-                let name = pool.name(t).to_string();
-                pool.request((op % n as u64) as usize, kind, &name, sched.intended(op));
+                pool.request((op % n as u64) as usize, kind_of(op), sched.intended(op));
                 op += 1;
             }
         }
@@ -128,15 +127,14 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
                 counted += 1;
             }
             if closed && now < end {
-                let (kind, t) = pick(&mut rng, op);
-                let name = pool.name(t).to_string();
-                pool.request(a.conn, kind, &name, now);
+                pool.request(a.conn, kind_of(op), now);
                 op += 1;
             }
         }
         phase.ops.fetch_add(counted, Ordering::Relaxed);
     }
     out.sent = op;
+    out.errors = pool.request_errors;
     phase.finish_and_wait();
     Ok(out)
 }
@@ -225,6 +223,13 @@ pub fn run(
     report.figure("requests_answered", answered as f64);
     report.figure("throughput_per_s", answered as f64 / secs);
     report.figure("connections", args.connections as f64);
+    let errors: u64 = outs.iter().map(|o| o.errors).sum();
+    report.figure("request_errors", errors as f64);
+    if errors > 0 {
+        report
+            .problems
+            .push(format!("{errors} requests answered with an error"));
+    }
     report.series = vec![s];
     if let Some(w) = watch {
         w.finish(report, answered, args.connections as u64);

@@ -392,11 +392,14 @@ pub fn run(
     }
     let total = (args.rooms * args.room_size) as u64;
     let pid = reg.pid;
+    let mut down = Duration::ZERO;
     let mut on_start = || -> anyhow::Result<Option<u32>> {
         if storm {
-            let _ = phase.mark.set(Instant::now());
+            let t = Instant::now();
+            let _ = phase.mark.set(t);
             reg.kill()?;
             reg.restart()?;
+            down = t.elapsed();
             return Ok(reg.pid);
         }
         Ok(None)
@@ -440,6 +443,8 @@ pub fn run(
         report.figure("rejoined", rejoined as f64);
         report.figure("all_resumed_s", resume.hist.max() as f64 / 1e9);
         report.figure("all_rejoined_s", rejoin.hist.max() as f64 / 1e9);
+        // From the kill until the restarted registry printed its listening line.
+        report.figure("registry_down_s", down.as_secs_f64());
         if rejoined < peers {
             report.problems.push(format!("only {resumed} resumed and {rejoined} back in their rooms of {peers} within {STORM_LIMIT:?}"));
         }

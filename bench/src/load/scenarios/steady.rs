@@ -97,10 +97,12 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         if now > login_deadline {
             phase.stop.store(true, Ordering::Relaxed);
             bail!(
-                "only {} of {n} peers of one thread logged in within {:?} ({} errors)",
+                "only {} of {n} peers of one thread logged in within {:?} ({} errors, for example {:?}; {} connections open)",
                 logins.online,
                 login_deadline - t0,
-                logins.errors
+                logins.errors,
+                logins.error_samples,
+                pool.connection_count()
             );
         }
     };
