@@ -4,6 +4,7 @@
 //! synchronously) and the real PBKDF2 function; only the clock and the sockets are virtual.
 //! Time is `t0 + offset` throughout; nothing sleeps.
 
+mod model;
 mod rooms;
 mod scenarios;
 
