@@ -12,8 +12,11 @@ pub mod peer_command;
 pub mod peer_room;
 pub mod registry_session;
 
+/// A target body.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the corpus directory) and its body.
-pub const ALL: &[(&str, fn(&[u8]))] = &[
+pub const ALL: &[(&str, Body)] = &[
     ("frame_decode", frame_decode::run),
     ("framing_chunks", framing_chunks::run),
     ("heartbeat_datagram", heartbeat_datagram::run),

@@ -388,13 +388,11 @@ impl Harness {
                 });
             }
             Msg::Welcome { .. } => self.peers[i].link = Some(link),
-            Msg::RoomLink { room } => {
-                if self.peers[i].willing {
-                    self.echo(Input::Received {
-                        link,
-                        bytes: Frame::event(Msg::RoomLink { room }).to_bytes(),
-                    });
-                }
+            Msg::RoomLink { room } if self.peers[i].willing => {
+                self.echo(Input::Received {
+                    link,
+                    bytes: Frame::event(Msg::RoomLink { room }).to_bytes(),
+                });
             }
             Msg::RoomMessage {
                 room,
@@ -584,7 +582,7 @@ impl Harness {
     fn settle(&mut self) {
         for _ in 0..64 {
             self.input(Input::Timeout);
-            if self.node.poll_timeout().map_or(true, |t| t > self.now) {
+            if self.node.poll_timeout().is_none_or(|t| t > self.now) {
                 return;
             }
         }

@@ -421,7 +421,7 @@ impl Harness {
     fn settle(&mut self) {
         for _ in 0..64 {
             self.input(Input::Timeout);
-            if self.reg.poll_timeout().map_or(true, |t| t > self.now) {
+            if self.reg.poll_timeout().is_none_or(|t| t > self.now) {
                 return;
             }
         }

@@ -5,6 +5,7 @@
 //! Time is `t0 + offset` throughout; nothing sleeps.
 
 mod abuse;
+mod model;
 mod rooms;
 mod scenarios;
 
