@@ -450,13 +450,43 @@ impl Node {
     /// hello; a rename claims no more than that did.)
     fn partner_renamed(&mut self, old: &str, new: &str) {
         let new = new.trim();
+        if old == new {
+            // The registry's `renamed` event got here first and refiled everything.
+            return;
+        }
         let taken = self.chats.contains_key(new) || self.registry.name() == Some(new);
         if !p2pchat_protocol::names::is_valid_name(new) || taken || !self.links.rename(old, new) {
             warn!("ignoring {old}'s rename to {new:?}");
             return;
         }
-        if let Some(chat) = self.chats.remove(old) {
-            self.chats.insert(new.to_string(), chat);
+        self.refile_peer(old, new);
+    }
+
+    /// The registry says `old` is now `new` (a `renamed` room event): the link to that peer,
+    /// a chat with it, its focus and a mute follow the new name, so the room overlay and the
+    /// chat go on over the link already there. (Without this the link stayed filed under the
+    /// old name and the overlay could not re-link: the peer's dial to the new name was closed
+    /// as a duplicate of that very link.)
+    pub(crate) fn peer_renamed(&mut self, old: &str, new: &str) {
+        if old == new || self.registry.name() == Some(new) {
+            return;
+        }
+        if !self.links.is_ready(new) {
+            self.links.rename(old, new);
+        }
+        self.refile_peer(old, new);
+    }
+
+    /// Files what we keep under a peer's name (chat, mute, focus) under its new name, and
+    /// says so.
+    fn refile_peer(&mut self, old: &str, new: &str) {
+        if !self.chats.contains_key(new) {
+            if let Some(chat) = self.chats.remove(old) {
+                self.chats.insert(new.to_string(), chat);
+            }
+            if let Some(at) = self.request_deadlines.remove(old) {
+                self.request_deadlines.insert(new.to_string(), at);
+            }
         }
         if self.muted.remove(old) {
             self.muted.insert(new.to_string());

@@ -68,6 +68,22 @@ pub(crate) struct Room {
 }
 
 impl Room {
+    /// A member renamed: it keeps its address, its place among the neighbours and any retry
+    /// delay, under the new name.
+    fn rename_member(&mut self, old: &str, new: &str) {
+        if let Some(addr) = self.online.remove(old) {
+            self.online.insert(new.to_string(), addr);
+        }
+        for set in [&mut self.neighbors, &mut self.pending, &mut self.initiated] {
+            if set.remove(old) {
+                set.insert(new.to_string());
+            }
+        }
+        if let Some(at) = self.retry.remove(old) {
+            self.retry.insert(new.to_string(), at);
+        }
+    }
+
     fn new(peers: Vec<PeerInfo>) -> Room {
         Room {
             online: peers.into_iter().map(|p| (p.name, p.addr)).collect(),
@@ -337,17 +353,12 @@ impl Node {
             }
             RoomEvent::Renamed { old, new } => {
                 if me.as_deref() != Some(new.as_str()) {
-                    self.announce_rename(&old, &new);
+                    // Refiles the link (and a chat) under the new name first, so the member
+                    // keeps its place in the overlay over the same link.
+                    self.peer_renamed(&old, &new);
                 }
-                let addr = self
-                    .rooms
-                    .rooms
-                    .get(&room)
-                    .and_then(|r| r.online.get(&old).copied());
-                self.set_online(&room, &old, None);
-                self.drop_neighbor(now, &room, &old, true);
-                if let Some(addr) = addr {
-                    self.set_online(&room, &new, Some(addr));
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.rename_member(&old, &new);
                 }
             }
         }

@@ -508,6 +508,10 @@ fn a_rename_reaches_chat_partners_and_rooms() {
     alice.expect("Message from carol: still here?");
     alice.send("yes, under my new name");
     carol.expect("Message from alicia: yes, under my new name");
+    alice.send("/say lab hello lab");
+    bob.expect("Message from alicia at lab: hello lab");
+    bob.send("/say lab hello alicia");
+    alice.expect("Message from bob at lab: hello alicia");
     carol.send("/end alicia");
     alice.expect("Chat with carol ended");
 }
@@ -516,12 +520,17 @@ fn a_rename_reaches_chat_partners_and_rooms() {
 fn registry_requests_time_out_and_a_lost_session_says_log_in_again() {
     let mut reg = Registry::start();
     let mut alice = reg.user("alice", &["--registry-timeout", "1s"]);
-    reg.kill9();
-    alice.expect("Disconnected from registry");
+    // A registry that is there but does not answer: stopped, its sockets still open.
+    let pid = libc::pid_t::try_from(reg.proc.child.id()).unwrap();
+    // SAFETY: a plain signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     alice.send("/users");
     alice.expect("error: the registry did not answer");
 
-    // The registry comes back without its database: the session cannot be resumed.
+    // The registry comes back without its database: the session cannot be resumed. (Killed
+    // and restarted at once: its ports are free in between, and another process could take
+    // them.)
+    reg.kill9();
     for entry in std::fs::read_dir(reg.dir.path()).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
