@@ -22,7 +22,7 @@ use log::{debug, info};
 use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent};
 
 use crate::io::NodeEvent;
-use crate::node::Node;
+use crate::node::{Node, Target};
 use dedup::{Dedup, MAX_ORIGINS};
 
 /// Hops a room message may travel. Overlays with the default degree have a diameter far
@@ -564,7 +564,7 @@ impl Node {
             .get_mut(&room)
             .and_then(|r| r.announce.take());
         if announce.is_some() {
-            self.event(NodeEvent::RoomJoined { room });
+            self.announce_joined(room);
         }
     }
 
@@ -629,6 +629,16 @@ impl Node {
         }
     }
 
+    /// `Joined room ROOM`, shown once the overlay has taken us in. The room shown last gets the
+    /// focus (after a login that puts us back in several rooms, plain lines go to the last one
+    /// announced), unless the user has a chat in focus meanwhile.
+    fn announce_joined(&mut self, room: String) {
+        if !matches!(self.focus, Some(Target::User(_))) {
+            self.set_focus_room(&room);
+        }
+        self.event(NodeEvent::RoomJoined { room });
+    }
+
     /// Shows overdue "Joined room" notices and lets retry holds lapse.
     pub(crate) fn room_timeouts(&mut self, now: Instant) {
         let mut due = Vec::new();
@@ -646,7 +656,7 @@ impl Node {
         }
         for room in due {
             info!("no neighbour confirmed in {room} yet");
-            self.event(NodeEvent::RoomJoined { room });
+            self.announce_joined(room);
         }
         for room in refresh {
             self.refresh_room(now, &room);

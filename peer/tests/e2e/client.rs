@@ -670,3 +670,30 @@ fn interactive_editing_timestamps_completion_ctrl_c_and_history() {
     );
     assert!(!history.contains("half typed"), "{history}");
 }
+
+#[test]
+fn after_a_login_plain_lines_go_to_the_last_room_shown() {
+    let reg = Registry::start();
+    let mut bob = reg.user("bob", &[]);
+    let mut alice = reg.user("alice", &[]);
+    for room in ["aa", "bb"] {
+        alice.send(&format!("/create {room}"));
+        alice.expect(&format!("Created room {room}"));
+        bob.send(&format!("/join {room}"));
+        bob.expect(&format!("Joined room {room}"));
+    }
+    alice.send("/quit");
+    assert!(alice.wait_exit(WAIT).success());
+
+    let mut alice = reg.peer("alice", &[]);
+    alice.send(&format!("/login alice {PASSWORD}"));
+    alice.expect("Logged in as alice");
+    let first = alice.expect_prefix("Joined room ");
+    let last = alice.expect_prefix("Joined room ");
+    assert_ne!(first, last);
+    let room = &last["Joined room ".len()..];
+    alice.send("where does this go?");
+    bob.expect(&format!(
+        "Message from alice at {room}: where does this go?"
+    ));
+}
