@@ -154,6 +154,18 @@ impl Pty {
         }
     }
 
+    /// Waits for `needle`, then returns the whole raw line it is on (without the line end).
+    fn line_with(&mut self, needle: &str) -> Vec<u8> {
+        self.expect(needle);
+        let start = self.out[..self.pos]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let mut line = self.out[start..self.pos].to_vec();
+        line.extend(self.line_after(""));
+        line
+    }
+
     /// Appends the next chunk of output; panics with what was seen at `deadline`.
     fn more(&mut self, deadline: Instant, what: &str) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -178,6 +190,9 @@ impl Drop for Pty {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -470,6 +485,22 @@ fn prompt_shows_the_focus_and_falls_back() {
     alice.expect("[lab]> ");
     bob.send("/join lab");
     bob.expect("Joined room lab");
+
+    // A room message that mentions alice is highlighted and rings; others do not.
+    bob.send("/say lab no mention here");
+    let plain = alice.line_with("no mention here");
+    bob.send("/say lab hey Alice, look");
+    let mention = alice.line_with("hey Alice, look");
+    assert!(
+        find(&mention, b"\x1b[7m").is_some() && mention.ends_with(b"\x07"),
+        "highlighted and ringing: {:?}",
+        String::from_utf8_lossy(&mention)
+    );
+    assert!(
+        find(&plain, b"\x1b[7m").is_none() && !plain.contains(&b'\x07'),
+        "{:?}",
+        String::from_utf8_lossy(&plain)
+    );
 
     bob.send("/chat alice");
     alice.expect("Chat request from bob");
