@@ -390,7 +390,8 @@ fn run(args: Args) -> Result<()> {
     let prompt = Arc::new(PromptSync::default());
     prompt.update("> ", None);
     let mut ui = if interactive {
-        let mut rl = term::editor(Arc::clone(&names)).context("cannot start the line editor")?;
+        let mut rl = term::editor(Arc::clone(&names), Arc::clone(&prompt))
+            .context("cannot start the line editor")?;
         let printer = rl
             .create_external_printer()
             .context("cannot start the line editor")?;

@@ -513,6 +513,8 @@ fn prompt_shows_the_focus_and_falls_back() {
     bob.send("/end alice");
     alice.expect("Chat with bob ended");
     alice.expect("Now talking to lab");
+    // Redrawn at once under the notice, in the width of the line's first prompt.
+    alice.expect("[lab]>  ");
     alice.type_line("back in the room");
     bob.expect("Message from alice at lab: back in the room");
     alice.expect("[lab]> ");
