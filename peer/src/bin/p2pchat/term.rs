@@ -212,23 +212,6 @@ fn history_path() -> Option<PathBuf> {
     Some(base.join("p2pchat").join("history"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::fit_prompt;
-
-    #[test]
-    fn a_changed_prompt_keeps_the_width() {
-        assert_eq!(fit_prompt("[lab]> ", 7), "[lab]> ");
-        assert_eq!(fit_prompt("> ", 7), ">      ");
-        assert_eq!(fit_prompt("[@carol]> ", 7), "[@c~]> ");
-        assert_eq!(fit_prompt("[@carol]> ", 2), "> ");
-        assert_eq!(fit_prompt("[lab]> ", 2), "> ");
-        for width in 2..20 {
-            assert_eq!(fit_prompt("[@somebody]> ", width).len(), width);
-        }
-    }
-}
-
 /// Whether a typed line may carry a password: never kept in the history.
 fn is_secret(line: &str) -> bool {
     let word = line.split_whitespace().next().unwrap_or("");
@@ -442,4 +425,21 @@ fn read_password(rl: &mut LineEditor) -> rustyline::Result<String> {
         h.on = false;
     }
     read
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_prompt;
+
+    #[test]
+    fn a_changed_prompt_keeps_the_width() {
+        assert_eq!(fit_prompt("[lab]> ", 7), "[lab]> ");
+        assert_eq!(fit_prompt("> ", 7), ">      ");
+        assert_eq!(fit_prompt("[@carol]> ", 7), "[@c~]> ");
+        assert_eq!(fit_prompt("[@carol]> ", 2), "> ");
+        assert_eq!(fit_prompt("[lab]> ", 2), "> ");
+        for width in 2..20 {
+            assert_eq!(fit_prompt("[@somebody]> ", width).len(), width);
+        }
+    }
 }
