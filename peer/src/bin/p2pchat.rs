@@ -80,6 +80,20 @@ fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .target(env_logger::Target::Stderr)
+        // Log messages quote the network too (a peer's error text, a bad name): cleaned like
+        // everything else that reaches the terminal. Otherwise env_logger's usual layout.
+        .format(|buf, record| {
+            use std::io::Write as _;
+            let message = record.args().to_string();
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                render::clean(&message)
+            )
+        })
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
