@@ -157,6 +157,12 @@ impl Node {
                 if self.registry.name() == Some(n.as_str()) {
                     return self.error("you cannot mute yourself");
                 }
+                let known = self.chats.contains_key(n) || self.muted.contains(n);
+                if on && !known && self.registry.name().is_some() {
+                    // Ask the registry whether there is such a user (and its exact name).
+                    let msg = Msg::Search { name: n.clone() };
+                    return self.request(Request::MuteSearch { name: n.clone() }, msg);
+                }
                 n.clone()
             }
         };
@@ -172,6 +178,17 @@ impl Node {
             NodeEvent::Unmuted { target: key }
         };
         self.event(event);
+    }
+
+    /// Mutes the user `name` (checked to exist).
+    pub(crate) fn mute_user(&mut self, name: String) {
+        if self.registry.name() == Some(name.as_str()) {
+            return self.error("you cannot mute yourself");
+        }
+        if !self.muted.insert(name.clone()) {
+            return self.error(format!("{name} is already muted"));
+        }
+        self.event(NodeEvent::Muted { target: name });
     }
 
     /// `/away [MESSAGE]`

@@ -50,6 +50,10 @@ pub(crate) enum Request {
         name: String,
         for_chat: bool,
     },
+    /// `/mute NAME` of a user we know nothing of: is there such a user?
+    MuteSearch {
+        name: String,
+    },
     ListOnline {
         names: Vec<String>,
     },
@@ -84,6 +88,11 @@ pub(crate) enum Outcome {
     ChatSearch {
         query: String,
         result: Result<(String, Presence), String>,
+    },
+    /// The search behind `/mute query`: the user's canonical name, `None` if there is none.
+    MuteChecked {
+        query: String,
+        found: Option<String>,
     },
     /// `/create` succeeded.
     RoomCreated { room: String },
@@ -559,6 +568,10 @@ impl RegistryLink {
                 Msg::SearchResult { name, presence },
             ) => {
                 event(out, search_event(name, presence));
+            }
+            (Request::MuteSearch { name: query }, Msg::SearchResult { name, presence }) => {
+                let found = (presence != Presence::NotFound).then_some(name);
+                outcomes.push(Outcome::MuteChecked { query, found });
             }
             (Request::Search { name: query, .. }, Msg::SearchResult { name, presence }) => {
                 outcomes.push(Outcome::ChatSearch {

@@ -513,8 +513,9 @@ fn prompt_shows_the_focus_and_falls_back() {
     bob.send("/end alice");
     alice.expect("Chat with bob ended");
     alice.expect("Now talking to lab");
-    // Redrawn at once under the notice, in the width of the line's first prompt.
-    alice.expect("[lab]>  ");
+    // Redrawn at once under the notice (padded to the width of the line's first prompt when
+    // that line was already being edited).
+    alice.expect("[lab]> ");
     alice.type_line("back in the room");
     bob.expect("Message from alice at lab: back in the room");
     alice.expect("[lab]> ");
@@ -610,6 +611,10 @@ fn loose_commands_get_clear_answers() {
     alice.expect("Unmuted bob");
     alice.send("/unmute bob");
     alice.expect("error: bob is not muted");
+    alice.send("/mute nobody");
+    alice.expect("error: nobody not found");
+    alice.send("/mute BOB");
+    alice.expect("Muted bob");
 
     // A user named like a room: #lab is the room.
     let mut lab = reg.user("lab", &[]);
