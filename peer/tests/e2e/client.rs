@@ -679,6 +679,10 @@ fn interactive_editing_timestamps_completion_ctrl_c_and_history() {
     alice.input.write_all(b"/windo\t").unwrap();
     alice.type_line("");
     alice.expect("Current: lab");
+    // ... and room names.
+    alice.input.write_all(b"/focus la\t").unwrap();
+    alice.type_line("");
+    alice.expect("Now talking to lab");
     alice.type_line("/nosuchthing");
     alice.expect("unknown command /nosuchthing");
     // Ctrl-C on an empty line quits, logging out (once the editor is reading again: between
