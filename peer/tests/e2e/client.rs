@@ -519,6 +519,12 @@ fn prompt_shows_the_focus_and_falls_back() {
     alice.type_line("back in the room");
     bob.expect("Message from alice at lab: back in the room");
     alice.expect("[lab]> ");
+
+    // Ctrl-D on an empty line quits: logged out, bob sees alice go.
+    alice.input.write_all(b"\x04").unwrap();
+    alice.expect("Logged out");
+    bob.send("/search alice");
+    bob.expect("alice is offline");
 }
 
 #[test]
