@@ -157,6 +157,12 @@ impl Node {
                 if self.registry.name() == Some(n.as_str()) {
                     return self.error("you cannot mute yourself");
                 }
+                let known = self.chats.contains_key(n) || self.muted.contains(n);
+                if on && !known && self.registry.name().is_some() {
+                    // Ask the registry whether there is such a user (and its exact name).
+                    let msg = Msg::Search { name: n.clone() };
+                    return self.request(Request::MuteSearch { name: n.clone() }, msg);
+                }
                 n.clone()
             }
         };
@@ -172,6 +178,17 @@ impl Node {
             NodeEvent::Unmuted { target: key }
         };
         self.event(event);
+    }
+
+    /// Mutes the user `name` (checked to exist).
+    pub(crate) fn mute_user(&mut self, name: String) {
+        if self.registry.name() == Some(name.as_str()) {
+            return self.error("you cannot mute yourself");
+        }
+        if !self.muted.insert(name.clone()) {
+            return self.error(format!("{name} is already muted"));
+        }
+        self.event(NodeEvent::Muted { target: name });
     }
 
     /// `/away [MESSAGE]`
@@ -450,13 +467,43 @@ impl Node {
     /// hello; a rename claims no more than that did.)
     fn partner_renamed(&mut self, old: &str, new: &str) {
         let new = new.trim();
+        if old == new {
+            // The registry's `renamed` event got here first and refiled everything.
+            return;
+        }
         let taken = self.chats.contains_key(new) || self.registry.name() == Some(new);
         if !p2pchat_protocol::names::is_valid_name(new) || taken || !self.links.rename(old, new) {
             warn!("ignoring {old}'s rename to {new:?}");
             return;
         }
-        if let Some(chat) = self.chats.remove(old) {
-            self.chats.insert(new.to_string(), chat);
+        self.refile_peer(old, new);
+    }
+
+    /// The registry says `old` is now `new` (a `renamed` room event): the link to that peer,
+    /// a chat with it, its focus and a mute follow the new name, so the room overlay and the
+    /// chat go on over the link already there. (Without this the link stayed filed under the
+    /// old name and the overlay could not re-link: the peer's dial to the new name was closed
+    /// as a duplicate of that very link.)
+    pub(crate) fn peer_renamed(&mut self, old: &str, new: &str) {
+        if old == new || self.registry.name() == Some(new) {
+            return;
+        }
+        if !self.links.is_ready(new) {
+            self.links.rename(old, new);
+        }
+        self.refile_peer(old, new);
+    }
+
+    /// Files what we keep under a peer's name (chat, mute, focus) under its new name, and
+    /// says so.
+    fn refile_peer(&mut self, old: &str, new: &str) {
+        if !self.chats.contains_key(new) {
+            if let Some(chat) = self.chats.remove(old) {
+                self.chats.insert(new.to_string(), chat);
+            }
+            if let Some(at) = self.request_deadlines.remove(old) {
+                self.request_deadlines.insert(new.to_string(), at);
+            }
         }
         if self.muted.remove(old) {
             self.muted.insert(new.to_string());

@@ -348,6 +348,10 @@ impl Node {
     fn handle_outcome(&mut self, now: Instant, outcome: Outcome) {
         match outcome {
             Outcome::ChatSearch { query, result } => self.handle_chat_search(now, query, result),
+            Outcome::MuteChecked { query, found } => match found {
+                Some(name) => self.mute_user(name),
+                None => self.error(format!("{query} not found")),
+            },
             Outcome::RoomCreated { room } => self.room_created(room),
             Outcome::RoomJoined { room, peers, reply } => self.room_joined(now, room, peers, reply),
             Outcome::RoomLeft { room } => self.room_left(now, room),

@@ -26,6 +26,9 @@ use crate::heartbeat::Heartbeats;
 use crate::io::{CloseReason, Config, LinkId, NodeEvent, Output};
 use crate::link::{send, FrameReader};
 
+/// Giving up on requests the registry does not answer.
+mod abandon;
+
 /// Largest page asked for with `ListOnline`.
 const PAGE: u16 = 1000;
 
@@ -46,6 +49,10 @@ pub(crate) enum Request {
     Search {
         name: String,
         for_chat: bool,
+    },
+    /// `/mute NAME` of a user we know nothing of: is there such a user?
+    MuteSearch {
+        name: String,
     },
     ListOnline {
         names: Vec<String>,
@@ -81,6 +88,11 @@ pub(crate) enum Outcome {
     ChatSearch {
         query: String,
         result: Result<(String, Presence), String>,
+    },
+    /// The search behind `/mute query`: the user's canonical name, `None` if there is none.
+    MuteChecked {
+        query: String,
+        found: Option<String>,
     },
     /// `/create` succeeded.
     RoomCreated { room: String },
@@ -175,54 +187,6 @@ impl RegistryLink {
             reported_unreachable: false,
             answered: 0,
             promotions: Vec::new(),
-        }
-    }
-
-    /// Replies handled so far (grows whenever the registry answers anything).
-    pub(crate) fn answered(&self) -> u64 {
-        self.answered
-    }
-
-    /// Gives up on every user request sent or queued (the registry did not answer in time):
-    /// each is told `the registry did not answer`, once, and a late reply is ignored. Pings and
-    /// a resume stay: the link's own deadlines look after them.
-    pub(crate) fn abandon_requests(
-        &mut self,
-        out: &mut VecDeque<Output>,
-        outcomes: &mut Vec<Outcome>,
-    ) {
-        const MESSAGE: &str = "the registry did not answer";
-        let pending = std::mem::take(&mut self.pending);
-        let mut told = false;
-        let user = pending
-            .into_iter()
-            .filter_map(|(id, req)| match req {
-                Request::Ping | Request::Resume => {
-                    self.pending.insert(id, req);
-                    None
-                }
-                req => Some(req),
-            })
-            .collect::<Vec<_>>();
-        let queued = std::mem::take(&mut self.queued);
-        for req in user
-            .into_iter()
-            .chain(queued.into_iter().map(|(req, _)| req))
-        {
-            match req {
-                Request::Search {
-                    name,
-                    for_chat: true,
-                } => outcomes.push(Outcome::ChatSearch {
-                    query: name,
-                    result: Err(MESSAGE.into()),
-                }),
-                _ if !told => {
-                    told = true;
-                    event(out, NodeEvent::error(MESSAGE));
-                }
-                _ => {}
-            }
         }
     }
 
@@ -604,6 +568,10 @@ impl RegistryLink {
                 Msg::SearchResult { name, presence },
             ) => {
                 event(out, search_event(name, presence));
+            }
+            (Request::MuteSearch { name: query }, Msg::SearchResult { name, presence }) => {
+                let found = (presence != Presence::NotFound).then_some(name);
+                outcomes.push(Outcome::MuteChecked { query, found });
             }
             (Request::Search { name: query, .. }, Msg::SearchResult { name, presence }) => {
                 outcomes.push(Outcome::ChatSearch {

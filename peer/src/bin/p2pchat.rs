@@ -80,6 +80,20 @@ fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .target(env_logger::Target::Stderr)
+        // Log messages quote the network too (a peer's error text, a bad name): cleaned like
+        // everything else that reaches the terminal. Otherwise env_logger's usual layout.
+        .format(|buf, record| {
+            use std::io::Write as _;
+            let message = record.args().to_string();
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                render::clean(&message)
+            )
+        })
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +170,8 @@ struct Ui {
     me: Option<String>,
     /// User and room names seen, for Tab completion.
     names: Arc<Mutex<BTreeSet<String>>>,
+    /// Where the line editor reads its prompt.
+    prompt: Arc<PromptSync>,
 }
 
 /// Whether `text` mentions `name` as a word (any case).
@@ -182,7 +198,19 @@ fn clock() -> String {
     }
 }
 
+/// The prompt for where plain lines go.
+fn prompt_for(node: &Node) -> String {
+    node.target()
+        .map_or_else(|| "> ".to_string(), |t| format!("[{}]> ", t.label()))
+}
+
 impl Ui {
+    /// Publishes the node's current prompt, before the events of an input are printed: the
+    /// editor redraws its prompt after each printed line and must see the new focus then.
+    fn publish_prompt(&self, node: &Node) {
+        self.prompt.update(&prompt_for(node), None);
+    }
+
     /// Remembers names for completion and who we are.
     fn learn(&mut self, event: &NodeEvent) {
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
@@ -267,9 +295,11 @@ impl Net {
     /// causes (a connect that fails at once). Returns true once the node said `Exit`.
     fn feed(&mut self, node: &mut Node, ui: &mut Ui, now: Instant, input: Input) -> bool {
         node.handle_input(now, input);
+        ui.publish_prompt(node);
         let mut exit = self.drain(node, ui);
         while let Some(input) = self.feedback.pop() {
             node.handle_input(now, input);
+            ui.publish_prompt(node);
             exit |= self.drain(node, ui);
         }
         exit
@@ -390,7 +420,8 @@ fn run(args: Args) -> Result<()> {
     let prompt = Arc::new(PromptSync::default());
     prompt.update("> ", None);
     let mut ui = if interactive {
-        let mut rl = term::editor(Arc::clone(&names)).context("cannot start the line editor")?;
+        let mut rl = term::editor(Arc::clone(&names), Arc::clone(&prompt))
+            .context("cannot start the line editor")?;
         let printer = rl
             .create_external_printer()
             .context("cannot start the line editor")?;
@@ -413,6 +444,7 @@ fn run(args: Args) -> Result<()> {
             timestamps: !args.no_timestamps && !args.json,
             me: None,
             names,
+            prompt: Arc::clone(&prompt),
         }
     } else {
         term::spawn_line_reader(tx, waker);
@@ -424,6 +456,7 @@ fn run(args: Args) -> Result<()> {
             timestamps: false,
             me: None,
             names,
+            prompt: Arc::clone(&prompt),
         }
     };
 
@@ -526,11 +559,8 @@ fn run(args: Args) -> Result<()> {
         if !done {
             done = net.feed(&mut node, &mut ui, now, Input::Timeout);
         }
-        let shown = node
-            .target()
-            .map_or_else(|| "> ".to_string(), |t| format!("[{}]> ", t.label()));
         let settled = (!node.is_waiting_for_registry()).then_some(lines_done);
-        prompt.update(&shown, settled);
+        prompt.update(&prompt_for(&node), settled);
     }
     Ok(())
 }

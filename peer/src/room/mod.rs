@@ -22,7 +22,7 @@ use log::{debug, info};
 use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent};
 
 use crate::io::NodeEvent;
-use crate::node::Node;
+use crate::node::{Node, Target};
 use dedup::{Dedup, MAX_ORIGINS};
 use overlay::Members;
 
@@ -69,6 +69,22 @@ pub(crate) struct Room {
 }
 
 impl Room {
+    /// A member renamed: it keeps its address, its place among the neighbours and any retry
+    /// delay, under the new name.
+    fn rename_member(&mut self, old: &str, new: &str) {
+        if let Some(addr) = self.online.remove(old) {
+            self.online.insert(new.to_string(), addr);
+        }
+        for set in [&mut self.neighbors, &mut self.pending, &mut self.initiated] {
+            if set.remove(old) {
+                set.insert(new.to_string());
+            }
+        }
+        if let Some(at) = self.retry.remove(old) {
+            self.retry.insert(new.to_string(), at);
+        }
+    }
+
     fn new(peers: Vec<PeerInfo>) -> Room {
         Room {
             online: peers.into_iter().map(|p| (p.name, p.addr)).collect(),
@@ -390,17 +406,12 @@ impl Node {
             }
             RoomEvent::Renamed { old, new } => {
                 if me.as_deref() != Some(new.as_str()) {
-                    self.announce_rename(&old, &new);
+                    // Refiles the link (and a chat) under the new name first, so the member
+                    // keeps its place in the overlay over the same link.
+                    self.peer_renamed(&old, &new);
                 }
-                let addr = self
-                    .rooms
-                    .rooms
-                    .get(&room)
-                    .and_then(|r| r.online.addr(&old));
-                self.set_online(&room, &old, None);
-                self.drop_neighbor(now, &room, &old, true);
-                if let Some(addr) = addr {
-                    self.set_online(&room, &new, Some(addr));
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.rename_member(&old, &new);
                 }
             }
         }
@@ -605,7 +616,7 @@ impl Node {
             .get_mut(&room)
             .and_then(|r| r.announce.take());
         if announce.is_some() {
-            self.event(NodeEvent::RoomJoined { room });
+            self.announce_joined(room);
         }
     }
 
@@ -678,6 +689,16 @@ impl Node {
         }
     }
 
+    /// `Joined room ROOM`, shown once the overlay has taken us in. The room shown last gets the
+    /// focus (after a login that puts us back in several rooms, plain lines go to the last one
+    /// announced), unless the user has a chat in focus meanwhile.
+    fn announce_joined(&mut self, room: String) {
+        if !matches!(self.focus, Some(Target::User(_))) {
+            self.set_focus_room(&room);
+        }
+        self.event(NodeEvent::RoomJoined { room });
+    }
+
     /// Shows overdue "Joined room" notices and lets retry holds lapse.
     pub(crate) fn room_timeouts(&mut self, now: Instant) {
         let mut due = Vec::new();
@@ -695,7 +716,7 @@ impl Node {
         }
         for room in due {
             info!("no neighbour confirmed in {room} yet");
-            self.event(NodeEvent::RoomJoined { room });
+            self.announce_joined(room);
         }
         for room in refresh {
             self.refresh_room(now, &room);

@@ -154,6 +154,18 @@ impl Pty {
         }
     }
 
+    /// Waits for `needle`, then returns the whole raw line it is on (without the line end).
+    fn line_with(&mut self, needle: &str) -> Vec<u8> {
+        self.expect(needle);
+        let start = self.out[..self.pos]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let mut line = self.out[start..self.pos].to_vec();
+        line.extend(self.line_after(""));
+        line
+    }
+
     /// Appends the next chunk of output; panics with what was seen at `deadline`.
     fn more(&mut self, deadline: Instant, what: &str) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -178,6 +190,9 @@ impl Drop for Pty {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -471,6 +486,22 @@ fn prompt_shows_the_focus_and_falls_back() {
     bob.send("/join lab");
     bob.expect("Joined room lab");
 
+    // A room message that mentions alice is highlighted and rings; others do not.
+    bob.send("/say lab no mention here");
+    let plain = alice.line_with("no mention here");
+    bob.send("/say lab hey Alice, look");
+    let mention = alice.line_with("hey Alice, look");
+    assert!(
+        find(&mention, b"\x1b[7m").is_some() && mention.ends_with(b"\x07"),
+        "highlighted and ringing: {:?}",
+        String::from_utf8_lossy(&mention)
+    );
+    assert!(
+        find(&plain, b"\x1b[7m").is_none() && !plain.contains(&b'\x07'),
+        "{:?}",
+        String::from_utf8_lossy(&plain)
+    );
+
     bob.send("/chat alice");
     alice.expect("Chat request from bob");
     alice.type_line("/accept bob");
@@ -482,9 +513,18 @@ fn prompt_shows_the_focus_and_falls_back() {
     bob.send("/end alice");
     alice.expect("Chat with bob ended");
     alice.expect("Now talking to lab");
+    // Redrawn at once under the notice (padded to the width of the line's first prompt when
+    // that line was already being edited).
+    alice.expect("[lab]> ");
     alice.type_line("back in the room");
     bob.expect("Message from alice at lab: back in the room");
     alice.expect("[lab]> ");
+
+    // Ctrl-D on an empty line quits: logged out, bob sees alice go.
+    alice.input.write_all(b"\x04").unwrap();
+    alice.expect("Logged out");
+    bob.send("/search alice");
+    bob.expect("alice is offline");
 }
 
 #[test]
@@ -508,6 +548,10 @@ fn a_rename_reaches_chat_partners_and_rooms() {
     alice.expect("Message from carol: still here?");
     alice.send("yes, under my new name");
     carol.expect("Message from alicia: yes, under my new name");
+    alice.send("/say lab hello lab");
+    bob.expect("Message from alicia at lab: hello lab");
+    bob.send("/say lab hello alicia");
+    alice.expect("Message from bob at lab: hello alicia");
     carol.send("/end alicia");
     alice.expect("Chat with carol ended");
 }
@@ -516,12 +560,17 @@ fn a_rename_reaches_chat_partners_and_rooms() {
 fn registry_requests_time_out_and_a_lost_session_says_log_in_again() {
     let mut reg = Registry::start();
     let mut alice = reg.user("alice", &["--registry-timeout", "1s"]);
-    reg.kill9();
-    alice.expect("Disconnected from registry");
+    // A registry that is there but does not answer: stopped, its sockets still open.
+    let pid = libc::pid_t::try_from(reg.proc.child.id()).unwrap();
+    // SAFETY: a plain signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     alice.send("/users");
     alice.expect("error: the registry did not answer");
 
-    // The registry comes back without its database: the session cannot be resumed.
+    // The registry comes back without its database: the session cannot be resumed. (Killed
+    // and restarted at once: its ports are free in between, and another process could take
+    // them.)
+    reg.kill9();
     for entry in std::fs::read_dir(reg.dir.path()).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
@@ -568,6 +617,10 @@ fn loose_commands_get_clear_answers() {
     alice.expect("Unmuted bob");
     alice.send("/unmute bob");
     alice.expect("error: bob is not muted");
+    alice.send("/mute nobody");
+    alice.expect("error: nobody not found");
+    alice.send("/mute BOB");
+    alice.expect("Muted bob");
 
     // A user named like a room: #lab is the room.
     let mut lab = reg.user("lab", &[]);
@@ -632,6 +685,10 @@ fn interactive_editing_timestamps_completion_ctrl_c_and_history() {
     alice.input.write_all(b"/windo\t").unwrap();
     alice.type_line("");
     alice.expect("Current: lab");
+    // ... and room names.
+    alice.input.write_all(b"/focus la\t").unwrap();
+    alice.type_line("");
+    alice.expect("Now talking to lab");
     alice.type_line("/nosuchthing");
     alice.expect("unknown command /nosuchthing");
     // Ctrl-C on an empty line quits, logging out (once the editor is reading again: between
@@ -660,4 +717,31 @@ fn interactive_editing_timestamps_completion_ctrl_c_and_history() {
         "no password in the history: {history}"
     );
     assert!(!history.contains("half typed"), "{history}");
+}
+
+#[test]
+fn after_a_login_plain_lines_go_to_the_last_room_shown() {
+    let reg = Registry::start();
+    let mut bob = reg.user("bob", &[]);
+    let mut alice = reg.user("alice", &[]);
+    for room in ["aa", "bb"] {
+        alice.send(&format!("/create {room}"));
+        alice.expect(&format!("Created room {room}"));
+        bob.send(&format!("/join {room}"));
+        bob.expect(&format!("Joined room {room}"));
+    }
+    alice.send("/quit");
+    assert!(alice.wait_exit(WAIT).success());
+
+    let mut alice = reg.peer("alice", &[]);
+    alice.send(&format!("/login alice {PASSWORD}"));
+    alice.expect("Logged in as alice");
+    let first = alice.expect_prefix("Joined room ");
+    let last = alice.expect_prefix("Joined room ");
+    assert_ne!(first, last);
+    let room = &last["Joined room ".len()..];
+    alice.send("where does this go?");
+    bob.expect(&format!(
+        "Message from alice at {room}: where does this go?"
+    ));
 }

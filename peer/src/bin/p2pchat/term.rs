@@ -39,6 +39,30 @@ pub(crate) type LineEditor = Editor<Masking, DefaultHistory>;
 pub(crate) struct Masking {
     on: bool,
     names: Arc<Mutex<BTreeSet<String>>>,
+    /// Where the current prompt comes from, and the prompt the current line was started with.
+    prompt: Arc<PromptSync>,
+    base: String,
+}
+
+/// `prompt` shown in exactly `width` columns: rustyline measured the prompt the line started
+/// with and places the cursor by that width, so a prompt that changed mid-line (a chat
+/// accepted by the other side, a chat ended) must keep it. Prompts are ASCII (names are), so
+/// bytes are columns. A longer one loses the end of its label (`[@caro~]> `); a shorter one is
+/// padded with blanks.
+fn fit_prompt(prompt: &str, width: usize) -> String {
+    if prompt.len() == width || !prompt.is_ascii() {
+        return prompt.to_string();
+    }
+    if prompt.len() < width {
+        return format!("{prompt:<width$}");
+    }
+    match prompt.strip_prefix('[').and_then(|p| p.strip_suffix("]> ")) {
+        Some(label) if width >= 6 => {
+            let keep = width - 5;
+            format!("[{}~]> ", &label[..keep.min(label.len())])
+        }
+        _ => format!("{:<width$}", ">"),
+    }
 }
 
 impl Highlighter for Masking {
@@ -49,6 +73,23 @@ impl Highlighter for Masking {
         } else {
             Cow::Borrowed(line)
         }
+    }
+
+    /// The focus may change while a line is typed: the prompt redrawn (after a printed event)
+    /// shows the current one, in the width the line started with.
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
+        if self.on || prompt != self.base {
+            return Cow::Borrowed(prompt);
+        }
+        let now = self.prompt.current();
+        if now == prompt {
+            return Cow::Borrowed(prompt);
+        }
+        Cow::Owned(fit_prompt(&now, prompt.len()))
     }
 
     fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
@@ -142,6 +183,12 @@ impl PromptSync {
         self.changed.notify_all();
     }
 
+    /// The prompt now.
+    fn current(&self) -> String {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.prompt.clone()
+    }
+
     /// The editor's side: waits (at most [`PROMPT_SETTLE`]) until `sent` lines are settled,
     /// then returns the prompt.
     fn wait(&self, sent: u64) -> String {
@@ -182,9 +229,17 @@ impl Helper for Masking {}
 
 /// A line editor with the masking helper installed, completing from `names`, with the
 /// history of earlier runs.
-pub(crate) fn editor(names: Arc<Mutex<BTreeSet<String>>>) -> rustyline::Result<LineEditor> {
+pub(crate) fn editor(
+    names: Arc<Mutex<BTreeSet<String>>>,
+    prompt: Arc<PromptSync>,
+) -> rustyline::Result<LineEditor> {
     let mut rl = LineEditor::new()?;
-    rl.set_helper(Some(Masking { on: false, names }));
+    rl.set_helper(Some(Masking {
+        on: false,
+        names,
+        prompt,
+        base: String::new(),
+    }));
     rl.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(CtrlC)),
@@ -305,6 +360,9 @@ pub(crate) fn spawn_editor(
         let mut sent = 0u64;
         loop {
             let shown = prompt.wait(sent);
+            if let Some(h) = rl.helper_mut() {
+                h.base.clone_from(&shown);
+            }
             let line = match rl.readline(&shown) {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
@@ -367,4 +425,21 @@ fn read_password(rl: &mut LineEditor) -> rustyline::Result<String> {
         h.on = false;
     }
     read
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_prompt;
+
+    #[test]
+    fn a_changed_prompt_keeps_the_width() {
+        assert_eq!(fit_prompt("[lab]> ", 7), "[lab]> ");
+        assert_eq!(fit_prompt("> ", 7), ">      ");
+        assert_eq!(fit_prompt("[@carol]> ", 7), "[@c~]> ");
+        assert_eq!(fit_prompt("[@carol]> ", 2), "> ");
+        assert_eq!(fit_prompt("[lab]> ", 2), "> ");
+        for width in 2..20 {
+            assert_eq!(fit_prompt("[@somebody]> ", width).len(), width);
+        }
+    }
 }
