@@ -123,9 +123,15 @@ enum Cmd {
 #[derive(Debug, Clone, Arbitrary)]
 enum Op {
     /// A frame from a neighbour, on its current link (a new accepted one if it has none).
-    Frame { peer: Peer, msg: PeerMsg },
+    Frame {
+        peer: Peer,
+        msg: PeerMsg,
+    },
     /// Raw bytes from a neighbour.
-    Raw { peer: Peer, bytes: Vec<u8> },
+    Raw {
+        peer: Peer,
+        bytes: Vec<u8>,
+    },
     /// The neighbour dials us and says hello.
     Dial(Peer),
     /// The neighbour's link drops.

@@ -32,7 +32,15 @@ use p2pchat_registry::{Config, ConnId, Input, Output, Registry};
 /// Names the requests use: valid ones that collide on purpose (the same name in another case,
 /// a rename target), and invalid ones.
 const NAMES: &[&str] = &[
-    "alice", "bob", "carol", "Alice", "dave.x", "", "a b", "émile", "x-32-chars-long-name-0123456789",
+    "alice",
+    "bob",
+    "carol",
+    "Alice",
+    "dave.x",
+    "",
+    "a b",
+    "émile",
+    "x-32-chars-long-name-0123456789",
 ];
 const PASSWORDS: &[&str] = &["password1", "password2", "short", ""];
 /// Structured request ids start here, so they are told apart from ids in raw bytes.
@@ -61,7 +69,10 @@ impl Pass {
 /// A request a client could send, over the small alphabets above.
 #[derive(Debug, Clone, Arbitrary)]
 enum Req {
-    Hello { good_version: bool, peer_role: bool },
+    Hello {
+        good_version: bool,
+        peer_role: bool,
+    },
     Register(Name, Pass),
     Login(Name, Pass),
     /// Resume with the token of the `n`th login seen (or a forged one).
@@ -85,15 +96,32 @@ enum Req {
 #[derive(Debug, Clone, Arbitrary)]
 enum Op {
     /// Raw stream bytes on a connection.
-    Raw { conn: u8, bytes: Vec<u8> },
+    Raw {
+        conn: u8,
+        bytes: Vec<u8>,
+    },
     /// One structured request, optionally split into two reads at `split`.
-    Request { conn: u8, req: Req, split: Option<u8> },
+    Request {
+        conn: u8,
+        req: Req,
+        split: Option<u8>,
+    },
     /// Time passes by `ms * 64` milliseconds (up to about 70 minutes), then `Timeout`.
-    Advance { ms: u16 },
-    Connect { conn: u8, source: u8 },
-    Disconnect { conn: u8 },
+    Advance {
+        ms: u16,
+    },
+    Connect {
+        conn: u8,
+        source: u8,
+    },
+    Disconnect {
+        conn: u8,
+    },
     /// A heartbeat for the `n`th login seen.
-    Heartbeat { n: u8, kind: HbKind },
+    Heartbeat {
+        n: u8,
+        kind: HbKind,
+    },
     /// Garbage on the heartbeat socket.
     Datagram(Vec<u8>),
     HoldHashes,
@@ -580,7 +608,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
     // Every sample kind after a hello: the registry's answer to each, including the kinds it
     // must refuse.
-    for (i, msg) in p2pchat_protocol::samples::all_messages().into_iter().enumerate() {
+    for (i, msg) in p2pchat_protocol::samples::all_messages()
+        .into_iter()
+        .enumerate()
+    {
         let mut s = vec![0x10];
         raw(&mut s, 0, hello());
         raw(&mut s, 0, Frame::new(i as u32 + 1, msg));
@@ -608,11 +639,59 @@ pub fn seeds() -> Vec<Vec<u8>> {
     raw(&mut s, 0, Frame::new(4, Msg::JoinRoom { room: room() }));
     raw(&mut s, 1, Frame::new(3, Msg::JoinRoom { room: room() }));
     raw(&mut s, 0, Frame::new(5, Msg::ListMembers { room: room() }));
-    raw(&mut s, 0, Frame::new(6, Msg::Promote { room: room(), name: "bob".into() }));
-    raw(&mut s, 1, Frame::new(4, Msg::Kick { room: room(), name: "alice".into() }));
-    raw(&mut s, 1, Frame::new(5, Msg::Rename { name: "robert".into() }));
-    raw(&mut s, 0, Frame::new(7, Msg::ListOnline { after: String::new(), limit: 10 }));
-    raw(&mut s, 0, Frame::new(8, Msg::Search { name: "robert".into() }));
+    raw(
+        &mut s,
+        0,
+        Frame::new(
+            6,
+            Msg::Promote {
+                room: room(),
+                name: "bob".into(),
+            },
+        ),
+    );
+    raw(
+        &mut s,
+        1,
+        Frame::new(
+            4,
+            Msg::Kick {
+                room: room(),
+                name: "alice".into(),
+            },
+        ),
+    );
+    raw(
+        &mut s,
+        1,
+        Frame::new(
+            5,
+            Msg::Rename {
+                name: "robert".into(),
+            },
+        ),
+    );
+    raw(
+        &mut s,
+        0,
+        Frame::new(
+            7,
+            Msg::ListOnline {
+                after: String::new(),
+                limit: 10,
+            },
+        ),
+    );
+    raw(
+        &mut s,
+        0,
+        Frame::new(
+            8,
+            Msg::Search {
+                name: "robert".into(),
+            },
+        ),
+    );
     s.extend_from_slice(&[0x20, 0x01, 0x00]);
     raw(&mut s, 1, Frame::new(6, Msg::LeaveRoom { room: room() }));
     raw(&mut s, 0, Frame::new(9, Msg::Logout));

@@ -372,6 +372,14 @@ impl RegistryLink {
         if frame.id == 0 {
             match frame.msg {
                 // The registry closes the connection, and says why.
+                // A connection that never logged in is closed after the registry's pre-login
+                // deadline (60 s by default): nothing the user asked for was lost, and the link
+                // comes back by itself, so that is no news for the user.
+                Msg::Error { code, message }
+                    if code == status::TIMEOUT && self.is_idle_without_session() =>
+                {
+                    debug!("registry closed an idle pre-login connection: {message}")
+                }
                 Msg::Error { message, .. } => event(out, NodeEvent::error(message)),
                 Msg::Welcome { name, .. } => self.handle_welcome(now, &name, config, out),
                 Msg::Room { room, event } => {
@@ -661,6 +669,11 @@ impl RegistryLink {
         }
     }
 
+    /// Not logged in, and nothing but our own keepalive pings waits for an answer.
+    fn is_idle_without_session(&self) -> bool {
+        self.session.is_none() && self.pending.values().all(|r| matches!(r, Request::Ping))
+    }
+
     /// Closes the connection ourselves, then handles it as lost.
     fn drop_link(
         &mut self,
@@ -690,7 +703,11 @@ impl RegistryLink {
         out: &mut VecDeque<Output>,
         outcomes: &mut Vec<Outcome>,
     ) {
-        if matches!(self.conn, Conn::Ready { .. }) && !self.announce_reconnect {
+        // Without a session and with nothing in flight, losing the link changes nothing the
+        // user can see (the registry closes pre-login connections after a deadline): it is
+        // re-opened quietly rather than announced as lost and found.
+        let quiet = self.is_idle_without_session();
+        if matches!(self.conn, Conn::Ready { .. }) && !self.announce_reconnect && !quiet {
             event(out, NodeEvent::RegistryDisconnected);
             self.announce_reconnect = true;
         } else if !self.ever_connected && !self.reported_unreachable {

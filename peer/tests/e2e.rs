@@ -244,12 +244,34 @@ impl Registry {
         }
     }
 
+    /// A registry started with these extra flags.
+    fn start_with(extra: &[&str]) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let (proc, tcp, udp) = Registry::spawn_with(&dir, "127.0.0.1:0", "127.0.0.1:0", extra);
+        Registry {
+            proc,
+            tcp,
+            udp,
+            dir,
+        }
+    }
+
     fn spawn(dir: &tempfile::TempDir, tcp: &str, udp: &str) -> (Proc, SocketAddr, SocketAddr) {
+        Registry::spawn_with(dir, tcp, udp, &[])
+    }
+
+    fn spawn_with(
+        dir: &tempfile::TempDir,
+        tcp: &str,
+        udp: &str,
+        extra: &[&str],
+    ) -> (Proc, SocketAddr, SocketAddr) {
         let db = dir.path().join("db");
         let mut proc = Proc::spawn(
             "registry",
             Command::new(registry_binary())
                 .args(["--tcp", tcp, "--udp", udp, "--pbkdf2-iterations", "1000"])
+                .args(extra)
                 .arg("--db")
                 .arg(&db),
         );
@@ -609,4 +631,43 @@ fn flags_help_version_and_usage_errors() {
         1,
         "{err}"
     );
+}
+
+/// The registry closes a connection that does not log in within its pre-login deadline (no
+/// frame, not even a ping, extends it). A client left at its prompt before logging in must not
+/// see that as news: no "Disconnected from registry", no error; its link comes back by itself
+/// and a login afterwards works as usual.
+#[test]
+fn a_pre_login_deadline_close_is_quiet_and_login_still_works() {
+    let reg = Registry::start_with(&["--login-timeout", "1s"]);
+    let mut p = reg.peer_logging("idle", &[], Some("p2pchat_peer=debug"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let closed = p
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("idle pre-login connection"));
+        if closed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry never closed the idle connection; stderr: {:#?}",
+            p.stderr.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    p.send(&format!("/register idle {PASSWORD}"));
+    p.expect("Registered idle");
+    p.send(&format!("/login idle {PASSWORD}"));
+    p.expect("Logged in as idle");
+    let noisy: Vec<&String> = p
+        .seen
+        .iter()
+        .filter(|l| l.contains("registry") && !l.starts_with("Connected to registry at "))
+        .chain(p.seen.iter().filter(|l| l.starts_with("error:")))
+        .collect();
+    assert!(noisy.is_empty(), "unexpected lines: {noisy:?}");
 }
