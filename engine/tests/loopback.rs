@@ -427,6 +427,33 @@ fn pipelined_requests_are_answered_in_order_with_few_writes() {
 }
 
 #[test]
+fn end_of_stream_is_seen_after_a_short_read() {
+    // A short read ends a read loop without the EAGAIN read; the end of stream must still
+    // arrive, whether it comes with the data or after it.
+    let mut h = Harness::new(Config::default());
+    let listener = h.reactor.listen(localhost()).expect("listen");
+    let addr = h.reactor.listener_addr(listener).expect("listener addr");
+
+    let mut later = std_client(addr);
+    let (later_conn, _) = h.expect_accept();
+    later.write_all(b"first").expect("write");
+    assert_eq!(h.read_exact(later_conn, 5), b"first");
+    later.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(h.expect_closed(later_conn), CloseReason::Remote);
+
+    let mut together = std_client(addr);
+    let (together_conn, _) = h.expect_accept();
+    together.write_all(b"and last").expect("write");
+    together
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    assert_eq!(h.expect_closed(together_conn), CloseReason::Remote);
+    let mut got = Vec::new();
+    h.take_received(together_conn, &mut got);
+    assert_eq!(got, b"and last");
+}
+
+#[test]
 fn the_last_replies_before_close_are_delivered() {
     let mut h = Harness::new(Config::default());
     let listener = h.reactor.listen(localhost()).expect("listen");
