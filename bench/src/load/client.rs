@@ -346,7 +346,7 @@ impl RawPool {
                     Msg::Login {
                         name: c.name.clone(),
                         password: super::scenarios::logins::PASSWORD.into(),
-                        listen: "127.0.0.1:9".parse().expect("literal address"),
+                        listen: SocketAddr::from(([127, 0, 0, 1], 9)),
                     },
                 );
                 login.encode(&mut c.out);

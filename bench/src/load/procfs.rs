@@ -113,7 +113,10 @@ pub fn raise_nofile() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    // rlim_t is u64 on 64-bit Linux but not on every target.
+    #[allow(clippy::unnecessary_cast)]
+    let cur = lim.rlim_cur as u64;
+    cur
 }
 
 #[cfg(test)]

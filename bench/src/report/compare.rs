@@ -20,21 +20,33 @@ pub enum Better {
 
 /// The direction of a figure, from its name (the naming rules in docs/performance.md).
 pub fn better(name: &str) -> Better {
-    const NEUTRAL: [&str; 6] = [
+    // Counts of work asked for or done, and settings: context, not results.
+    const NEUTRAL: [&str; 13] = [
         "peers",
-        "requests",
         "messages",
+        "deliveries",
         "duration_s",
         "samples",
         "connections",
+        "vanished",
+        "registry_ops",
+        "heartbeats",
+        "frames_per_message_bound",
+        "detection_resolution_ms",
+        "datagrams_lost",
+        "logins_completed",
     ];
-    if name.starts_with("floor") || NEUTRAL.contains(&name) {
+    if name.starts_with("floor")
+        || (name.starts_with("requests") && name != "request_errors")
+        || NEUTRAL.contains(&name)
+    {
         Better::Neither
     } else if name.starts_with("throughput")
         || name.starts_with("delivery")
         || name.ends_with("_per_s")
         || name.starts_with("online")
         || name.starts_with("resumed")
+        || name.starts_with("rejoined")
         || name.starts_with("exactly_once")
     {
         Better::Higher
@@ -200,6 +212,16 @@ mod tests {
         );
         let text = render(&old, &new, &rows, 0.10);
         assert!(text.contains("3 regression(s)"), "{text}");
+    }
+
+    #[test]
+    fn directions_follow_the_naming_rules() {
+        assert_eq!(better("p99_us"), Better::Lower);
+        assert_eq!(better("requests_answered"), Better::Neither);
+        assert_eq!(better("request_errors"), Better::Lower);
+        assert_eq!(better("rejoined"), Better::Higher);
+        assert_eq!(better("heartbeats_per_s"), Better::Higher);
+        assert_eq!(better("deliveries"), Better::Neither);
     }
 
     #[test]

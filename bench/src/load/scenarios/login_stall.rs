@@ -82,7 +82,7 @@ fn login(name: &str) -> Msg {
     Msg::Login {
         name: name.into(),
         password: "password1".into(),
-        listen: "0.0.0.0:4000".parse().expect("literal address"),
+        listen: SocketAddr::from(([0, 0, 0, 0], 4000)),
     }
 }
 

@@ -248,10 +248,10 @@ fn flood(
         }
     }
     out.messages = msgs.len() as u64;
-    for k in 0..n {
+    for (k, before) in stats0.iter().enumerate() {
         let s = pool.node(k).room_stats(&room_of(k)).unwrap_or_default();
-        out.frames += s.frames_sent - stats0[k].frames_sent;
-        out.duplicates += s.duplicates - stats0[k].duplicates;
+        out.frames += s.frames_sent - before.frames_sent;
+        out.duplicates += s.duplicates - before.duplicates;
     }
     out.bytes = pool.engine_stats().bytes_out - bytes0;
     out.latency = Some(hist);

@@ -112,7 +112,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     if plan.mode == ScenarioName::Churn {
         let k = ((n as f64) * plan.churn).round() as usize;
         for (j, i) in (0..n).rev().take(k.min(n.saturating_sub(1))).enumerate() {
-            pool.kill(i, j % 2 == 0);
+            pool.kill(i, j & 1 == 0);
             killed.push((i, None));
         }
     }
@@ -194,7 +194,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
                                 if k.1.is_none() {
                                     k.1 = Some(now);
                                     // Kill j (from n - 1 down) closed its sockets when j is even.
-                                    let closed = (n - 1 - k.0) % 2 == 0;
+                                    let closed = (n - 1 - k.0) & 1 == 0;
                                     let h = if closed {
                                         &mut out.detection
                                     } else {
