@@ -136,6 +136,13 @@ fn launch(
         .arg(s.iterations.to_string())
         .arg("--max-clients")
         .arg(s.max_clients.to_string())
+        // Every synthetic peer comes from 127.0.0.1, and a storm has thousands of connections
+        // between hello and login at once: the per-source and pre-login caps, meant for
+        // strangers on a LAN, are lifted to the table size.
+        .arg("--max-per-source")
+        .arg(s.max_clients.to_string())
+        .arg("--max-unauthenticated")
+        .arg(s.max_clients.to_string())
         .arg("--heartbeat-timeout")
         .arg(format!("{}ms", s.heartbeat_timeout.as_millis()))
         .arg("--db")
