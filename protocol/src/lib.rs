@@ -23,6 +23,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod datagram;
+mod duration;
 mod error;
 mod frame;
 mod framing;
@@ -34,6 +35,7 @@ pub mod status;
 mod wire;
 
 pub use datagram::{Heartbeat, HeartbeatKey, ReplayWindow, HEARTBEAT_KIND, HEARTBEAT_LEN};
+pub use duration::parse_duration;
 pub use error::{DecodeError, DecodeErrorKind};
 pub use frame::{Frame, BODY_HEADER, DEFAULT_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION};
 pub use framing::FrameDecoder;

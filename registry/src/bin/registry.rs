@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use log::{debug, info, warn};
 use p2pchat_engine::{NetEvent, Reactor, Signal};
+use p2pchat_protocol::parse_duration;
 use p2pchat_registry::hasher::{HashDone, HashPool, HashResult};
 use p2pchat_registry::store::{SqliteStore, StoreDone, StoreError, StoreHandle};
 use p2pchat_registry::{Config, ConnId, Event, Input, Output, Registry};
@@ -94,29 +95,6 @@ struct Args {
     /// A started frame must complete within this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     frame_timeout: Duration,
-}
-
-/// Parses `500ms`, `20s`, `2m`, `1h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("`{s}` needs a unit: ms, s, m or h"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number with a unit"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("`{s}` must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn main() {
@@ -572,23 +550,5 @@ fn log_event(event: &Event) {
         Event::Offline { name, why } => info!("{name} offline ({why:?})"),
         Event::LoginFailed { name, source } => info!("failed login for {name} from {source}"),
         Event::StoreFailed(why) => warn!("store write failed: {why}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_need_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("20").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("xs").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }
