@@ -68,7 +68,9 @@ pub fn run(data: &[u8]) {
     let mut at = 0;
     let mut i = 0;
     while at < stream.len() && error.is_none() {
-        let len = lengths.get(i % lengths.len().max(1)).map_or(1, |&l| usize::from(l));
+        let len = lengths
+            .get(i % lengths.len().max(1))
+            .map_or(1, |&l| usize::from(l));
         i += 1;
         let end = (at + len).min(stream.len());
         chunked.push(&stream[at..end]);

@@ -12,7 +12,11 @@ use p2pchat_protocol::names;
 pub fn run(data: &[u8]) {
     let line = String::from_utf8_lossy(data);
     let parsed = parse(&line);
-    assert_eq!(parse(&format!("{line}\r\n")), parsed, "a line ending matters");
+    assert_eq!(
+        parse(&format!("{line}\r\n")),
+        parsed,
+        "a line ending matters"
+    );
     match parsed {
         Ok(None) => assert!(line.trim().is_empty()),
         Ok(Some(cmd)) => {

@@ -35,7 +35,7 @@ const PEERS: &[&str] = &["bob", "carol", "yan", "zed"];
 /// Origins of room messages: the members, a stranger, ourselves, an invalid name.
 const ORIGINS: &[&str] = &["bob", "carol", "yan", "zed", "oscar", "mia", ""];
 const ROOMS: &[&str] = &["lobby", "other"];
-const MAX_STEPS: usize = 128;
+const MAX_STEPS: usize = 64;
 /// Inputs the harness's scripted ends may feed back within one step before it stops answering.
 const MAX_ECHOES: usize = 4096;
 
@@ -123,9 +123,15 @@ enum Cmd {
 #[derive(Debug, Clone, Arbitrary)]
 enum Op {
     /// A frame from a neighbour, on its current link (a new accepted one if it has none).
-    Frame { peer: Peer, msg: PeerMsg },
+    Frame {
+        peer: Peer,
+        msg: PeerMsg,
+    },
     /// Raw bytes from a neighbour.
-    Raw { peer: Peer, bytes: Vec<u8> },
+    Raw {
+        peer: Peer,
+        bytes: Vec<u8>,
+    },
     /// The neighbour dials us and says hello.
     Dial(Peer),
     /// The neighbour's link drops.
