@@ -44,7 +44,10 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 fn every_target_has_a_committed_corpus_and_replays_it() {
     for (target, run) in targets::ALL {
         let n = replay(target, *run);
-        assert!(n > 0, "{target}: no committed corpus under fuzz/corpus/{target}");
+        assert!(
+            n > 0,
+            "{target}: no committed corpus under fuzz/corpus/{target}"
+        );
     }
 }
 
