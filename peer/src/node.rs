@@ -478,6 +478,10 @@ impl Node {
             Command::Logout => {
                 if self.need_login() {
                     self.registry.logout(&self.config, &mut self.out);
+                    // The session is over from now on, whether or not the registry is there to
+                    // hear it: leave the room overlays now. (Waiting for its `Ok` kept showing
+                    // room messages after "Logged out" when the registry was away.)
+                    self.forget_rooms(now);
                 }
             }
             Command::Rename { name } => {

@@ -815,3 +815,62 @@ fn registry_agrees_with_the_model_on_a_fixed_story() {
         panic!("{e}");
     }
 }
+
+/// Registers and logs in alice, who creates and joins a room.
+fn short_story(h: &mut Harness) {
+    let conn = h.connect(1);
+    h.register(conn, "alice");
+    h.login(conn, "alice");
+    let reply = h.request(
+        conn,
+        Msg::CreateRoom {
+            room: "lobby".into(),
+        },
+    );
+    assert_eq!(reply, Msg::Ok);
+}
+
+/// `SqliteStore::clear` (which the `registry_session` fuzz target uses to get a fresh store per
+/// input cheaply) leaves a store that behaves exactly like a new one: ids and the join counter
+/// start again, so the same story writes the same rows.
+#[test]
+fn a_cleared_store_is_a_new_store() {
+    let mut fresh = Harness::new(Harness::config());
+    short_story(&mut fresh);
+    let expected = fresh.store.read_snapshot().unwrap();
+
+    let mut reused = Harness::new(Harness::config());
+    short_story(&mut reused);
+    short_story_extra(&mut reused);
+    reused.store.clear().unwrap();
+    assert_eq!(
+        reused.store.read_snapshot().unwrap(),
+        crate::store::Snapshot::default()
+    );
+    reused.reg = Registry::new(
+        Harness::config(),
+        &crate::store::Snapshot::default(),
+        7,
+        reused.t0,
+        1_700_000_000_000,
+    );
+    reused.inbox.clear();
+    reused.closed.clear();
+    reused.decoders.clear();
+    short_story(&mut reused);
+    assert_eq!(reused.store.read_snapshot().unwrap(), expected);
+}
+
+/// More rows, so that the cleared store had ids and join numbers to forget.
+fn short_story_extra(h: &mut Harness) {
+    let conn = h.connect(2);
+    h.register(conn, "bob");
+    h.login(conn, "bob");
+    let reply = h.request(
+        conn,
+        Msg::JoinRoom {
+            room: "lobby".into(),
+        },
+    );
+    assert!(matches!(reply, Msg::RoomJoined { .. }));
+}
