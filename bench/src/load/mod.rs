@@ -208,6 +208,29 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// One setup turn of a worker that runs `peers` peers: counts them ready the first time
+    /// `ready` holds, then returns the measured phase's start once the main thread has set it
+    /// (`None` until then), or an error if the main thread asked the workers to stop.
+    pub fn setup_turn(
+        &self,
+        ready: bool,
+        reported: &mut bool,
+        peers: usize,
+        stage: &str,
+    ) -> anyhow::Result<Option<Instant>> {
+        if ready && !*reported {
+            *reported = true;
+            self.ready.fetch_add(peers as u64, Ordering::Relaxed);
+        }
+        if let Some(&s) = self.start.get() {
+            return Ok(Some(s));
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            bail!("stopped during {stage}");
+        }
+        Ok(None)
+    }
+
     /// A worker is done measuring: waits (at most 10 s) until the main thread has read the
     /// registry's end state, so that the registry's descriptors and RSS are read with every
     /// peer still connected.

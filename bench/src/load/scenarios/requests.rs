@@ -45,15 +45,8 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let mut reported = false;
     let start = loop {
         let now = pool.turn(Instant::now() + Duration::from_millis(20), &mut answers)?;
-        if pool.ready == n && !reported {
-            reported = true;
-            phase.ready.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        if let Some(&s) = phase.start.get() {
+        if let Some(s) = phase.setup_turn(pool.ready == n, &mut reported, n, "login")? {
             break s;
-        }
-        if phase.stop.load(Ordering::Relaxed) {
-            bail!("stopped during login");
         }
         if now > t0 + Duration::from_secs(60) {
             phase.stop.store(true, Ordering::Relaxed);

@@ -138,15 +138,9 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
                 settled_at = Some(now + Duration::from_millis(500));
             }
         }
-        if settled_at.is_some_and(|t| now >= t) && !reported {
-            reported = true;
-            phase.ready.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        if let Some(&s) = phase.start.get() {
+        let settled = settled_at.is_some_and(|t| now >= t);
+        if let Some(s) = phase.setup_turn(settled, &mut reported, n, "setup")? {
             break s;
-        }
-        if phase.stop.load(Ordering::Relaxed) {
-            bail!("stopped during setup");
         }
         if now > limit {
             phase.stop.store(true, Ordering::Relaxed);

@@ -84,15 +84,8 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         for (i, e) in std::mem::take(&mut pool.events) {
             logins.on_event(&mut pool, now, i, &e);
         }
-        if logins.is_done() && !reported {
-            phase.ready.fetch_add(n as u64, Ordering::Relaxed);
-            reported = true;
-        }
-        if let Some(&s) = phase.start.get() {
+        if let Some(s) = phase.setup_turn(logins.is_done(), &mut reported, n, "the login phase")? {
             break s;
-        }
-        if phase.stop.load(Ordering::Relaxed) {
-            bail!("stopped during the login phase");
         }
         if now > login_deadline {
             phase.stop.store(true, Ordering::Relaxed);
