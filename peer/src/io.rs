@@ -403,7 +403,7 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Ping the registry this often; no traffic for twice this means the link is dead.
     pub ping_interval: Duration,
-    /// First reconnect delay; doubles per failed attempt up to `backoff_max`.
+    /// First reconnect delay; grows by half per failed attempt up to `backoff_max`.
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
