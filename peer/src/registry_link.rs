@@ -28,6 +28,8 @@ use crate::link::{send, FrameReader};
 
 /// Giving up on requests the registry does not answer.
 mod abandon;
+/// Reassembling answers the registry sent in parts.
+mod parts;
 
 /// How much each failed reconnect attempt lengthens the next delay (see `backoff`).
 const BACKOFF_GROWTH: f64 = 1.5;
@@ -168,6 +170,8 @@ pub(crate) struct RegistryLink {
     /// Promotions pushed since the last `promote` reply: the registry pushes `promoted` before
     /// it answers, so a reply without one means the member was already an admin.
     promotions: Vec<(String, String)>,
+    /// The leading parts of a paged answer, until its final frame.
+    parts: parts::Parts,
 }
 
 fn event(out: &mut VecDeque<Output>, ev: NodeEvent) {
@@ -190,6 +194,7 @@ impl RegistryLink {
             reported_unreachable: false,
             answered: 0,
             promotions: Vec::new(),
+            parts: parts::Parts::default(),
         }
     }
 
@@ -372,6 +377,10 @@ impl RegistryLink {
         out: &mut VecDeque<Output>,
         outcomes: &mut Vec<Outcome>,
     ) {
+        let Some(msg) = self.parts.absorb(frame.id, frame.msg) else {
+            return;
+        };
+        let frame = Frame { id: frame.id, msg };
         if frame.id == 0 {
             match frame.msg {
                 // The registry closes the connection, and says why.
@@ -710,6 +719,7 @@ impl RegistryLink {
         // user can see (the registry closes pre-login connections after a deadline): it is
         // re-opened quietly rather than announced as lost and found.
         let quiet = self.is_idle_without_session();
+        self.parts.clear();
         if matches!(self.conn, Conn::Ready { .. }) && !self.announce_reconnect && !quiet {
             event(out, NodeEvent::RegistryDisconnected);
             self.announce_reconnect = true;

@@ -94,7 +94,7 @@ impl Msg {
             Msg::RoomList { rooms, .. } => {
                 2 + rooms.iter().map(|r| str_len(&r.name) + 8).sum::<usize>() + 1
             }
-            Msg::RoomJoined { room, peers } => {
+            Msg::RoomJoined { room, peers } | Msg::RoomJoinedPart { room, peers } => {
                 str_len(room)
                     + 2
                     + peers
@@ -102,7 +102,7 @@ impl Msg {
                         .map(|p| str_len(&p.name) + addr_len(&p.addr))
                         .sum::<usize>()
             }
-            Msg::MemberList { room, members } => {
+            Msg::MemberList { room, members } | Msg::MemberListPart { room, members } => {
                 str_len(room) + 2 + members.iter().map(|m| str_len(&m.name) + 2).sum::<usize>()
             }
             Msg::Room { room, event } => str_len(room) + 1 + room_event_len(event),
@@ -227,7 +227,7 @@ impl Msg {
                 }
                 put_bool(out, *more);
             }
-            Msg::RoomJoined { room, peers } => {
+            Msg::RoomJoined { room, peers } | Msg::RoomJoinedPart { room, peers } => {
                 put_str(out, room);
                 put_count(out, peers.len());
                 for p in peers.iter().take(u16::MAX as usize) {
@@ -235,7 +235,7 @@ impl Msg {
                     put_addr(out, &p.addr);
                 }
             }
-            Msg::MemberList { room, members } => {
+            Msg::MemberList { room, members } | Msg::MemberListPart { room, members } => {
                 put_str(out, room);
                 put_count(out, members.len());
                 for m in members.iter().take(u16::MAX as usize) {
@@ -376,25 +376,22 @@ impl Msg {
                 })?,
                 more: r.bool()?,
             },
-            ROOM_JOINED => Msg::RoomJoined {
-                room: r.string()?,
-                peers: r.list(|r| {
-                    Ok(PeerInfo {
-                        name: r.string()?,
-                        addr: r.addr()?,
-                    })
-                })?,
-            },
-            MEMBER_LIST => Msg::MemberList {
-                room: r.string()?,
-                members: r.list(|r| {
-                    Ok(MemberInfo {
-                        name: r.string()?,
-                        admin: r.bool()?,
-                        online: r.bool()?,
-                    })
-                })?,
-            },
+            ROOM_JOINED => {
+                let (room, peers) = room_peers(r)?;
+                Msg::RoomJoined { room, peers }
+            }
+            ROOM_JOINED_PART => {
+                let (room, peers) = room_peers(r)?;
+                Msg::RoomJoinedPart { room, peers }
+            }
+            MEMBER_LIST => {
+                let (room, members) = room_members(r)?;
+                Msg::MemberList { room, members }
+            }
+            MEMBER_LIST_PART => {
+                let (room, members) = room_members(r)?;
+                Msg::MemberListPart { room, members }
+            }
             PONG => Msg::Pong,
             ROOM_EVENT => Msg::Room {
                 room: r.string()?,
@@ -420,6 +417,31 @@ impl Msg {
         };
         Ok(msg)
     }
+}
+
+/// A room name and a list of peers: the fields of `RoomJoined` and its parts.
+fn room_peers(r: &mut Reader<'_>) -> Result<(String, Vec<PeerInfo>), DecodeError> {
+    let room = r.string()?;
+    let peers = r.list(|r| {
+        Ok(PeerInfo {
+            name: r.string()?,
+            addr: r.addr()?,
+        })
+    })?;
+    Ok((room, peers))
+}
+
+/// A room name and a list of members: the fields of `MemberList` and its parts.
+fn room_members(r: &mut Reader<'_>) -> Result<(String, Vec<MemberInfo>), DecodeError> {
+    let room = r.string()?;
+    let members = r.list(|r| {
+        Ok(MemberInfo {
+            name: r.string()?,
+            admin: r.bool()?,
+            online: r.bool()?,
+        })
+    })?;
+    Ok((room, members))
 }
 
 fn put_count(out: &mut impl BufMut, n: usize) {

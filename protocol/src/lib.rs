@@ -29,6 +29,7 @@ mod frame;
 mod framing;
 mod msg;
 pub mod names;
+pub mod paging;
 #[doc(hidden)]
 pub mod samples;
 pub mod status;

@@ -271,6 +271,23 @@ pub enum Msg {
         /// The other online members and their peer addresses.
         peers: Vec<PeerInfo>,
     },
+    /// A leading part of a `RoomJoined` whose list does not fit in one frame: same request id
+    /// (or 0 with a pushed one), same room; the receiver puts its peers before the next part's
+    /// and the final `RoomJoined`'s. See [`crate::paging`].
+    RoomJoinedPart {
+        /// Room name.
+        room: String,
+        /// Some of the other online members, in join order.
+        peers: Vec<PeerInfo>,
+    },
+    /// A leading part of a `MemberList` whose list does not fit in one frame, as
+    /// `RoomJoinedPart` is for `RoomJoined`.
+    MemberListPart {
+        /// Room name.
+        room: String,
+        /// Some of the members, in join order.
+        members: Vec<MemberInfo>,
+    },
     /// Answer to `ListMembers`.
     MemberList {
         /// Room name.
@@ -369,6 +386,8 @@ pub mod kind {
     pub const ROOM_JOINED: u8 = 0x86;
     pub const MEMBER_LIST: u8 = 0x87;
     pub const PONG: u8 = 0x88;
+    pub const ROOM_JOINED_PART: u8 = 0x89;
+    pub const MEMBER_LIST_PART: u8 = 0x8a;
     pub const ROOM_EVENT: u8 = 0xa0;
 }
 
@@ -402,6 +421,8 @@ impl Msg {
             Msg::RoomList { .. } => ROOM_LIST,
             Msg::RoomJoined { .. } => ROOM_JOINED,
             Msg::MemberList { .. } => MEMBER_LIST,
+            Msg::RoomJoinedPart { .. } => ROOM_JOINED_PART,
+            Msg::MemberListPart { .. } => MEMBER_LIST_PART,
             Msg::Pong => PONG,
             Msg::Room { .. } => ROOM_EVENT,
             Msg::ChatRequest => CHAT_REQUEST,
@@ -452,6 +473,8 @@ pub fn kind_name(kind: u8) -> &'static str {
         ROOM_JOINED => "room-joined",
         MEMBER_LIST => "member-list",
         PONG => "pong",
+        ROOM_JOINED_PART => "room-joined-part",
+        MEMBER_LIST_PART => "member-list-part",
         ROOM_EVENT => "room-event",
         CHAT_REQUEST => "chat-request",
         CHAT_ACCEPT => "chat-accept",

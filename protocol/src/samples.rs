@@ -120,6 +120,21 @@ pub fn all_messages() -> Vec<Msg> {
                 addr: v4(),
             }],
         },
+        Msg::RoomJoinedPart {
+            room: "lobby".into(),
+            peers: vec![PeerInfo {
+                name: "carol".into(),
+                addr: v4(),
+            }],
+        },
+        Msg::MemberListPart {
+            room: "lobby".into(),
+            members: vec![MemberInfo {
+                name: "carol".into(),
+                admin: false,
+                online: true,
+            }],
+        },
         Msg::MemberList {
             room: "lobby".into(),
             members: vec![

@@ -9,13 +9,19 @@ use std::ops::Bound;
 use std::time::Instant;
 
 use p2pchat_protocol::names::is_valid_name;
-use p2pchat_protocol::{status, Frame, MemberInfo, Msg, PeerInfo, RoomEvent, RoomInfo};
+use p2pchat_protocol::{
+    paging, status, Frame, MemberInfo, Msg, PeerInfo, RoomEvent, RoomInfo, DEFAULT_MAX_FRAME,
+};
 
 use crate::io::ConnId;
 use crate::registry::{Pending, Registry};
 use crate::store::{
     AccountId, Role, RoomId, Snapshot, StoreDone, StoreError, StoreOk, StoreRequest,
 };
+
+/// The largest body of a paged answer: what every client accepts by default, so a
+/// 10,000-member room's peer list (about 220 KB) goes out as parts a client can read.
+const PAGE: usize = DEFAULT_MAX_FRAME as usize;
 
 #[derive(Debug)]
 pub(crate) struct Room {
@@ -236,7 +242,7 @@ impl Registry {
         if r.members.contains_key(&account) {
             let peers = self.online_peers(room_id, account);
             let room = room.to_owned();
-            return self.reply(conn, id, Msg::RoomJoined { room, peers });
+            return self.reply_paged(conn, id, paging::room_joined(room, peers, PAGE));
         }
         // An empty room has no admin: whoever joins it first becomes admin.
         let role = if r.members.is_empty() {
@@ -319,7 +325,14 @@ impl Registry {
         list.sort_by_key(|(seq, _)| *seq);
         let members = list.into_iter().map(|(_, m)| m).collect();
         let room = room.to_owned();
-        self.reply(conn, id, Msg::MemberList { room, members });
+        self.reply_paged(conn, id, paging::member_list(room, members, PAGE));
+    }
+
+    /// Sends a paged answer: its leading parts and its final frame, all with the request id.
+    fn reply_paged(&mut self, conn: ConnId, id: u32, msgs: Vec<Msg>) {
+        for msg in msgs {
+            self.reply(conn, id, msg);
+        }
     }
 
     fn handle_kick_or_promote(
@@ -439,7 +452,9 @@ impl Registry {
             let Some(room) = self.rooms.by_id.get(&room_id).map(|r| r.name.clone()) else {
                 continue;
             };
-            self.send_frame(conn, &Frame::event(Msg::RoomJoined { room, peers }));
+            for msg in paging::room_joined(room, peers, PAGE) {
+                self.send_frame(conn, &Frame::event(msg));
+            }
         }
     }
 
@@ -520,7 +535,7 @@ impl Registry {
                     .get(&room_id)
                     .map(|r| r.name.clone())
                     .unwrap_or_default();
-                self.reply(conn, req, Msg::RoomJoined { room, peers });
+                self.reply_paged(conn, req, paging::room_joined(room, peers, PAGE));
             }
             Pending::Remove {
                 conn,
