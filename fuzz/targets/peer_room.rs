@@ -149,6 +149,11 @@ enum Op {
 #[derive(Debug, Default)]
 struct PeerEnd {
     willing: bool,
+    /// Renamed (by a registry `renamed` event the harness pushed): the neighbour is now
+    /// `<name>2` everywhere, in its hellos and welcomes and in the registry's answers, as one
+    /// user is after a real rename. (With the old name kept at the same address, the node
+    /// rightly saw two neighbours there, `bob2` over the refiled link and a new `bob`.)
+    renamed: bool,
     /// The link the neighbour is on, if any (ours or theirs).
     link: Option<LinkId>,
 }
@@ -203,6 +208,7 @@ impl Harness {
                 .iter()
                 .map(|_| PeerEnd {
                     willing: true,
+                    renamed: false,
                     link: None,
                 })
                 .collect(),
@@ -226,6 +232,15 @@ impl Harness {
             "the scripted join made no neighbours"
         );
         h
+    }
+
+    /// The name neighbour `i` goes by now.
+    fn name(&self, i: usize) -> String {
+        if self.peers[i].renamed {
+            format!("{}2", PEERS[i])
+        } else {
+            PEERS[i].to_string()
+        }
     }
 
     /// Feeds one input and everything the scripted ends answer, checking every output.
@@ -333,11 +348,9 @@ impl Harness {
     /// The registry's side: answers each request as the real registry does when it succeeds.
     fn registry_answer(&mut self, link: LinkId, frame: Frame) {
         let peers = || {
-            PEERS
-                .iter()
-                .enumerate()
-                .map(|(i, n)| PeerInfo {
-                    name: n.to_string(),
+            (0..PEERS.len())
+                .map(|i| PeerInfo {
+                    name: self.name(i),
                     addr: peer_addr(i),
                 })
                 .collect::<Vec<_>>()
@@ -363,7 +376,7 @@ impl Harness {
             },
             Msg::Ping => Msg::Pong,
             Msg::Search { name } => Msg::SearchResult {
-                presence: match PEERS.iter().position(|p| *p == name) {
+                presence: match (0..PEERS.len()).find(|&i| self.name(i) == name) {
                     Some(i) => p2pchat_protocol::Presence::Online(peer_addr(i)),
                     None => p2pchat_protocol::Presence::NotFound,
                 },
@@ -382,7 +395,7 @@ impl Harness {
                 self.peers[i].link = Some(link);
                 let welcome = Msg::Welcome {
                     version: VERSION,
-                    name: PEERS[i].into(),
+                    name: self.name(i),
                 };
                 self.echo(Input::Received {
                     link,
@@ -407,7 +420,7 @@ impl Harness {
                 assert!(
                     self.flooded.insert((i, room, origin.clone(), seq)),
                     "{key:?} flooded twice to {}",
-                    PEERS[i]
+                    self.name(i)
                 );
                 if origin != ME {
                     // Not checked: "never back to a neighbour that sent it". A neighbour's copy
@@ -480,7 +493,7 @@ impl Harness {
         let hello = Msg::Hello {
             version: VERSION,
             role: p2pchat_protocol::Role::Peer,
-            name: PEERS[i].into(),
+            name: self.name(i),
             ticket: Vec::new(),
         };
         self.peers[i].link = Some(link);
@@ -552,7 +565,7 @@ impl Harness {
     }
 
     fn command(&mut self, cmd: Cmd) {
-        let name = |p: Peer| PEERS[p.index()].to_string();
+        let name = |p: Peer| self.name(p.index());
         let command = match cmd {
             Cmd::Say(r, n) => Command::Say {
                 room: r.get(),
@@ -637,7 +650,7 @@ impl Harness {
             }
             Op::Willing(peer, willing) => self.peers[peer.index()].willing = willing,
             Op::Registry(room, event) => {
-                let name = |p: Peer| PEERS[p.index()].to_string();
+                let name = |p: Peer| self.name(p.index());
                 let event = match event {
                     RegEvent::Joined(p) => RoomEvent::Joined {
                         name: name(p),
@@ -658,10 +671,16 @@ impl Harness {
                         addr: peer_addr(p.index()),
                     },
                     RegEvent::Offline(p) => RoomEvent::Offline { name: name(p) },
-                    RegEvent::Renamed(p) => RoomEvent::Renamed {
-                        old: name(p),
-                        new: format!("{}2", name(p)),
-                    },
+                    RegEvent::Renamed(p) => {
+                        // Back and forth: `bob` -> `bob2` -> `bob`.
+                        let i = p.index();
+                        let old = self.name(i);
+                        self.peers[i].renamed ^= true;
+                        RoomEvent::Renamed {
+                            old,
+                            new: self.name(i),
+                        }
+                    }
                 };
                 if let Some(link) = self.registry_link {
                     let msg = Msg::Room {
