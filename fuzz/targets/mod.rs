@@ -8,6 +8,7 @@
 pub mod frame_decode;
 pub mod framing_chunks;
 pub mod heartbeat_datagram;
+pub mod ops;
 pub mod peer_command;
 pub mod peer_room;
 pub mod registry_session;

@@ -28,6 +28,8 @@ use p2pchat_protocol::{Frame, FrameDecoder, Msg, PeerInfo, RoomEvent, VERSION};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::ops;
+
 const ME: &str = "mia";
 const ROOM: &str = "lobby";
 const PEERS: &[&str] = &["bob", "carol", "yan", "zed"];
@@ -149,6 +151,12 @@ enum Op {
 #[derive(Debug, Default)]
 struct PeerEnd {
     willing: bool,
+    /// Renamed (by a registry `renamed` event the harness pushed to every room): the neighbour
+    /// is now `<name>2` everywhere, in its hellos and welcomes and in the registry's answers,
+    /// as one user is after a real rename. (With the old name kept at the same address, or the
+    /// rename pushed to a room the node is not in, the node rightly saw two neighbours at one
+    /// address, e.g. `bob2` over the refiled link and a new `bob`.)
+    renamed: bool,
     /// The link the neighbour is on, if any (ours or theirs).
     link: Option<LinkId>,
 }
@@ -203,6 +211,7 @@ impl Harness {
                 .iter()
                 .map(|_| PeerEnd {
                     willing: true,
+                    renamed: false,
                     link: None,
                 })
                 .collect(),
@@ -226,6 +235,15 @@ impl Harness {
             "the scripted join made no neighbours"
         );
         h
+    }
+
+    /// The name neighbour `i` goes by now.
+    fn name(&self, i: usize) -> String {
+        if self.peers[i].renamed {
+            format!("{}2", PEERS[i])
+        } else {
+            PEERS[i].to_string()
+        }
     }
 
     /// Feeds one input and everything the scripted ends answer, checking every output.
@@ -333,11 +351,9 @@ impl Harness {
     /// The registry's side: answers each request as the real registry does when it succeeds.
     fn registry_answer(&mut self, link: LinkId, frame: Frame) {
         let peers = || {
-            PEERS
-                .iter()
-                .enumerate()
-                .map(|(i, n)| PeerInfo {
-                    name: n.to_string(),
+            (0..PEERS.len())
+                .map(|i| PeerInfo {
+                    name: self.name(i),
                     addr: peer_addr(i),
                 })
                 .collect::<Vec<_>>()
@@ -363,7 +379,7 @@ impl Harness {
             },
             Msg::Ping => Msg::Pong,
             Msg::Search { name } => Msg::SearchResult {
-                presence: match PEERS.iter().position(|p| *p == name) {
+                presence: match (0..PEERS.len()).find(|&i| self.name(i) == name) {
                     Some(i) => p2pchat_protocol::Presence::Online(peer_addr(i)),
                     None => p2pchat_protocol::Presence::NotFound,
                 },
@@ -382,7 +398,7 @@ impl Harness {
                 self.peers[i].link = Some(link);
                 let welcome = Msg::Welcome {
                     version: VERSION,
-                    name: PEERS[i].into(),
+                    name: self.name(i),
                 };
                 self.echo(Input::Received {
                     link,
@@ -407,7 +423,7 @@ impl Harness {
                 assert!(
                     self.flooded.insert((i, room, origin.clone(), seq)),
                     "{key:?} flooded twice to {}",
-                    PEERS[i]
+                    self.name(i)
                 );
                 if origin != ME {
                     // Not checked: "never back to a neighbour that sent it". A neighbour's copy
@@ -480,7 +496,7 @@ impl Harness {
         let hello = Msg::Hello {
             version: VERSION,
             role: p2pchat_protocol::Role::Peer,
-            name: PEERS[i].into(),
+            name: self.name(i),
             ticket: Vec::new(),
         };
         self.peers[i].link = Some(link);
@@ -552,7 +568,7 @@ impl Harness {
     }
 
     fn command(&mut self, cmd: Cmd) {
-        let name = |p: Peer| PEERS[p.index()].to_string();
+        let name = |p: Peer| self.name(p.index());
         let command = match cmd {
             Cmd::Say(r, n) => Command::Say {
                 room: r.get(),
@@ -637,7 +653,18 @@ impl Harness {
             }
             Op::Willing(peer, willing) => self.peers[peer.index()].willing = willing,
             Op::Registry(room, event) => {
-                let name = |p: Peer| PEERS[p.index()].to_string();
+                if self.registry_link.is_none() {
+                    // Not pushed, so not happened: a rename the node is never told of would
+                    // leave it dialing the old name at the new one's address.
+                    return;
+                }
+                // A rename is pushed to every room the member is in, as the registry does
+                // (the node ignores rooms it is not in); anything else to the chosen room.
+                let rooms: &[&str] = match event {
+                    RegEvent::Renamed(_) => ROOMS,
+                    _ => &ROOMS[usize::from(room.0)..=usize::from(room.0)],
+                };
+                let name = |p: Peer| self.name(p.index());
                 let event = match event {
                     RegEvent::Joined(p) => RoomEvent::Joined {
                         name: name(p),
@@ -658,20 +685,28 @@ impl Harness {
                         addr: peer_addr(p.index()),
                     },
                     RegEvent::Offline(p) => RoomEvent::Offline { name: name(p) },
-                    RegEvent::Renamed(p) => RoomEvent::Renamed {
-                        old: name(p),
-                        new: format!("{}2", name(p)),
-                    },
+                    RegEvent::Renamed(p) => {
+                        // Back and forth: `bob` -> `bob2` -> `bob`.
+                        let i = p.index();
+                        let old = self.name(i);
+                        self.peers[i].renamed ^= true;
+                        RoomEvent::Renamed {
+                            old,
+                            new: self.name(i),
+                        }
+                    }
                 };
-                if let Some(link) = self.registry_link {
-                    let msg = Msg::Room {
-                        room: room.get(),
-                        event,
-                    };
-                    self.input(Input::Received {
-                        link,
-                        bytes: Frame::event(msg).to_bytes(),
-                    });
+                for room in rooms {
+                    if let Some(link) = self.registry_link {
+                        let msg = Msg::Room {
+                            room: room.to_string(),
+                            event: event.clone(),
+                        };
+                        self.input(Input::Received {
+                            link,
+                            bytes: Frame::event(msg).to_bytes(),
+                        });
+                    }
                 }
             }
             Op::Command(cmd) => self.command(cmd),
@@ -695,41 +730,22 @@ impl Harness {
 fn next_op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
     let tag = u8::arbitrary(u)?;
     Ok(match tag {
-        0x00..=0x03 => {
-            let len = usize::from(u16::from_be_bytes([u8::arbitrary(u)?, u8::arbitrary(u)?]));
-            let bytes = u.bytes(len.min(u.len()))?.to_vec();
-            Op::Raw {
-                peer: Peer(tag),
-                bytes,
-            }
-        }
+        0x00..=0x03 => Op::Raw {
+            peer: Peer(tag),
+            bytes: ops::raw_bytes(u)?,
+        },
         _ => Op::arbitrary(u)?,
     })
 }
 
 /// The target body.
 pub fn run(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    let mut h = Harness::new();
-    for _ in 0..MAX_STEPS {
-        if u.is_empty() {
-            break;
-        }
-        match next_op(&mut u) {
-            Ok(op) => h.step(op),
-            Err(_) => break,
-        }
-    }
+    ops::drive(data, MAX_STEPS, &mut Harness::new(), next_op, Harness::step);
 }
 
 /// Seeds: room traffic from neighbours written as raw frames.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let raw = |out: &mut Vec<u8>, peer: u8, msg: Msg| {
-        let bytes = Frame::event(msg).to_bytes();
-        out.push(peer);
-        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        out.extend_from_slice(&bytes);
-    };
+    let raw = |out: &mut Vec<u8>, peer: u8, msg: Msg| ops::push_raw(out, peer, Frame::event(msg));
     let message = |origin: &str, seq: u64, hops: u8| Msg::RoomMessage {
         room: ROOM.into(),
         origin: origin.into(),

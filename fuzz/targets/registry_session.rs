@@ -30,6 +30,8 @@ use p2pchat_registry::hasher::{run_hash, HashDone, HashJob};
 use p2pchat_registry::store::{Snapshot, SqliteStore, StoreJob};
 use p2pchat_registry::{Config, ConnId, Input, Output, Registry};
 
+use super::ops::{self, push_raw as raw};
+
 /// Names the requests use: valid ones that collide on purpose (the same name in another case,
 /// a rename target), and invalid ones.
 const NAMES: &[&str] = &[
@@ -573,11 +575,10 @@ fn next_op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
     let tag = u8::arbitrary(u)?;
     Ok(match tag {
         // 0x00-0x0f: raw bytes on connection `tag`, a big-endian u16 length, the bytes.
-        0x00..=0x0f => {
-            let len = usize::from(u16::from_be_bytes([u8::arbitrary(u)?, u8::arbitrary(u)?]));
-            let bytes = u.bytes(len.min(u.len()))?.to_vec();
-            Op::Raw { conn: tag, bytes }
-        }
+        0x00..=0x0f => Op::Raw {
+            conn: tag,
+            bytes: ops::raw_bytes(u)?,
+        },
         // 0x10-0x1f: connection `tag & 0xf` connects (from source 0).
         0x10..=0x1f => Op::Connect {
             conn: tag & 0xf,
@@ -593,26 +594,10 @@ fn next_op(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
 
 /// The target body.
 pub fn run(data: &[u8]) {
-    let mut u = Unstructured::new(data);
     let mut h = Harness::new();
-    for _ in 0..MAX_STEPS {
-        if u.is_empty() {
-            break;
-        }
-        match next_op(&mut u) {
-            Ok(op) => h.step(op),
-            Err(_) => break,
-        }
-    }
+    ops::drive(data, MAX_STEPS, &mut h, next_op, Harness::step);
     h.finish();
     SPARE.with(|s| *s.borrow_mut() = Some(h.store));
-}
-
-fn raw(out: &mut Vec<u8>, conn: u8, frame: Frame) {
-    let bytes = frame.to_bytes();
-    out.push(conn);
-    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-    out.extend_from_slice(&bytes);
 }
 
 fn hello() -> Frame {
