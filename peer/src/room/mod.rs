@@ -35,6 +35,41 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// in the room reaches us), or after this long if none does.
 const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
 
+/// How a room message spreads over the room overlay (`--room-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RoomMode {
+    /// Every peer forwards a new message to every neighbour but the sender: `n(d'-1)+1` frames
+    /// per message, robust without any repair.
+    #[default]
+    Flood,
+    /// An epidemic broadcast tree (Plumtree): full messages go along a spanning tree of the
+    /// overlay, the other links only carry batched announcements of message ids and repair the
+    /// tree when a message is missed. Links to peers that only speak flooding still flood.
+    Tree,
+}
+
+impl RoomMode {
+    /// The name on the command line: `flood` or `tree`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomMode::Flood => "flood",
+            RoomMode::Tree => "tree",
+        }
+    }
+}
+
+impl std::str::FromStr for RoomMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RoomMode, String> {
+        match s {
+            "flood" => Ok(RoomMode::Flood),
+            "tree" => Ok(RoomMode::Tree),
+            other => Err(format!("unknown room mode {other:?} (flood or tree)")),
+        }
+    }
+}
+
 /// Flooding counters of one room (for tests, the simulator and the cost measurement).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RoomStats {
