@@ -105,6 +105,9 @@ pub(crate) struct Room {
     retry: BTreeMap<String, Instant>,
     /// Dedup, flooding and the broadcast tree over `neighbors`.
     cast: Broadcast,
+    /// Members the registry told us joined or came online while we were in the room, with a
+    /// [`Broadcast::mark`] of then: a new link to one is told only of messages since.
+    fresh: BTreeMap<String, u64>,
     /// While set, "Joined room" has not been shown yet; shown at the latest then.
     announce: Option<Instant>,
 }
@@ -122,6 +125,9 @@ impl Room {
             }
         }
         self.cast.rename_peer(old, new);
+        if let Some(at) = self.fresh.remove(old) {
+            self.fresh.insert(new.to_string(), at);
+        }
         if let Some(at) = self.retry.remove(old) {
             self.retry.insert(new.to_string(), at);
         }
@@ -135,6 +141,7 @@ impl Room {
             initiated: BTreeSet::new(),
             retry: BTreeMap::new(),
             cast: Broadcast::new(name, mode),
+            fresh: BTreeMap::new(),
             announce: None,
         }
     }
@@ -403,14 +410,25 @@ impl Node {
         match event {
             RoomEvent::Joined { name, addr } => {
                 self.set_online(&room, &name, Some(addr));
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.fresh.insert(name.clone(), r.cast.mark());
+                }
                 self.event(NodeEvent::MemberJoined {
                     room: room.clone(),
                     name,
                 });
             }
-            RoomEvent::Online { name, addr } => self.set_online(&room, &name, Some(addr)),
+            RoomEvent::Online { name, addr } => {
+                self.set_online(&room, &name, Some(addr));
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.fresh.insert(name, r.cast.mark());
+                }
+            }
             RoomEvent::Left { name } => {
                 self.set_online(&room, &name, None);
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.fresh.remove(&name);
+                }
                 self.drop_neighbor(now, &room, &name, true);
                 self.event(NodeEvent::MemberLeft {
                     room: room.clone(),
@@ -431,6 +449,9 @@ impl Node {
                     return;
                 }
                 self.set_online(&room, &name, None);
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.fresh.remove(&name);
+                }
                 self.drop_neighbor(now, &room, &name, true);
                 self.event(NodeEvent::MemberKicked {
                     room: room.clone(),
@@ -666,6 +687,10 @@ impl Node {
             self.links.send_to(&from, msg, &mut self.out);
             self.release_link(now, &from, false);
             return;
+        }
+        if let Some(r) = self.rooms.rooms.get_mut(&room) {
+            let since = r.fresh.get(&from).copied();
+            r.cast.catch_up(now, &from, since);
         }
         debug!("room {room}: linked with {from}");
         self.links.set_idle(&from, None);

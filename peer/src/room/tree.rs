@@ -59,6 +59,9 @@ pub const MAX_ANNOUNCERS: usize = 8;
 pub const MAX_GRAFTS: u8 = 4;
 /// Ids read from one `room-ihave` or `room-graft`; the rest are ignored.
 pub const MAX_IDS: usize = 1024;
+/// A new link is told the ids of the messages of this long before it came up (see
+/// [`Broadcast::catch_up`]).
+pub const CATCH_UP: Duration = Duration::from_secs(10);
 
 /// How we push to one neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +116,10 @@ pub struct Broadcast {
     peers: BTreeMap<String, Push>,
     dedup: Dedup,
     cache: HashMap<RoomMsgId, Cached>,
-    cache_order: VecDeque<(Instant, RoomMsgId)>,
+    /// Cached ids in arrival order, with when and their arrival number.
+    cache_order: VecDeque<(Instant, u64, RoomMsgId)>,
+    /// Messages cached so far (the next arrival number).
+    arrivals: u64,
     announce: BTreeMap<String, Vec<RoomMsgId>>,
     flush_at: Option<Instant>,
     missing: HashMap<RoomMsgId, Missing>,
@@ -131,6 +137,7 @@ impl Broadcast {
             dedup: Dedup::new(MAX_ORIGINS),
             cache: HashMap::new(),
             cache_order: VecDeque::new(),
+            arrivals: 0,
             announce: BTreeMap::new(),
             flush_at: None,
             missing: HashMap::new(),
@@ -305,20 +312,58 @@ impl Broadcast {
                 },
             });
         }
-        if self.mode == RoomMode::Tree {
-            self.remember(now, id, hops, sent_ms, text);
+        // Kept in both modes: grafts after a catch-up announcement are answered from here.
+        self.remember(now, id, hops, sent_ms, text);
+    }
+
+    /// A mark of "now" in the message history, for [`Broadcast::catch_up`].
+    pub fn mark(&self) -> u64 {
+        self.arrivals
+    }
+
+    /// A new link to `name` is up: announce the messages we got in the last [`CATCH_UP`], and
+    /// since `since` (a [`Broadcast::mark`] taken when the registry said it joined or came
+    /// online, so that a member is not shown what was said before it came). A member whose
+    /// links were still forming grafts what it missed; one that has them ignores the
+    /// announcement. Nothing for a version-1 link (it knows no announcements).
+    pub fn catch_up(&mut self, now: Instant, name: &str, since: Option<u64>) {
+        if self.peers.get(name).map_or(true, |p| *p == Push::Legacy) {
+            return;
+        }
+        self.expire_cache(now);
+        let from = now.checked_sub(CATCH_UP);
+        let mut ids: Vec<RoomMsgId> = self
+            .cache_order
+            .iter()
+            .rev()
+            .take_while(|(at, n, _)| {
+                from.map_or(true, |f| *at >= f) && since.map_or(true, |s| *n >= s)
+            })
+            .take(MAX_IHAVE_BATCH)
+            .map(|(_, _, id)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        ids.reverse();
+        let q = self.announce.entry(name.to_string()).or_default();
+        q.extend(ids);
+        q.truncate(MAX_IHAVE_BATCH);
+        if self.flush_at.is_none() {
+            self.flush_at = Some(now + IHAVE_TICK);
         }
     }
 
     fn remember(&mut self, now: Instant, id: RoomMsgId, hops: u8, sent_ms: u64, text: String) {
         self.expire_cache(now);
         while self.cache.len() >= MAX_CACHE {
-            let Some((_, old)) = self.cache_order.pop_front() else {
+            let Some((_, _, old)) = self.cache_order.pop_front() else {
                 break;
             };
             self.cache.remove(&old);
         }
-        self.cache_order.push_back((now, id.clone()));
+        self.cache_order.push_back((now, self.arrivals, id.clone()));
+        self.arrivals += 1;
         self.cache.insert(
             id,
             Cached {
@@ -330,11 +375,11 @@ impl Broadcast {
     }
 
     fn expire_cache(&mut self, now: Instant) {
-        while let Some((at, _)) = self.cache_order.front() {
+        while let Some((at, _, _)) = self.cache_order.front() {
             if now.saturating_duration_since(*at) < CACHE_TTL {
                 break;
             }
-            if let Some((_, id)) = self.cache_order.pop_front() {
+            if let Some((_, _, id)) = self.cache_order.pop_front() {
                 self.cache.remove(&id);
             }
         }

@@ -253,6 +253,51 @@ fn legacy_neighbours_always_get_full_messages_and_are_never_pruned() {
     assert_eq!(sends(&out), [(s("old"), "room-message")]);
 }
 
+/// A new link hears of the recent messages (so a member whose links were re-forming grafts what
+/// it missed), but not of those from before the registry said it joined, nor of old ones.
+#[test]
+fn a_new_link_is_told_of_recent_messages() {
+    for mode in [RoomMode::Tree, RoomMode::Flood] {
+        let now = t0();
+        let mut b = Broadcast::new("lab", mode);
+        b.add_peer("a", true);
+        let mut out = Vec::new();
+        b.originate(now, "me", 1, 0, s("old"), &mut out);
+        let t1 = now + CATCH_UP;
+        b.originate(t1, "me", 2, 0, s("before join"), &mut out);
+        let joined = t1 + Duration::from_secs(1);
+        let mark = b.mark();
+        b.receive(joined, "me", "a", s("o"), 5, 9, 0, s("after"), &mut out);
+        out.clear();
+        b.add_peer("fresh", true);
+        b.catch_up(joined, "fresh", Some(mark));
+        b.add_peer("back", true);
+        b.catch_up(joined, "back", None);
+        b.add_peer("old", false);
+        b.catch_up(joined, "old", None);
+        b.on_timeout(joined + IHAVE_TICK, &mut out);
+        let ihave = |to: &str, ids: Vec<RoomMsgId>| Action::Send {
+            to: vec![s(to)],
+            msg: Msg::RoomIhave {
+                room: s("lab"),
+                ids,
+            },
+        };
+        assert_eq!(
+            out,
+            [
+                ihave("back", vec![id("me", 2), id("o", 5)]),
+                ihave("fresh", vec![id("o", 5)]),
+            ],
+            "{mode:?}"
+        );
+        // The member that missed one grafts it and gets it.
+        out.clear();
+        b.on_graft(joined, "back", vec![id("me", 2)], &mut out);
+        assert_eq!(sends(&out), [(s("back"), "room-message")], "{mode:?}");
+    }
+}
+
 #[test]
 fn state_stays_bounded() {
     let now = t0();
