@@ -650,6 +650,138 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn config() -> Config {
+        Config::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+    }
+
+    fn frames_sent(out: &mut VecDeque<Output>) -> Vec<Msg> {
+        out.drain(..)
+            .filter_map(|o| match o {
+                Output::Send { bytes, .. } => Some(Frame::decode(&bytes[4..]).unwrap().msg),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn hello(version: u16, name: &str) -> Bytes {
+        Frame::event(Msg::Hello {
+            version,
+            role: Role::Peer,
+            name: name.into(),
+            ticket: Vec::new(),
+        })
+        .to_bytes()
+    }
+
+    /// An acceptor answers with the lower of the two versions and the link runs at it; a hello
+    /// older than version 1 is refused.
+    #[test]
+    fn an_accepted_link_runs_at_the_lower_version() {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let remote: SocketAddr = "10.0.0.2:9".parse().unwrap();
+        for (offered, runs) in [(1, 1), (2, 2), (9, PEER_VERSION)] {
+            let mut links = Links::new();
+            let mut out = VecDeque::new();
+            let id = LinkId::Accepted(1);
+            links.handle_accepted(now, id, remote, &config());
+            let events =
+                links.handle_received(now, id, &hello(offered, "bob"), Some("ann"), &mut out);
+            assert_eq!(events, [LinkEvent::Ready { name: "bob".into() }]);
+            assert_eq!(
+                frames_sent(&mut out),
+                [Msg::Welcome {
+                    version: runs,
+                    name: "ann".into()
+                }]
+            );
+            assert_eq!(links.version("bob"), runs, "offered {offered}");
+        }
+        let mut links = Links::new();
+        let mut out = VecDeque::new();
+        links.handle_accepted(now, LinkId::Accepted(1), remote, &config());
+        links.handle_received(
+            now,
+            LinkId::Accepted(1),
+            &hello(0, "bob"),
+            Some("ann"),
+            &mut out,
+        );
+        assert!(matches!(
+            frames_sent(&mut out)[..],
+            [Msg::Error {
+                code: status::BAD_VERSION,
+                ..
+            }]
+        ));
+        assert_eq!(links.version("bob"), 0);
+    }
+
+    /// A dialer offers the newest version; an older acceptor refuses it (402), and the dialer
+    /// dials again offering version 1, which then the link runs at.
+    #[test]
+    fn a_dialer_falls_back_to_version_1_for_an_older_peer() {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let addr: SocketAddr = "10.0.0.3:7".parse().unwrap();
+        let mut links = Links::new();
+        let mut out = VecDeque::new();
+        links.dial(now, LinkId::Dialed(1), addr, "old", &config(), &mut out);
+        out.clear();
+        links.handle_connected(LinkId::Dialed(1), Some("ann"), &mut out);
+        assert!(matches!(
+            frames_sent(&mut out)[..],
+            [Msg::Hello {
+                version: PEER_VERSION,
+                ..
+            }]
+        ));
+        let refusal = Frame::event(Msg::Error {
+            code: status::BAD_VERSION,
+            message: "unsupported protocol version 2; this peer speaks 1".into(),
+        })
+        .to_bytes();
+        let events = links.handle_received(now, LinkId::Dialed(1), &refusal, Some("ann"), &mut out);
+        assert_eq!(
+            events,
+            [LinkEvent::Redial {
+                name: "old".into(),
+                addr
+            }]
+        );
+        out.clear();
+        links.dial(now, LinkId::Dialed(2), addr, "old", &config(), &mut out);
+        out.clear();
+        links.handle_connected(LinkId::Dialed(2), Some("ann"), &mut out);
+        assert!(matches!(
+            frames_sent(&mut out)[..],
+            [Msg::Hello { version: 1, .. }]
+        ));
+        let welcome = Frame::event(Msg::Welcome {
+            version: 1,
+            name: "old".into(),
+        })
+        .to_bytes();
+        let events = links.handle_received(now, LinkId::Dialed(2), &welcome, Some("ann"), &mut out);
+        assert_eq!(events, [LinkEvent::Ready { name: "old".into() }]);
+        assert_eq!(links.version("old"), 1);
+        // A second refusal, at version 1, is a plain failure: no endless redials.
+        links.dial(now, LinkId::Dialed(3), addr, "old2", &config(), &mut out);
+        links.handle_connected(LinkId::Dialed(3), Some("ann"), &mut out);
+        links.legacy.insert("old2".into());
+        if let Some(l) = links.links.get_mut(&LinkId::Dialed(3)) {
+            l.version = VERSION;
+        }
+        let events = links.handle_received(now, LinkId::Dialed(3), &refusal, Some("ann"), &mut out);
+        assert!(
+            matches!(&events[..], [LinkEvent::DialFailed { .. }]),
+            "{events:?}"
+        );
+    }
+
     #[test]
     fn the_frame_deadline_runs_from_the_start_of_the_current_frame() {
         // Virtual clock anchored at one real instant.
