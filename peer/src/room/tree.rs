@@ -327,7 +327,7 @@ impl Broadcast {
     /// links were still forming grafts what it missed; one that has them ignores the
     /// announcement. Nothing for a version-1 link (it knows no announcements).
     pub fn catch_up(&mut self, now: Instant, name: &str, since: Option<u64>) {
-        if self.peers.get(name).map_or(true, |p| *p == Push::Legacy) {
+        if self.peers.get(name).is_none_or(|p| *p == Push::Legacy) {
             return;
         }
         self.expire_cache(now);
@@ -336,9 +336,7 @@ impl Broadcast {
             .cache_order
             .iter()
             .rev()
-            .take_while(|(at, n, _)| {
-                from.map_or(true, |f| *at >= f) && since.map_or(true, |s| *n >= s)
-            })
+            .take_while(|(at, n, _)| from.is_none_or(|f| *at >= f) && since.is_none_or(|s| *n >= s))
             .take(MAX_IHAVE_BATCH)
             .map(|(_, _, id)| id.clone())
             .collect();
