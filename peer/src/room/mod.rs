@@ -1,5 +1,9 @@
 //! Rooms on the peer: the membership view pushed by the registry, the overlay of room links
-//! between members, and flooding of room messages across it.
+//! between members, and how room messages spread across it (flooding or a broadcast tree).
+//!
+//! [`Rooms`] is a sans-IO state machine of its own: the node calls it with a [`Cx`] (our name,
+//! a [`RoomIo`] over the peer links, randomness, mutes, wall time) and applies the
+//! [`RoomOut`]s it leaves. Nothing here imports the node.
 //!
 //! - The registry says who is in a room and online (`RoomJoined`, then `Room` events). The peer
 //!   keeps that view per room and picks neighbours from it ([`overlay::targets`]).
@@ -8,8 +12,10 @@
 //!   `RoomUnlink` ends it. Only confirmed neighbours send or receive the room's messages, so a
 //!   member that was kicked or left stops receiving as soon as its neighbours drop it.
 //! - A message is `(origin, seq)` with a hop limit. It is shown and forwarded the first time it
-//!   is seen, to every neighbour except the one it came from; duplicates are counted and dropped
-//!   ([`dedup::Dedup`], bounded memory).
+//!   is seen; duplicates are counted and dropped ([`dedup::Dedup`], bounded memory). Flooding
+//!   forwards to every neighbour except the one it came from; the broadcast tree
+//!   ([`tree::Broadcast`], `--room-mode tree`) only along a spanning tree, announcing ids on the
+//!   other links.
 
 mod api;
 pub mod dedup;
