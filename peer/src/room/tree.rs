@@ -59,6 +59,8 @@ pub const MAX_ANNOUNCERS: usize = 8;
 pub const MAX_GRAFTS: u8 = 4;
 /// Ids read from one `room-ihave` or `room-graft`; the rest are ignored.
 pub const MAX_IDS: usize = 1024;
+/// Messages sent back for one `room-graft`: a small frame must not make us send megabytes.
+pub const MAX_GRAFT_SERVE: usize = 256;
 /// A new link is told the ids of the messages of this long before it came up (see
 /// [`Broadcast::catch_up`]).
 pub const CATCH_UP: Duration = Duration::from_secs(10);
@@ -435,13 +437,18 @@ impl Broadcast {
             *push = Push::Eager;
         }
         self.expire_cache(now);
+        let mut served = 0;
         for id in ids.into_iter().take(MAX_IDS) {
+            if served >= MAX_GRAFT_SERVE {
+                break;
+            }
             let Some(c) = self.cache.get(&id) else {
                 continue;
             };
             if c.hops == 0 {
                 continue;
             }
+            served += 1;
             self.stats.frames_sent += 1;
             out.push(Action::Send {
                 to: vec![from.to_string()],

@@ -314,6 +314,13 @@ fn state_stays_bounded() {
         b.originate(now, "me", seq, 0, s("x"), &mut out);
     }
     assert_eq!(b.cache_len(), MAX_CACHE);
+    // A graft of everything we hold is answered with at most MAX_GRAFT_SERVE messages.
+    out.clear();
+    let all: Vec<RoomMsgId> = (MAX_CACHE as u64..MAX_CACHE as u64 * 2)
+        .map(|seq| id("me", seq))
+        .collect();
+    b.on_graft(now, "a", all, &mut out);
+    assert_eq!(out.len(), MAX_GRAFT_SERVE);
     b.on_timeout(now + CACHE_TTL, &mut out);
     assert_eq!(b.cache_len(), 0, "old messages are dropped");
 }
