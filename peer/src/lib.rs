@@ -40,7 +40,7 @@
 //!   Node ─┬─ RegistryLink (session, requests, heartbeats, reconnect)
 //!         ├─ Links        (peer links: handshake, deadlines, one per peer)
 //!         ├─ chats        (private chats keyed by peer name)
-//!         └─ rooms        (room views, overlay links, flooding with dedup)
+//!         └─ rooms        (room views, overlay links, flooding or broadcast tree, dedup)
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
@@ -57,7 +57,7 @@ pub mod room;
 pub use command::{Command, FocusCommand, ParseError, Password};
 pub use io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 pub use node::{Node, Target};
-pub use room::RoomStats;
+pub use room::{RoomMode, RoomStats};
 
 #[cfg(test)]
 mod tests;
