@@ -418,8 +418,8 @@ pub mod kind {
     pub const ROOM_JOINED: u8 = 0x86;
     pub const MEMBER_LIST: u8 = 0x87;
     pub const PONG: u8 = 0x88;
-    pub const ROOM_JOINED_PART: u8 = 0x89;
-    pub const MEMBER_LIST_PART: u8 = 0x8a;
+    pub const ROOM_JOINED_PART: u8 = 0x8a;
+    pub const MEMBER_LIST_PART: u8 = 0x8b;
     pub const ROOM_EVENT: u8 = 0xa0;
 }
 
