@@ -31,6 +31,7 @@ mod msg;
 pub mod names;
 #[doc(hidden)]
 pub mod samples;
+pub mod secure;
 pub mod status;
 mod wire;
 
