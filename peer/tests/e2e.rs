@@ -312,6 +312,8 @@ impl Registry {
             "127.0.0.1:0",
         ])
         .args(extra)
+        // Registry keys are pinned per fixture, never in the user's own config.
+        .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
         .env_remove("NO_COLOR");
         match log {
             Some(filter) => cmd.env("RUST_LOG", filter),

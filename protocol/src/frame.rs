@@ -18,8 +18,9 @@ use crate::wire::{addr_len, bytes_len, put_addr, put_bool, put_bytes, put_str, s
 
 /// The first four bytes of every hello: "P2PC".
 pub const MAGIC: [u8; 4] = *b"P2PC";
-/// The protocol version this crate speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this crate speaks. Version 2 runs every TCP link over a secure link
+/// (`secure`); its clear hello carries the key share.
+pub const VERSION: u16 = 2;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// Bytes every body has before its fields: the kind and the request id.

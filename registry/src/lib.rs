@@ -43,6 +43,7 @@ mod limits;
 mod presence;
 mod registry;
 mod rooms;
+pub mod secure;
 pub mod store;
 mod timers;
 mod turns;

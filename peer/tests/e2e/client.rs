@@ -58,6 +58,7 @@ impl Pty {
             .args(extra)
             .env("TERM", "xterm-256color")
             .env("XDG_DATA_HOME", data.path())
+            .env("XDG_CONFIG_HOME", data.path())
             .env_remove("NO_COLOR")
             .env_remove("RUST_LOG")
             .stdin(Stdio::from(slave.try_clone().unwrap()))

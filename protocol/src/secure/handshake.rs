@@ -25,7 +25,7 @@ use crate::error::DecodeErrorKind;
 use crate::frame::Frame;
 use crate::msg::{kind, kind_name, Msg, Role};
 use crate::secure::channel::{Opener, Sealer, KEY_LEN};
-use crate::secure::identity::{Identity, PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use crate::secure::identity::{Fingerprint, Identity, PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::secure::record::RECORD_HEADER;
 use crate::secure::ticket::Ticket;
 use crate::secure::{record_kind, SecureError, VERSION};
@@ -78,9 +78,10 @@ impl Credential {
 pub enum Expect {
     /// Nothing: the other side must stay anonymous (the registry accepting clients).
     Anonymous,
-    /// A bare key; if given, exactly this one (a pinned registry). Without a pin, the caller
-    /// pins [`Remote::Key`] after the handshake.
-    Key(Option<PublicKey>),
+    /// A bare key; if given, exactly the one with this fingerprint (a pinned registry),
+    /// checked before this side says or sends anything more. Without a pin, the caller pins
+    /// [`Remote::Key`] after the handshake (trust on first use).
+    Key(Option<Fingerprint>),
     /// A ticket signed by `registry`, valid at `now` (Unix seconds).
     Ticket {
         /// The registry key tickets must be signed by.
@@ -226,8 +227,8 @@ fn check_auth(
             "proved an identity where none is expected",
         )),
         (Expect::Key(pin), Some(key), None) => match pin {
-            Some(pin) if *pin != key => Err(SecureError::KeyMismatch {
-                expected: pin.fingerprint().to_string(),
+            Some(pin) if *pin != key.fingerprint() => Err(SecureError::KeyMismatch {
+                expected: pin.to_string(),
                 got: key.fingerprint().to_string(),
             }),
             _ => Ok(Remote::Key(key)),
@@ -257,6 +258,18 @@ pub(crate) struct InitiatorWait {
     transcript: Transcript,
     cred: Credential,
     expect: Expect,
+}
+
+/// The clear `error` frame a responder sends for a stream that fails before its hello was
+/// handled (a length no record may have).
+pub(crate) fn refuse_stream(out: &mut BytesMut, err: &SecureError) {
+    if let SecureError::BadLength { len, max } = err {
+        refuse(
+            out,
+            status::TOO_LARGE,
+            format!("frame length {len} exceeds the maximum {max}"),
+        );
+    }
 }
 
 /// Starts a handshake: message 1 and the state that waits for message 2.
@@ -349,6 +362,7 @@ fn describe_kind(k: u8) -> String {
 
 /// The responder before message 1.
 pub(crate) struct ResponderStart {
+    pub(crate) role: Role,
     pub(crate) cred: Credential,
     pub(crate) expect: Expect,
 }
@@ -391,7 +405,10 @@ impl ResponderStart {
             }
         };
         let Msg::Hello {
-            version, ticket, ..
+            version,
+            ticket,
+            role,
+            ..
         } = hello
         else {
             unreachable!("kind checked above");
@@ -409,6 +426,19 @@ impl ResponderStart {
                 theirs: version,
                 ours: VERSION,
             });
+        }
+        if role != self.role {
+            let what = |r: Role| match r {
+                Role::Client => "client",
+                Role::Peer => "peer",
+            };
+            let text = format!(
+                "expected a {} hello, got a {} hello",
+                what(self.role),
+                what(role)
+            );
+            refuse(out, status::UNEXPECTED, text.clone());
+            return Err(SecureError::Unexpected(text));
         }
         if ticket.len() != 1 + X25519_LEN || ticket[0] != HELLO_SUITE {
             refuse(

@@ -48,8 +48,9 @@ pub use record::{RecordReader, MAX_RECORD, MAX_RECORD_PLAINTEXT, RECORD_HEADER, 
 pub use stream::SecureStream;
 pub use ticket::{Ticket, TicketError, TICKET_VERSION};
 
-/// The protocol version of a secure link, carried in the clear `hello` that opens it.
-pub const VERSION: u16 = 2;
+/// The protocol version of a secure link, carried in the clear `hello` that opens it: the
+/// crate's [`VERSION`](crate::VERSION), which went to 2 with this layer.
+pub const VERSION: u16 = crate::frame::VERSION;
 
 /// Record kinds (the byte after the length prefix). They sit where a frame's kind byte sits and
 /// are chosen outside the frame kinds, so a side that does not speak this layer reports an

@@ -84,10 +84,10 @@ impl SecureStream {
         Ok(s)
     }
 
-    /// The side that accepted.
-    pub fn responder(cred: Credential, expect: Expect) -> SecureStream {
+    /// The side that accepted; its hello must have role `role`.
+    pub fn responder(role: Role, cred: Credential, expect: Expect) -> SecureStream {
         SecureStream::with_state(
-            State::AwaitHello(ResponderStart { cred, expect }),
+            State::AwaitHello(ResponderStart { role, cred, expect }),
             SystemRandom::new(),
         )
     }
@@ -103,7 +103,12 @@ impl SecureStream {
             let step = match self.reader.next_record() {
                 Ok(Some(record)) => self.on_record(&record),
                 Ok(None) => return Ok(()),
-                Err(err) => Err(err),
+                Err(err) => {
+                    if matches!(self.state, State::AwaitHello(_)) {
+                        handshake::refuse_stream(&mut self.outgoing, &err);
+                    }
+                    Err(err)
+                }
             };
             if let Err(err) = step {
                 self.state = State::Failed(err.clone());
@@ -179,6 +184,13 @@ impl SecureStream {
     /// Plaintext opened since the last call (empty if none): the plain frame stream.
     pub fn take_plaintext(&mut self) -> BytesMut {
         self.plaintext.split()
+    }
+
+    /// Whether this responder has not yet answered a hello: nothing was said on the link, so
+    /// what its owner sends now (a refusal: server full, no hello in time) may go in the
+    /// clear, where the other side can read it.
+    pub fn awaiting_hello(&self) -> bool {
+        matches!(self.state, State::AwaitHello(_))
     }
 
     /// Whether the handshake is done and the keys are in use.

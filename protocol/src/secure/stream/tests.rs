@@ -45,16 +45,17 @@ impl World {
     }
 
     /// A client (anonymous, pinning `pin`) and the registry.
-    fn registry_link(&self, pin: Option<PublicKey>) -> (SecureStream, SecureStream) {
+    fn registry_link(&self, pin: Option<Fingerprint>) -> (SecureStream, SecureStream) {
         let client =
             SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(pin)).unwrap();
-        let registry =
-            SecureStream::responder(Credential::Key(self.registry.clone()), Expect::Anonymous);
+        let registry = SecureStream::responder(
+            Role::Client,
+            Credential::Key(self.registry.clone()),
+            Expect::Anonymous,
+        );
         (client, registry)
     }
 }
-
-use crate::secure::PublicKey;
 
 /// Moves bytes both ways until nothing moves; returns each side's error, if any.
 fn pump(a: &mut SecureStream, b: &mut SecureStream) -> (Option<SecureError>, Option<SecureError>) {
@@ -118,7 +119,7 @@ fn peers_with_tickets_learn_each_others_names() {
     let w = World::new();
     let mut alice =
         SecureStream::initiator(Role::Peer, w.ticket_cred("alice"), w.expect_ticket(1500)).unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     assert_eq!(pump(&mut alice, &mut bob), (None, None));
     let name = |s: &SecureStream| match s.remote() {
         Some(Remote::User(t)) => t.name.clone(),
@@ -132,7 +133,7 @@ fn peers_with_tickets_learn_each_others_names() {
 #[test]
 fn a_byte_at_a_time_works() {
     let w = World::new();
-    let (mut c, mut r) = w.registry_link(Some(w.registry.public_key()));
+    let (mut c, mut r) = w.registry_link(Some(w.registry.public_key().fingerprint()));
     c.send(&[9u8; 40_000]).unwrap();
     let mut got = Vec::new();
     loop {
@@ -157,14 +158,15 @@ fn a_changed_registry_key_is_refused() {
     let w = World::new();
     let pinned = Identity::generate(&SystemRandom::new())
         .unwrap()
-        .public_key();
+        .public_key()
+        .fingerprint();
     let (mut c, mut r) = w.registry_link(Some(pinned));
     c.send(b"login alice password").unwrap();
     let (ec, _) = pump(&mut c, &mut r);
     assert_eq!(
         ec,
         Some(SecureError::KeyMismatch {
-            expected: pinned.fingerprint().to_string(),
+            expected: pinned.to_string(),
             got: w.registry.public_key().fingerprint().to_string(),
         })
     );
@@ -191,7 +193,7 @@ fn a_peer_cannot_sign_as_another_user() {
         w.expect_ticket(1500),
     )
     .unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     fake.send(b"Message from alice").unwrap();
     let (_, eb) = pump(&mut fake, &mut bob);
     assert_eq!(eb, Some(SecureError::BadSignature));
@@ -219,7 +221,7 @@ fn a_self_made_ticket_is_refused() {
         w.expect_ticket(1500),
     )
     .unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     let (_, eb) = pump(&mut fake, &mut bob);
     assert_eq!(eb, Some(SecureError::Ticket(TicketError::BadSignature)));
 }
@@ -230,7 +232,7 @@ fn a_stranger_without_a_ticket_is_refused() {
     // The stranger checks bob's ticket like any peer would, then proves nothing itself.
     let mut stranger =
         SecureStream::initiator(Role::Peer, Credential::Anonymous, w.expect_ticket(1500)).unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     stranger.send(b"Message from alice").unwrap();
     let (_, eb) = pump(&mut stranger, &mut bob);
     assert!(matches!(eb, Some(SecureError::WrongIdentity(_))), "{eb:?}");
@@ -240,7 +242,7 @@ fn a_stranger_without_a_ticket_is_refused() {
     let rogue = Arc::new(Identity::generate(&SystemRandom::new()).unwrap());
     let mut stranger =
         SecureStream::initiator(Role::Peer, Credential::Key(rogue), w.expect_ticket(1500)).unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     let (_, eb) = pump(&mut stranger, &mut bob);
     assert!(matches!(eb, Some(SecureError::WrongIdentity(_))), "{eb:?}");
 }
@@ -251,7 +253,7 @@ fn an_expired_ticket_is_refused_both_ways() {
     // Bob's clock says 2000: alice's ticket (valid until 2000, exclusive) has expired.
     let mut alice =
         SecureStream::initiator(Role::Peer, w.ticket_cred("alice"), w.expect_ticket(1500)).unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(2000));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(2000));
     let (_, eb) = pump(&mut alice, &mut bob);
     assert_eq!(
         eb,
@@ -263,7 +265,7 @@ fn an_expired_ticket_is_refused_both_ways() {
     // And the dialer refuses an expired ticket from the acceptor before saying who it is.
     let mut alice =
         SecureStream::initiator(Role::Peer, w.ticket_cred("alice"), w.expect_ticket(2500)).unwrap();
-    let mut bob = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut bob = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     let (ea, _) = pump(&mut alice, &mut bob);
     assert!(matches!(
         ea,
@@ -284,6 +286,7 @@ fn an_old_client_is_refused_in_the_clear_with_the_reason() {
     });
     let err = r.receive(&old_hello.to_bytes()).unwrap_err();
     assert_eq!(err, SecureError::BadVersion { theirs: 1, ours: 2 });
+    assert!(!r.awaiting_hello());
     // What an old client reads: a plain error frame it understands.
     let mut d = FrameDecoder::new(1 << 16);
     d.push(&r.take_outgoing());
@@ -355,6 +358,37 @@ fn a_first_frame_that_is_not_a_hello_is_refused_in_the_clear() {
 }
 
 #[test]
+fn pre_hello_refusals_are_clear_error_frames() {
+    let w = World::new();
+    let first_error = |bytes: &[u8]| {
+        let (_, mut r) = w.registry_link(None);
+        assert!(r.awaiting_hello());
+        assert!(r.receive(bytes).is_err());
+        let mut d = FrameDecoder::new(1 << 16);
+        d.push(&r.take_outgoing());
+        match d.next_frame().unwrap().unwrap().msg {
+            Msg::Error { code, .. } => code,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(first_error(b"GET / HTTP/1.1\r\n\r\n"), status::TOO_LARGE);
+    let peer_hello = Frame::event(Msg::Hello {
+        version: 2,
+        role: Role::Peer,
+        name: String::new(),
+        ticket: vec![],
+    });
+    assert_eq!(first_error(&peer_hello.to_bytes()), status::UNEXPECTED);
+    let keyless_hello = Frame::event(Msg::Hello {
+        version: 2,
+        role: Role::Client,
+        name: String::new(),
+        ticket: vec![],
+    });
+    assert_eq!(first_error(&keyless_hello.to_bytes()), status::MALFORMED);
+}
+
+#[test]
 fn replayed_and_reordered_records_close_the_link() {
     let w = World::new();
     let (mut c, mut r) = w.registry_link(None);
@@ -386,7 +420,7 @@ fn run_with_tamper(flight: usize, at: usize, xor: u8) -> (Vec<u8>, bool, bool) {
     let w = World::new();
     let mut a =
         SecureStream::initiator(Role::Peer, w.ticket_cred("alice"), w.expect_ticket(1500)).unwrap();
-    let mut b = SecureStream::responder(w.ticket_cred("bob"), w.expect_ticket(1500));
+    let mut b = SecureStream::responder(Role::Peer, w.ticket_cred("bob"), w.expect_ticket(1500));
     a.send(b"secret chat text").unwrap();
     let mut opened = Vec::new();
     let mut in_data_prefix = false;
