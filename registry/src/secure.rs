@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use p2pchat_protocol::secure::{
@@ -181,14 +181,13 @@ impl SecureConns {
 
 /// Runs the client side of the handshake on a blocking socket (for tests and tools): sends
 /// message 1 and `early` (sealed as soon as possible), reads until the link is open or fails.
-/// The socket's read timeout is set to what is left of `timeout` on each read.
+/// Each read waits at most `timeout` (the library reads no clock, so this is per read).
 pub fn client_handshake(
     sock: &mut (impl Read + Write + ReadTimeout),
     pin: Option<Fingerprint>,
     early: &[u8],
     timeout: Duration,
 ) -> Result<SecureStream, SecureError> {
-    let deadline = Instant::now() + timeout;
     let mut stream =
         SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(pin))?;
     stream.send(early)?;
@@ -201,18 +200,12 @@ pub fn client_handshake(
         if stream.is_open() {
             return Ok(stream);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(SecureError::Unexpected(
-                "timeout (no handshake reply)".into(),
-            ));
-        }
-        sock.set_timeout(left);
+        sock.set_timeout(timeout);
         match sock.read(&mut buf) {
             Ok(0) => return Err(SecureError::Unexpected("connection closed".into())),
             Ok(n) => stream.receive(&buf[..n])?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(SecureError::Unexpected(format!("read failed: {e}"))),
+            Err(e) => return Err(SecureError::Unexpected(format!("no handshake reply: {e}"))),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! End-to-end tests of the secure registry link against the real binary: the key file, the
 //! fingerprint it prints, pinning, a changed key, versions, and what a wire capture shows.
 
+// Real processes run on the real clock: the tests read it to set deadlines.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "e2e/harness.rs"]
 mod harness;
 

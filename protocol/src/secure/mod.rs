@@ -45,7 +45,7 @@ pub use error::SecureError;
 pub use handshake::{Credential, Expect, Remote, HELLO_SUITE};
 pub use identity::{Fingerprint, Identity, PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 pub use record::{RecordReader, MAX_RECORD, MAX_RECORD_PLAINTEXT, RECORD_HEADER, TAG_LEN};
-pub use stream::SecureStream;
+pub use stream::{OpenHalf, SecureStream};
 pub use ticket::{Ticket, TicketError, TICKET_VERSION};
 
 /// The protocol version of a secure link, carried in the clear `hello` that opens it: the

@@ -221,6 +221,41 @@ impl SecureStream {
     pub fn has_partial(&self) -> bool {
         self.reader.has_partial()
     }
+
+    /// The two directions of an open stream, for a writer and a reader on different threads.
+    /// Plaintext not yet taken is lost; take it first.
+    pub fn into_halves(self) -> Result<(Sealer, OpenHalf), SecureError> {
+        match self.state {
+            State::Open { sealer, opener } => Ok((
+                sealer,
+                OpenHalf {
+                    reader: self.reader,
+                    opener,
+                },
+            )),
+            State::Failed(err) => Err(err),
+            _ => Err(SecureError::Unexpected("split before the handshake".into())),
+        }
+    }
+}
+
+/// The receiving direction of an open stream (see [`SecureStream::into_halves`]).
+#[derive(Debug)]
+pub struct OpenHalf {
+    reader: RecordReader,
+    opener: Opener,
+}
+
+impl OpenHalf {
+    /// Opens what `bytes` completes; the plaintext, possibly empty. Errors are final.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<BytesMut, SecureError> {
+        self.reader.push(bytes);
+        let mut plain = BytesMut::new();
+        while let Some(record) = self.reader.next_record()? {
+            plain.extend_from_slice(&self.opener.open(&record)?);
+        }
+        Ok(plain)
+    }
 }
 
 #[cfg(test)]

@@ -492,6 +492,26 @@ proptest! {
 }
 
 #[test]
+fn halves_carry_on_where_the_stream_left_off() {
+    let w = World::new();
+    let (mut c, mut r) = w.registry_link(None);
+    pump(&mut c, &mut r);
+    assert_eq!(deliver(&mut c, &mut r, b"one").unwrap(), b"one");
+    let (mut sealer, mut open) = r.into_halves().unwrap();
+    c.send(b"two").unwrap();
+    assert_eq!(&open.receive(&c.take_outgoing()).unwrap()[..], b"two");
+    let mut out = bytes::BytesMut::new();
+    sealer.seal(b"three", &mut out).unwrap();
+    c.receive(&out).unwrap();
+    assert_eq!(&c.take_plaintext()[..], b"three");
+    assert!(
+        SecureStream::responder(Role::Client, Credential::Anonymous, Expect::Anonymous)
+            .into_halves()
+            .is_err()
+    );
+}
+
+#[test]
 fn fingerprints_round_trip_through_text() {
     let w = World::new();
     let fp = w.registry.public_key().fingerprint();
