@@ -1,6 +1,10 @@
 //! What secure links cost: handshake CPU (each side) and bytes, and CPU and bytes per chat
 //! message with and without sealing. `cargo run -p p2pchat-protocol --example secure_cost
 //! --release [N]` (figures in docs/performance.md, "Secure links").
+//!
+//! `secure_cost N handshake|registry|plain|sealed` does only that work N times (N messages
+//! for plain and sealed), for instruction counts under callgrind: the difference between two
+//! N is the cost of the extra operations, free of start-up.
 
 // A measuring tool: it reads the clock by design.
 #![allow(clippy::disallowed_methods)]
@@ -28,6 +32,10 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
     let registry = Arc::new(Identity::generate(&SystemRandom::new()).unwrap());
+    if let Some(mode) = std::env::args().nth(2) {
+        only(&mode, n, &registry);
+        return;
+    }
 
     // Handshakes: the client's work and the registry's work timed apart.
     let (mut client_t, mut registry_t) = (Duration::ZERO, Duration::ZERO);
@@ -115,4 +123,77 @@ fn main() {
         sealed_t.as_secs_f64() / plain_t.as_secs_f64(),
         sealed_len - plain_len
     );
+}
+
+/// One kind of work, `n` times, no clock: for callgrind.
+fn only(mode: &str, n: usize, registry: &Arc<Identity>) {
+    let frame = Frame::event(Msg::ChatMessage {
+        text: "x".repeat(100),
+    });
+    let link = || {
+        let mut c = SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(None))
+            .unwrap();
+        let mut r = SecureStream::responder(
+            Role::Client,
+            Credential::Key(Arc::clone(registry)),
+            Expect::Anonymous,
+        );
+        r.receive(&c.take_outgoing()).unwrap();
+        c.receive(&r.take_outgoing()).unwrap();
+        r.receive(&c.take_outgoing()).unwrap();
+        (c, r)
+    };
+    match mode {
+        "handshake" => {
+            for _ in 0..n {
+                let (c, r) = link();
+                assert!(c.is_open() && r.is_open());
+            }
+        }
+        "registry" => {
+            // The registry answering N hellos, plus making them: subtract `initiator`.
+            let mut clients: Vec<_> = (0..n)
+                .map(|_| {
+                    SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(None))
+                        .unwrap()
+                })
+                .collect();
+            let hellos: Vec<_> = clients.iter_mut().map(|c| c.take_outgoing()).collect();
+            for h in hellos {
+                let mut r = SecureStream::responder(
+                    Role::Client,
+                    Credential::Key(Arc::clone(registry)),
+                    Expect::Anonymous,
+                );
+                r.receive(&h).unwrap();
+                assert!(!r.take_outgoing().is_empty());
+            }
+        }
+        "initiator" => {
+            for _ in 0..n {
+                let mut c =
+                    SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(None))
+                        .unwrap();
+                assert!(!c.take_outgoing().is_empty());
+            }
+        }
+        "plain" => {
+            let mut dec = FrameDecoder::new(1 << 16);
+            for _ in 0..n {
+                dec.push(&frame.to_bytes());
+                assert!(dec.next_frame().unwrap().is_some());
+            }
+        }
+        "sealed" => {
+            let (mut c, mut r) = link();
+            let mut dec = FrameDecoder::new(1 << 16);
+            for _ in 0..n {
+                c.send(&frame.to_bytes()).unwrap();
+                r.receive(&c.take_outgoing()).unwrap();
+                dec.push(&r.take_plaintext());
+                assert!(dec.next_frame().unwrap().is_some());
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
 }

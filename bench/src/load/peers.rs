@@ -214,13 +214,16 @@ impl Pool {
             match out {
                 Output::Connect { link, addr } => match self.reactor.connect(addr) {
                     Ok(conn) => {
-                        if addr == self.slots[i].registry {
-                            match self.secure.dial(conn) {
-                                Ok(hello) => {
-                                    self.reactor.send(conn, &hello);
-                                }
-                                Err(_) => self.reactor.abort(conn),
+                        let hello = if addr == self.slots[i].registry {
+                            self.secure.dial(conn)
+                        } else {
+                            self.secure.dial_peer(conn)
+                        };
+                        match hello {
+                            Ok(hello) => {
+                                self.reactor.send(conn, &hello);
                             }
+                            Err(_) => self.reactor.abort(conn),
                         }
                         self.slots[i].links.insert(link, conn);
                         self.owner.insert(conn, (i, link));
@@ -306,6 +309,7 @@ impl Pool {
                 let link = LinkId::Accepted(slot.next_accepted);
                 slot.links.insert(link, conn);
                 self.owner.insert(conn, (i, link));
+                self.secure.accept(conn);
                 self.feed(i, now, Input::Accepted { link, remote });
             }
             NetEvent::Connected { conn } => {

@@ -1,6 +1,8 @@
-//! The load generators' side of the secure registry link: every connection to the registry
-//! is a [`SecureStream`] (anonymous client, whatever key the registry proves: the generator
-//! starts the registry itself), so load runs measure the registry as users meet it.
+//! The load generators' side of secure links: every connection to the registry is a
+//! [`SecureStream`] (anonymous client, whatever key the registry proves: the generator starts
+//! the registry itself), and so is every peer link of the synthetic peers (encrypted,
+//! anonymous, as `p2pchat` does until peers have identities), so load runs measure what users
+//! run.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -34,7 +36,23 @@ impl SecureLinks {
         Ok(hello)
     }
 
-    /// Whether `conn` is a registry connection.
+    /// `conn` was dialed to another peer: message 1 is returned for sending.
+    pub fn dial_peer(&mut self, conn: ConnId) -> anyhow::Result<BytesMut> {
+        let mut stream =
+            SecureStream::initiator(Role::Peer, Credential::Anonymous, Expect::Anonymous)
+                .context("starting a secure link")?;
+        let hello = stream.take_outgoing();
+        self.streams.insert(conn, stream);
+        Ok(hello)
+    }
+
+    /// Another peer connected.
+    pub fn accept(&mut self, conn: ConnId) {
+        let stream = SecureStream::responder(Role::Peer, Credential::Anonymous, Expect::Anonymous);
+        self.streams.insert(conn, stream);
+    }
+
+    /// Whether `conn` runs over a secure link.
     pub fn is_secure(&self, conn: ConnId) -> bool {
         self.streams.contains_key(&conn)
     }

@@ -275,7 +275,7 @@ struct Net {
     next_accepted: u64,
     /// Inputs produced while carrying out outputs (a connect that failed at once).
     feedback: Vec<Input>,
-    /// The secure links of the registry connections.
+    /// The secure link of every connection (the registry's and peer links).
     registry: RegistrySecurity,
     /// Errors to show the user (a secure link that failed).
     notices: Vec<String>,
@@ -303,9 +303,7 @@ impl Net {
             match out {
                 Output::Connect { link, addr } => match self.reactor.connect(addr) {
                     Ok(conn) => {
-                        if self.registry.is_registry(addr) {
-                            self.registry.dialed(conn);
-                        }
+                        self.registry.dialed(conn, addr);
                         self.conns.insert(link, conn);
                         self.links.insert(conn, link);
                     }
@@ -352,6 +350,7 @@ impl Net {
                 let link = LinkId::Accepted(self.next_accepted);
                 self.conns.insert(link, conn);
                 self.links.insert(conn, link);
+                self.registry.accepted(conn);
                 Some(Input::Accepted { link, remote })
             }
             NetEvent::Connected { conn } => {

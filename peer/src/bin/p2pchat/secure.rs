@@ -1,9 +1,10 @@
-//! The client's side of the secure registry link (`docs/security.md`): the registry keys it
-//! has pinned, one per registry address, in `$XDG_CONFIG_HOME/p2pchat/known_registries` (like
-//! ssh's known_hosts), and the secure stream of each registry connection. The node below
-//! keeps reading and writing plain frames.
+//! The client's side of secure links (`docs/security.md`): the registry keys it has pinned,
+//! one per registry address, in `$XDG_CONFIG_HOME/p2pchat/known_registries` (like ssh's
+//! known_hosts), and the secure stream of every connection: the registry's (its key checked)
+//! and peer links (encrypted, not yet authenticated: peers have no identities until tickets
+//! exist, so they prove nothing). The node below keeps reading and writing plain frames.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ pub(crate) struct RegistrySecurity {
     given: Option<Fingerprint>,
     pinned: Option<Fingerprint>,
     streams: HashMap<ConnId, SecureStream>,
+    /// Which of `streams` are registry connections.
+    registry_conns: HashSet<ConnId>,
     /// The last failure shown, so a reconnect loop against a changed key says it once.
     last_error: Option<String>,
 }
@@ -95,6 +98,7 @@ impl RegistrySecurity {
             given,
             pinned,
             streams: HashMap::new(),
+            registry_conns: HashSet::new(),
             last_error: None,
         }
     }
@@ -104,16 +108,28 @@ impl RegistrySecurity {
         addr == self.addr
     }
 
-    /// A registry connection was opened: its handshake starts (message 1 goes out on
+    /// A connection to `addr` was opened: its handshake starts (message 1 goes out on
     /// `connected`).
-    pub(crate) fn dialed(&mut self, conn: ConnId) {
-        let expect = Expect::Key(self.given.or(self.pinned));
-        match SecureStream::initiator(Role::Client, Credential::Anonymous, expect) {
+    pub(crate) fn dialed(&mut self, conn: ConnId, addr: SocketAddr) {
+        let started = if self.is_registry(addr) {
+            self.registry_conns.insert(conn);
+            let expect = Expect::Key(self.given.or(self.pinned));
+            SecureStream::initiator(Role::Client, Credential::Anonymous, expect)
+        } else {
+            SecureStream::initiator(Role::Peer, Credential::Anonymous, Expect::Anonymous)
+        };
+        match started {
             Ok(stream) => {
                 self.streams.insert(conn, stream);
             }
             Err(e) => warn!("cannot start the secure link: {e}"),
         }
+    }
+
+    /// Another peer connected to us.
+    pub(crate) fn accepted(&mut self, conn: ConnId) {
+        let stream = SecureStream::responder(Role::Peer, Credential::Anonymous, Expect::Anonymous);
+        self.streams.insert(conn, stream);
     }
 
     pub(crate) fn is_secure(&self, conn: ConnId) -> bool {
@@ -153,7 +169,12 @@ impl RegistrySecurity {
         let reply = stream.take_outgoing();
         let remote = stream.remote().cloned();
         let error = match result {
-            Err(e) => self.explain(&e),
+            Err(e) if self.registry_conns.contains(&conn) => self.explain(&e),
+            Err(e) => {
+                // A stranger's garbage or a peer of another version: logged, not shown.
+                info!("peer link closed: {e}");
+                None
+            }
             Ok(()) => {
                 if !was_open {
                     if let Some(Remote::Key(key)) = remote {
@@ -222,6 +243,7 @@ impl RegistrySecurity {
 
     pub(crate) fn closed(&mut self, conn: ConnId) {
         self.streams.remove(&conn);
+        self.registry_conns.remove(&conn);
     }
 }
 
