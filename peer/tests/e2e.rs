@@ -15,6 +15,10 @@ mod rooms;
 #[path = "e2e/client.rs"]
 mod client;
 
+/// Secure links as a user meets them: the registry's key pinned, a changed key refused.
+#[path = "e2e/secure.rs"]
+mod secure;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
