@@ -475,6 +475,27 @@ proptest! {
         }
     }
 
+    /// Bytes from the network are data: whatever arrives, in whatever pieces, neither side
+    /// panics, and nothing is opened from bytes that did not come from the other side's keys.
+    #[test]
+    fn arbitrary_bytes_never_panic_or_open(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..8),
+        hello_first in any::<bool>(),
+    ) {
+        let w = World::new();
+        let (mut c, mut r) = w.registry_link(None);
+        if hello_first {
+            r.receive(&c.take_outgoing()).unwrap();
+        }
+        for chunk in &chunks {
+            let _ = r.receive(chunk);
+            let _ = c.receive(chunk);
+            prop_assert!(r.take_plaintext().is_empty());
+            prop_assert!(c.take_plaintext().is_empty());
+        }
+        prop_assert!(!c.is_open());
+    }
+
     #[test]
     fn altered_server_reply_is_detected(at in any::<usize>(), xor in 1u8..) {
         let w = World::new();
