@@ -64,6 +64,8 @@ impl Msg {
             | Msg::ChatBusy
             | Msg::ChatEnd => 0,
             Msg::Search { name } | Msg::Rename { name } => str_len(name),
+            Msg::GetTicket { .. } => 32,
+            Msg::TicketIssued { ticket, .. } => bytes_len(ticket) + 32,
             Msg::ListOnline { after, .. } | Msg::ListRooms { after, .. } => str_len(after) + 2,
             Msg::CreateRoom { room }
             | Msg::JoinRoom { room }
@@ -164,6 +166,14 @@ impl Msg {
             | Msg::ChatBusy
             | Msg::ChatEnd => {}
             Msg::Search { name } | Msg::Rename { name } => put_str(out, name),
+            Msg::GetTicket { key } => out.put_slice(key),
+            Msg::TicketIssued {
+                ticket,
+                registry_key,
+            } => {
+                put_bytes(out, ticket);
+                out.put_slice(registry_key);
+            }
             Msg::ListOnline { after, limit } | Msg::ListRooms { after, limit } => {
                 put_str(out, after);
                 out.put_u16(*limit);
@@ -316,6 +326,7 @@ impl Msg {
             },
             RENAME => Msg::Rename { name: r.string()? },
             PING => Msg::Ping,
+            GET_TICKET => Msg::GetTicket { key: r.array()? },
             CREATE_ROOM => Msg::CreateRoom { room: r.string()? },
             LIST_ROOMS => Msg::ListRooms {
                 after: r.string()?,
@@ -397,6 +408,10 @@ impl Msg {
                 })?,
             },
             PONG => Msg::Pong,
+            TICKET_ISSUED => Msg::TicketIssued {
+                ticket: r.bytes()?,
+                registry_key: r.array()?,
+            },
             ROOM_EVENT => Msg::Room {
                 room: r.string()?,
                 event: decode_room_event(r)?,

@@ -45,6 +45,7 @@ mod registry;
 mod rooms;
 pub mod secure;
 pub mod store;
+mod tickets;
 mod timers;
 mod turns;
 

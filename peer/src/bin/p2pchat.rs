@@ -303,7 +303,8 @@ impl Net {
             match out {
                 Output::Connect { link, addr } => match self.reactor.connect(addr) {
                     Ok(conn) => {
-                        self.registry.dialed(conn, addr);
+                        let logged_in = node.name().is_some();
+                        self.registry.dialed(conn, addr, node.ticket(), logged_in);
                         self.conns.insert(link, conn);
                         self.links.insert(conn, link);
                     }
@@ -343,14 +344,14 @@ impl Net {
     }
 
     /// The node's input for an engine event, if it has one.
-    fn input(&mut self, event: NetEvent) -> Option<Input> {
+    fn input(&mut self, node: &Node, event: NetEvent) -> Option<Input> {
         match event {
             NetEvent::Accepted { conn, remote, .. } => {
                 self.next_accepted += 1;
                 let link = LinkId::Accepted(self.next_accepted);
                 self.conns.insert(link, conn);
                 self.links.insert(conn, link);
-                self.registry.accepted(conn);
+                self.registry.accepted(conn, node.ticket());
                 Some(Input::Accepted { link, remote })
             }
             NetEvent::Connected { conn } => {
@@ -483,7 +484,9 @@ fn run(args: Args) -> Result<()> {
         }
     };
 
+    let identity = Arc::new(secure::load_identity().context("cannot load the identity key")?);
     let mut config = Config::new(registry, listen);
+    config.identity_key = Some(identity.public_key().0);
     config.registry_udp = registry_udp;
     config.degree = usize::from(args.degree);
     config.max_chats = usize::from(args.max_chats);
@@ -504,7 +507,7 @@ fn run(args: Args) -> Result<()> {
         links: HashMap::new(),
         next_accepted: 0,
         feedback: Vec::new(),
-        registry: RegistrySecurity::new(registry, args.registry_key),
+        registry: RegistrySecurity::new(registry, args.registry_key, identity),
         notices: Vec::new(),
     };
     let mut exit_by: Option<Instant> = None;
@@ -575,7 +578,7 @@ fn run(args: Args) -> Result<()> {
                     done |= net.feed(&mut node, &mut ui, now, quit);
                 }
                 other => {
-                    let input = net.input(other);
+                    let input = net.input(&node, other);
                     for text in net.notices.drain(..) {
                         ui.show(&NodeEvent::error(text));
                     }
@@ -587,6 +590,9 @@ fn run(args: Args) -> Result<()> {
         }
         if !done {
             done = net.feed(&mut node, &mut ui, now, Input::Timeout);
+        }
+        for (conn, bytes) in net.registry.start_deferred(node.ticket()) {
+            net.reactor.send(conn, &bytes);
         }
         let settled = (!node.is_waiting_for_registry()).then_some(lines_done);
         prompt.update(&prompt_for(&node), settled);

@@ -4,6 +4,11 @@
 
 use super::*;
 
+use p2pchat_protocol::secure::{
+    Credential, Expect, Identity, PublicKey, SecureError, SecureStream,
+};
+use p2pchat_protocol::{Frame, FrameDecoder, Msg, Role};
+
 #[test]
 fn a_changed_registry_key_is_refused_and_accepted_only_when_given() {
     let mut reg = Registry::start();
@@ -40,4 +45,183 @@ fn a_changed_registry_key_is_refused_and_accepted_only_when_given() {
     let pins =
         std::fs::read_to_string(reg.dir.path().join("config/p2pchat/known_registries")).unwrap();
     assert!(pins.contains(&new_key), "{pins}");
+}
+
+/// The registry key the peers of this fixture pinned.
+fn registry_key(reg: &Registry) -> PublicKeyOf {
+    let pins =
+        std::fs::read_to_string(reg.dir.path().join("config/p2pchat/known_registries")).unwrap();
+    let fp = pins.split_whitespace().nth(1).unwrap().to_string();
+    PublicKeyOf(fp)
+}
+
+/// A registry key known by its fingerprint only (what the pin file holds).
+struct PublicKeyOf(String);
+
+/// A raw client of the registry over its secure link: registers and logs in `name`, then
+/// asks for a ticket for `identity`. Returns the ticket and the registry's key.
+fn ticket_for(reg: &Registry, name: &str, identity: &Identity) -> (Vec<u8>, PublicKey) {
+    let mut sock = TcpStream::connect(reg.tcp).unwrap();
+    let hello = Frame::event(Msg::Hello {
+        version: p2pchat_protocol::VERSION,
+        role: Role::Client,
+        name: String::new(),
+        ticket: vec![],
+    });
+    let mut link =
+        p2pchat_registry::secure::client_handshake(&mut sock, None, &hello.to_bytes(), WAIT)
+            .unwrap();
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut next = |link: &mut SecureStream, sock: &mut TcpStream, send: Option<Frame>| -> Msg {
+        if let Some(f) = send {
+            link.send(&f.to_bytes()).unwrap();
+            sock.write_all(&link.take_outgoing()).unwrap();
+        }
+        loop {
+            if let Some(f) = decoder.next_frame().unwrap() {
+                return f.msg;
+            }
+            let mut buf = [0u8; 4096];
+            let n = sock.read(&mut buf).unwrap();
+            assert!(n > 0, "the registry closed the link");
+            link.receive(&buf[..n]).unwrap();
+            decoder.push(&link.take_plaintext());
+        }
+    };
+    assert!(matches!(
+        next(&mut link, &mut sock, None),
+        Msg::Welcome { .. }
+    ));
+    let register = Frame::new(
+        1,
+        Msg::Register {
+            name: name.into(),
+            password: PASSWORD.into(),
+        },
+    );
+    assert_eq!(next(&mut link, &mut sock, Some(register)), Msg::Ok);
+    let login = Frame::new(
+        2,
+        Msg::Login {
+            name: name.into(),
+            password: PASSWORD.into(),
+            listen: "127.0.0.1:9".parse().unwrap(),
+        },
+    );
+    assert!(matches!(
+        next(&mut link, &mut sock, Some(login)),
+        Msg::LoggedIn { .. }
+    ));
+    let get = Frame::new(
+        3,
+        Msg::GetTicket {
+            key: identity.public_key().0,
+        },
+    );
+    match next(&mut link, &mut sock, Some(get)) {
+        Msg::TicketIssued {
+            ticket,
+            registry_key,
+        } => (ticket, PublicKey(registry_key)),
+        other => panic!("no ticket: {other:?}"),
+    }
+}
+
+/// Dials `addr` as a peer with `cred`, checking the other side's ticket against `registry`;
+/// returns the socket and stream once open, or the handshake's error.
+fn dial_peer(
+    addr: SocketAddr,
+    cred: Credential,
+    registry: PublicKey,
+) -> Result<(TcpStream, SecureStream), SecureError> {
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut link = SecureStream::initiator(Role::Peer, cred, Expect::Ticket { registry, now })?;
+    sock.write_all(&link.take_outgoing()).unwrap();
+    let mut buf = [0u8; 4096];
+    while !link.is_open() {
+        let n = sock.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            return Err(SecureError::Unexpected("closed".into()));
+        }
+        link.receive(&buf[..n])?;
+    }
+    sock.write_all(&link.take_outgoing()).unwrap();
+    Ok((sock, link))
+}
+
+/// Sends a peer hello claiming `name`, a chat request and a message on an open link.
+fn claim(sock: &mut TcpStream, link: &mut SecureStream, name: &str) {
+    let mut plain = Frame::event(Msg::Hello {
+        version: p2pchat_protocol::VERSION,
+        role: Role::Peer,
+        name: name.into(),
+        ticket: vec![],
+    })
+    .to_bytes()
+    .to_vec();
+    plain.extend_from_slice(&Frame::event(Msg::ChatRequest).to_bytes());
+    plain.extend_from_slice(
+        &Frame::event(Msg::ChatMessage {
+            text: "I am who I say".into(),
+        })
+        .to_bytes(),
+    );
+    link.send(&plain).unwrap();
+    let _ = sock.write_all(&link.take_outgoing());
+}
+
+#[test]
+fn a_peer_must_prove_the_name_it_claims() {
+    let reg = Registry::start();
+    let mut alice = reg.user("alice", &[]);
+    let mut bob = reg.user("bob", &[]);
+    let bob_at = address_of(&mut alice, "bob");
+    let pinned = registry_key(&reg);
+
+    // Mallory holds a real ticket, for "mallory".
+    let mallory = Arc::new(Identity::generate_from_os().unwrap());
+    let (ticket, registry) = ticket_for(&reg, "mallory", &mallory);
+    assert_eq!(registry.fingerprint().to_string(), pinned.0);
+    let mallory_cred = || Credential::Ticket {
+        identity: Arc::clone(&mallory),
+        ticket: ticket.clone(),
+    };
+
+    // Claiming her own name works: bob sees her request.
+    let (mut sock, mut link) = dial_peer(bob_at, mallory_cred(), registry).unwrap();
+    claim(&mut sock, &mut link, "mallory");
+    bob.expect("Chat request from mallory");
+
+    // Claiming alice's name with mallory's ticket: bob closes the link, shows nothing.
+    let (mut sock, mut link) = dial_peer(bob_at, mallory_cred(), registry).unwrap();
+    claim(&mut sock, &mut link, "alice");
+    assert_closed(&mut sock, WAIT);
+    // Alice's own ticket is no use to mallory either: she cannot sign for alice's key.
+    let stranger = Arc::new(Identity::generate_from_os().unwrap());
+    let (alice_ticket, _) = ticket_for(&reg, "alice2", &Identity::generate_from_os().unwrap());
+    let stolen = Credential::Ticket {
+        identity: stranger,
+        ticket: alice_ticket,
+    };
+    let (mut sock, mut link) = match dial_peer(bob_at, stolen, registry) {
+        // The dialer learns nothing: bob refuses after its last message.
+        Ok(open) => open,
+        Err(e) => panic!("bob answered before checking: {e}"),
+    };
+    claim(&mut sock, &mut link, "alice2");
+    assert_closed(&mut sock, WAIT);
+
+    // A stranger with no ticket at all is refused too.
+    let (mut sock, mut link) = dial_peer(bob_at, Credential::Anonymous, registry).unwrap();
+    claim(&mut sock, &mut link, "alice");
+    assert_closed(&mut sock, WAIT);
+
+    // None of it reached bob's screen; the real alice still can.
+    bob.assert_no_line(|l| l.contains("alice"));
+    start_chat(&mut alice, &mut bob);
 }

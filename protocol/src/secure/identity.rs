@@ -36,6 +36,11 @@ impl Identity {
         Identity::from_pkcs8(doc.as_ref())
     }
 
+    /// A fresh key pair from the operating system's random source.
+    pub fn generate_from_os() -> Result<Identity, SecureError> {
+        Identity::generate(&ring::rand::SystemRandom::new())
+    }
+
     /// The key pair stored in `pkcs8` (as written by [`Identity::pkcs8`]).
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Identity, SecureError> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8)

@@ -100,6 +100,10 @@ struct Args {
     /// [default: beside the database, extension .key].
     #[arg(long, value_name = "PATH")]
     key: Option<PathBuf>,
+    /// How long an identity ticket (a logged-in peer's proof of its name to other peers)
+    /// stays valid; peers renew theirs well before.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    ticket_lifetime: Duration,
 }
 
 fn main() {
@@ -226,6 +230,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (identity, created) = load_or_create_key(&key_path)
         .with_context(|| format!("cannot load the registry key {}", key_path.display()))?;
     let fingerprint = identity.public_key().fingerprint();
+    let identity = Arc::new(identity);
     info!(
         "registry key {fingerprint} ({} {})",
         if created { "created" } else { "from" },
@@ -304,7 +309,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let wall_ms = wall
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let registry = Registry::new(config, &snapshot, rand::random(), epoch, wall_ms);
+    let mut registry = Registry::new(config, &snapshot, rand::random(), epoch, wall_ms);
+    registry.set_identity(Arc::clone(&identity), args.ticket_lifetime);
     if args.hash_nice > 0 {
         match renice_hash_threads(args.hash_nice, threads) {
             Ok(n) => debug!("{n} hashing threads at nice {}", args.hash_nice),
@@ -335,7 +341,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         counters: HeartbeatCounters::default(),
         feedback: VecDeque::new(),
         blocked: HashSet::new(),
-        secure: SecureConns::new(Arc::new(identity)),
+        secure: SecureConns::new(identity),
     };
     driver.run()?;
     let Driver { store, hasher, .. } = driver;

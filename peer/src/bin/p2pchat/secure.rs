@@ -1,30 +1,85 @@
 //! The client's side of secure links (`docs/security.md`): the registry keys it has pinned,
 //! one per registry address, in `$XDG_CONFIG_HOME/p2pchat/known_registries` (like ssh's
 //! known_hosts), and the secure stream of every connection: the registry's (its key checked)
-//! and peer links (encrypted, not yet authenticated: peers have no identities until tickets
-//! exist, so they prove nothing). The node below keeps reading and writing plain frames.
+//! and peer links, where each side proves its registry-signed identity ticket, and the name a
+//! peer then claims in its hello (or welcome) must be its ticket's. The node below keeps
+//! reading and writing plain frames. Also our long-term identity key file.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use log::{info, warn};
 use p2pchat_engine::ConnId;
 use p2pchat_protocol::secure::{
-    Credential, Expect, Fingerprint, Remote, SecureError, SecureStream,
+    Credential, Expect, Fingerprint, Identity, PublicKey, Remote, SecureError, SecureStream,
 };
-use p2pchat_protocol::Role;
+use p2pchat_protocol::{FrameDecoder, Msg, Role};
 
-/// The pin file: `$XDG_CONFIG_HOME/p2pchat/known_registries`, else
-/// `~/.config/p2pchat/known_registries`.
-fn pin_file() -> Option<PathBuf> {
+/// `$XDG_CONFIG_HOME/p2pchat`, else `~/.config/p2pchat`.
+fn config_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("p2pchat").join("known_registries"))
+    Some(base.join("p2pchat"))
+}
+
+/// The pin file: `known_registries` in the config directory.
+fn pin_file() -> Option<PathBuf> {
+    Some(config_dir()?.join("known_registries"))
+}
+
+/// Our long-term identity: `identity.key` in the config directory (PKCS#8, mode 0600),
+/// created on first use. Without a config directory, a key for this run only.
+pub(crate) fn load_identity() -> anyhow::Result<Identity> {
+    let Some(path) = config_dir().map(|d| d.join("identity.key")) else {
+        return Ok(Identity::generate_from_os()?);
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            Ok(Identity::from_pkcs8(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Identity::generate_from_os()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&path)?;
+            f.write_all(id.pkcs8())?;
+            f.sync_all()?;
+            info!("created identity key {}", path.display());
+            Ok(id)
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// The Unix time, for checking tickets.
+fn unix_now() -> u64 {
+    // The driver may read the clock (clippy.toml keeps the libraries from it).
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A peer link whose other side proved `name`: its first frame (hello or welcome) must claim
+/// that name. `seen` holds the plaintext until the first frame is whole.
+struct NameCheck {
+    name: String,
+    seen: Vec<u8>,
 }
 
 /// The pinned key of `addr` in the pin file's text (`ADDR FINGERPRINT` per line, `#` comments).
@@ -81,12 +136,25 @@ pub(crate) struct RegistrySecurity {
     streams: HashMap<ConnId, SecureStream>,
     /// Which of `streams` are registry connections.
     registry_conns: HashSet<ConnId>,
+    /// Our identity, shown with our ticket on peer links.
+    identity: Arc<Identity>,
+    /// Peer links whose first frame is still to be checked against the ticket's name.
+    name_checks: HashMap<ConnId, NameCheck>,
+    /// Peer links refused for claiming another name than their ticket's.
+    name_refused: HashSet<ConnId>,
+    /// Peer links dialed before our ticket came: the node's frames so far, and whether the
+    /// TCP connection is up.
+    deferred: HashMap<ConnId, (BytesMut, bool)>,
     /// The last failure shown, so a reconnect loop against a changed key says it once.
     last_error: Option<String>,
 }
 
 impl RegistrySecurity {
-    pub(crate) fn new(addr: SocketAddr, given: Option<Fingerprint>) -> RegistrySecurity {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        given: Option<Fingerprint>,
+        identity: Arc<Identity>,
+    ) -> RegistrySecurity {
         let file = pin_file();
         let pinned = file
             .as_deref()
@@ -99,6 +167,10 @@ impl RegistrySecurity {
             pinned,
             streams: HashMap::new(),
             registry_conns: HashSet::new(),
+            identity,
+            name_checks: HashMap::new(),
+            name_refused: HashSet::new(),
+            deferred: HashMap::new(),
             last_error: None,
         }
     }
@@ -108,15 +180,48 @@ impl RegistrySecurity {
         addr == self.addr
     }
 
+    /// What we prove and require on a peer link: our ticket and theirs (both checked against
+    /// the registry key that signed ours), or, without a ticket yet, nothing either way (the
+    /// node refuses peers until logged in anyway).
+    fn peer_terms(&self, ticket: Option<(&[u8], [u8; 32])>) -> (Credential, Expect) {
+        match ticket {
+            Some((ticket, registry)) => (
+                Credential::Ticket {
+                    identity: Arc::clone(&self.identity),
+                    ticket: ticket.to_vec(),
+                },
+                Expect::Ticket {
+                    registry: PublicKey(registry),
+                    now: unix_now(),
+                },
+            ),
+            None => (Credential::Anonymous, Expect::Anonymous),
+        }
+    }
+
     /// A connection to `addr` was opened: its handshake starts (message 1 goes out on
-    /// `connected`).
-    pub(crate) fn dialed(&mut self, conn: ConnId, addr: SocketAddr) {
+    /// `connected`). `ticket` is the node's, for peer links.
+    ///
+    /// A peer link dialed while logged in but before the ticket came (a room re-formed at
+    /// login) waits for the ticket: started anonymous, every ticketed peer would refuse it.
+    pub(crate) fn dialed(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        ticket: Option<(&[u8], [u8; 32])>,
+        logged_in: bool,
+    ) {
+        if !self.is_registry(addr) && ticket.is_none() && logged_in {
+            self.deferred.insert(conn, (BytesMut::new(), false));
+            return;
+        }
         let started = if self.is_registry(addr) {
             self.registry_conns.insert(conn);
             let expect = Expect::Key(self.given.or(self.pinned));
             SecureStream::initiator(Role::Client, Credential::Anonymous, expect)
         } else {
-            SecureStream::initiator(Role::Peer, Credential::Anonymous, Expect::Anonymous)
+            let (cred, expect) = self.peer_terms(ticket);
+            SecureStream::initiator(Role::Peer, cred, expect)
         };
         match started {
             Ok(stream) => {
@@ -127,17 +232,76 @@ impl RegistrySecurity {
     }
 
     /// Another peer connected to us.
-    pub(crate) fn accepted(&mut self, conn: ConnId) {
-        let stream = SecureStream::responder(Role::Peer, Credential::Anonymous, Expect::Anonymous);
+    pub(crate) fn accepted(&mut self, conn: ConnId, ticket: Option<(&[u8], [u8; 32])>) {
+        let (cred, expect) = self.peer_terms(ticket);
+        let stream = SecureStream::responder(Role::Peer, cred, expect);
         self.streams.insert(conn, stream);
     }
 
+    /// Checks the first frame of a ticket-proved peer link; false if it claims another name.
+    fn check_name(&mut self, conn: ConnId, plaintext: &[u8]) -> bool {
+        let Some(check) = self.name_checks.get_mut(&conn) else {
+            return true;
+        };
+        check.seen.extend_from_slice(plaintext);
+        let mut decoder = FrameDecoder::new(u32::MAX);
+        decoder.push(&check.seen);
+        let claimed = match decoder.next_frame() {
+            Ok(None) => return true,
+            Ok(Some(frame)) => match frame.msg {
+                Msg::Hello { name, .. } | Msg::Welcome { name, .. } => Some(name),
+                _ => None,
+            },
+            // The node reports what does not decode.
+            Err(_) => None,
+        };
+        let proved = self.name_checks.remove(&conn).map(|c| c.name);
+        match claimed {
+            Some(name) if Some(&name) != proved.as_ref() => {
+                info!("peer link refused: it proved {proved:?} but claims {name:?}");
+                false
+            }
+            _ => true,
+        }
+    }
+
     pub(crate) fn is_secure(&self, conn: ConnId) -> bool {
-        self.streams.contains_key(&conn)
+        self.streams.contains_key(&conn) || self.deferred.contains_key(&conn)
+    }
+
+    /// Starts the peer links that waited for our ticket, now that it is here: what to write
+    /// on each that is connected already (the others get theirs on `outgoing`).
+    pub(crate) fn start_deferred(
+        &mut self,
+        ticket: Option<(&[u8], [u8; 32])>,
+    ) -> Vec<(ConnId, BytesMut)> {
+        if self.deferred.is_empty() || ticket.is_none() {
+            return Vec::new();
+        }
+        let (cred, expect) = self.peer_terms(ticket);
+        let mut ready = Vec::new();
+        for (conn, (plain, connected)) in self.deferred.drain() {
+            let Ok(mut stream) = SecureStream::initiator(Role::Peer, cred.clone(), expect.clone())
+            else {
+                continue;
+            };
+            if stream.send(&plain).is_err() {
+                continue;
+            }
+            if connected {
+                ready.push((conn, stream.take_outgoing()));
+            }
+            self.streams.insert(conn, stream);
+        }
+        ready
     }
 
     /// What to write now on `conn` (message 1 once connected).
     pub(crate) fn outgoing(&mut self, conn: ConnId) -> BytesMut {
+        if let Some((_, connected)) = self.deferred.get_mut(&conn) {
+            *connected = true;
+            return BytesMut::new();
+        }
         self.streams
             .get_mut(&conn)
             .map(SecureStream::take_outgoing)
@@ -146,6 +310,10 @@ impl RegistrySecurity {
 
     /// Seals the node's frames for `conn` (held until the handshake is done).
     pub(crate) fn seal(&mut self, conn: ConnId, plain: &[u8]) -> BytesMut {
+        if let Some((held, _)) = self.deferred.get_mut(&conn) {
+            held.extend_from_slice(plain);
+            return BytesMut::new();
+        }
         match self.streams.get_mut(&conn) {
             Some(stream) => match stream.send(plain) {
                 Ok(()) => stream.take_outgoing(),
@@ -168,6 +336,29 @@ impl RegistrySecurity {
         let plaintext = stream.take_plaintext();
         let reply = stream.take_outgoing();
         let remote = stream.remote().cloned();
+        let mut result = result;
+        if !was_open && result.is_ok() {
+            if let Some(Remote::User(ticket)) = &remote {
+                self.name_checks.insert(
+                    conn,
+                    NameCheck {
+                        name: ticket.name.clone(),
+                        seen: Vec::new(),
+                    },
+                );
+            }
+        }
+        if result.is_ok() && !self.check_name(conn, &plaintext) {
+            result = Err(SecureError::WrongIdentity(
+                "claims a name its ticket does not give",
+            ));
+            self.name_refused.insert(conn);
+        }
+        let plaintext = if self.name_refused.contains(&conn) {
+            BytesMut::new()
+        } else {
+            plaintext
+        };
         let error = match result {
             Err(e) if self.registry_conns.contains(&conn) => self.explain(&e),
             Err(e) => {
@@ -236,14 +427,19 @@ impl RegistrySecurity {
         Some(text)
     }
 
-    /// Whether `conn`'s secure link failed (the caller closes it).
+    /// Whether `conn`'s secure link failed, or its peer claimed a name its ticket does not
+    /// give (the caller closes it).
     pub(crate) fn failed(&self, conn: ConnId) -> bool {
-        self.streams.get(&conn).is_some_and(|s| s.error().is_some())
+        self.name_refused.contains(&conn)
+            || self.streams.get(&conn).is_some_and(|s| s.error().is_some())
     }
 
     pub(crate) fn closed(&mut self, conn: ConnId) {
         self.streams.remove(&conn);
         self.registry_conns.remove(&conn);
+        self.name_checks.remove(&conn);
+        self.name_refused.remove(&conn);
+        self.deferred.remove(&conn);
     }
 }
 
