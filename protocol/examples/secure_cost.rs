@@ -169,6 +169,49 @@ fn only(mode: &str, n: usize, registry: &Arc<Identity>) {
                 assert!(!r.take_outgoing().is_empty());
             }
         }
+        "peer" => {
+            // Two peers with tickets: each signs once and checks two signatures.
+            let id = |_| Arc::new(Identity::generate_from_os().unwrap());
+            let (a, b) = (id(0), id(1));
+            let ticket = |who: &Arc<Identity>, name: &str| {
+                p2pchat_protocol::secure::Ticket {
+                    key_id: registry.public_key().fingerprint().key_id(),
+                    name: name.into(),
+                    key: who.public_key(),
+                    not_before: 0,
+                    not_after: u64::MAX,
+                }
+                .sign(registry)
+            };
+            let (ta, tb) = (ticket(&a, "alice"), ticket(&b, "bob"));
+            let expect = || Expect::Ticket {
+                registry: registry.public_key(),
+                now: 1,
+            };
+            for _ in 0..n {
+                let mut c = SecureStream::initiator(
+                    Role::Peer,
+                    Credential::Ticket {
+                        identity: Arc::clone(&a),
+                        ticket: ta.clone(),
+                    },
+                    expect(),
+                )
+                .unwrap();
+                let mut r = SecureStream::responder(
+                    Role::Peer,
+                    Credential::Ticket {
+                        identity: Arc::clone(&b),
+                        ticket: tb.clone(),
+                    },
+                    expect(),
+                );
+                r.receive(&c.take_outgoing()).unwrap();
+                c.receive(&r.take_outgoing()).unwrap();
+                r.receive(&c.take_outgoing()).unwrap();
+                assert!(c.is_open() && r.is_open());
+            }
+        }
         "initiator" => {
             for _ in 0..n {
                 let mut c =
