@@ -60,6 +60,10 @@ struct Args {
     /// `$XDG_CONFIG_HOME/p2pchat/known_registries`, and a different key later is refused.
     #[arg(long, value_name = "FINGERPRINT")]
     registry_key: Option<Fingerprint>,
+    /// The address other peers are told to reach us at [default: the listen address] (a
+    /// port forward, or a relay in front of us).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
     /// Where to listen for other peers.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
     listen: SocketAddr,
@@ -485,7 +489,7 @@ fn run(args: Args) -> Result<()> {
     };
 
     let identity = Arc::new(secure::load_identity().context("cannot load the identity key")?);
-    let mut config = Config::new(registry, listen);
+    let mut config = Config::new(registry, args.advertise.unwrap_or(listen));
     config.identity_key = Some(identity.public_key().0);
     config.registry_udp = registry_udp;
     config.degree = usize::from(args.degree);

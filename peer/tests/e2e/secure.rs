@@ -225,3 +225,145 @@ fn a_peer_must_prove_the_name_it_claims() {
     bob.assert_no_line(|l| l.contains("alice"));
     start_chat(&mut alice, &mut bob);
 }
+
+/// A TCP relay that records every byte both ways. Its target can be set after it started
+/// (a peer's port is known only once the peer runs).
+struct Relay {
+    addr: SocketAddr,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    fn start(target: Option<SocketAddr>) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = Arc::new(Mutex::new(target));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (to, record) = (Arc::clone(&target), Arc::clone(&seen));
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Some(dest) = *to.lock().unwrap() else {
+                    continue;
+                };
+                let Ok(server) = TcpStream::connect(dest) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let record = Arc::clone(&record);
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            record.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { addr, target, seen }
+    }
+
+    fn seen(&self) -> Vec<u8> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A logged-in `p2pchat` with these flags (not through the fixture: the registry address and
+/// the advertised one differ from the fixture's), logging at info level.
+fn raw_peer(reg: &Registry, name: &str, registry: SocketAddr, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2pchat"));
+    cmd.args([
+        "--registry",
+        &registry.to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(extra)
+    .env("XDG_CONFIG_HOME", reg.dir.path().join("config"))
+    .env("RUST_LOG", "info")
+    .env_remove("NO_COLOR");
+    let mut p = Proc::spawn(name, &mut cmd);
+    p.expect_with("connected to the registry", WAIT, |l| {
+        l.contains("Connected to registry at ")
+    });
+    p
+}
+
+#[test]
+fn a_capture_of_a_whole_session_shows_no_password_text_or_name() {
+    let reg = Registry::start();
+    let to_registry = Relay::start(Some(reg.tcp));
+    let to_bob = Relay::start(None);
+    let advertise = to_bob.addr.to_string();
+    let mut bob = raw_peer(&reg, "bob", reg.tcp, &["--advertise", &advertise]);
+    // Bob's real port, from his log: the relay forwards there.
+    let deadline = Instant::now() + WAIT;
+    let listening = loop {
+        let found = bob.stderr.lock().unwrap().iter().find_map(|l| {
+            l.split("listening for peers on ")
+                .nth(1)
+                .map(str::to_string)
+        });
+        if let Some(addr) = found {
+            break addr.trim().parse::<SocketAddr>().unwrap();
+        }
+        assert!(Instant::now() < deadline, "bob never said where he listens");
+        thread::sleep(Duration::from_millis(20));
+    };
+    *to_bob.target.lock().unwrap() = Some(listening);
+    bob.send(&format!("/register bob {PASSWORD}"));
+    bob.expect("Registered bob");
+    bob.send(&format!("/login bob {PASSWORD}"));
+    bob.expect("Logged in as bob");
+
+    // Alice reaches the registry through one relay and bob through the other.
+    let secret_password = "my very secret password";
+    let mut alice = raw_peer(&reg, "alice", to_registry.addr, &[]);
+    alice.send(&format!("/register alice {secret_password}"));
+    alice.expect("Registered alice");
+    alice.send(&format!("/login alice {secret_password}"));
+    alice.expect("Logged in as alice");
+    alice.send("/search bob");
+    alice.expect(&format!("bob is online at {advertise}"));
+    start_chat(&mut alice, &mut bob);
+    alice.send("private words about the plan");
+    bob.expect("Message from alice: private words about the plan");
+    alice.send("/create hideout");
+    alice.expect("Created room hideout");
+    bob.send("/join hideout");
+    // "Joined room" means bob's neighbour (alice) is linked: what he says now reaches her.
+    bob.expect("Joined room hideout");
+    bob.send("/say hideout words for the room only");
+    alice.expect("Message from bob at hideout: words for the room only");
+
+    let (registry_wire, peer_wire) = (to_registry.seen(), to_bob.seen());
+    assert!(registry_wire.len() > 500, "{} bytes", registry_wire.len());
+    assert!(peer_wire.len() > 500, "{} bytes", peer_wire.len());
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for secret in [
+        secret_password,
+        "private words",
+        "words for the room",
+        "hideout",
+        "alice",
+        "bob",
+    ] {
+        assert!(
+            !contains(&registry_wire, secret),
+            "registry link shows {secret:?}"
+        );
+        assert!(!contains(&peer_wire, secret), "peer link shows {secret:?}");
+    }
+}
