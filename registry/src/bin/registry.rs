@@ -101,7 +101,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     key: Option<PathBuf>,
     /// How long an identity ticket (a logged-in peer's proof of its name to other peers)
-    /// stays valid; peers renew theirs well before.
+    /// stays valid. Peers renew theirs every 10 keepalive pings (5 minutes by default), so
+    /// keep it above that.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     ticket_lifetime: Duration,
 }
