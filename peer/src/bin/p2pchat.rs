@@ -355,7 +355,8 @@ impl Net {
                 let link = LinkId::Accepted(self.next_accepted);
                 self.conns.insert(link, conn);
                 self.links.insert(conn, link);
-                self.registry.accepted(conn, node.ticket());
+                self.registry
+                    .accepted(conn, node.ticket(), node.name().is_some());
                 Some(Input::Accepted { link, remote })
             }
             NetEvent::Connected { conn } => {
@@ -595,8 +596,19 @@ fn run(args: Args) -> Result<()> {
         if !done {
             done = net.feed(&mut node, &mut ui, now, Input::Timeout);
         }
-        for (conn, bytes) in net.registry.start_deferred(node.ticket()) {
-            net.reactor.send(conn, &bytes);
+        for (conn, got) in net.registry.start_deferred(node.ticket()) {
+            if !got.reply.is_empty() {
+                net.reactor.send(conn, &got.reply);
+            }
+            if net.registry.failed(conn) {
+                net.reactor.close(conn);
+            } else if let (false, Some(&link)) = (got.plaintext.is_empty(), net.links.get(&conn)) {
+                let input = Input::Received {
+                    link,
+                    bytes: got.plaintext.freeze(),
+                };
+                done |= net.feed(&mut node, &mut ui, now, input);
+            }
         }
         let settled = (!node.is_waiting_for_registry()).then_some(lines_done);
         prompt.update(&prompt_for(&node), settled);

@@ -66,6 +66,9 @@ pub(crate) fn load_identity() -> anyhow::Result<Identity> {
     }
 }
 
+/// Most bytes held from a peer that connected before our ticket came.
+const HELD_MAX: usize = 4096;
+
 /// The Unix time, for checking tickets.
 fn unix_now() -> u64 {
     // The driver may read the clock (clippy.toml keeps the libraries from it).
@@ -145,6 +148,8 @@ pub(crate) struct RegistrySecurity {
     /// Peer links dialed before our ticket came: the node's frames so far, and whether the
     /// TCP connection is up.
     deferred: HashMap<ConnId, (BytesMut, bool)>,
+    /// Peer links accepted before our ticket came: what they sent so far.
+    held: HashMap<ConnId, BytesMut>,
     /// The last failure shown, so a reconnect loop against a changed key says it once.
     last_error: Option<String>,
 }
@@ -171,6 +176,7 @@ impl RegistrySecurity {
             name_checks: HashMap::new(),
             name_refused: HashSet::new(),
             deferred: HashMap::new(),
+            held: HashMap::new(),
             last_error: None,
         }
     }
@@ -232,7 +238,20 @@ impl RegistrySecurity {
     }
 
     /// Another peer connected to us.
-    pub(crate) fn accepted(&mut self, conn: ConnId, ticket: Option<(&[u8], [u8; 32])>) {
+    ///
+    /// While logged in but before our ticket came (just after login, when peers that share a
+    /// room with us dial at once), what the peer sends is held until the ticket is here:
+    /// answered anonymously, every ticketed peer would refuse the link.
+    pub(crate) fn accepted(
+        &mut self,
+        conn: ConnId,
+        ticket: Option<(&[u8], [u8; 32])>,
+        logged_in: bool,
+    ) {
+        if ticket.is_none() && logged_in {
+            self.held.insert(conn, BytesMut::new());
+            return;
+        }
         let (cred, expect) = self.peer_terms(ticket);
         let stream = SecureStream::responder(Role::Peer, cred, expect);
         self.streams.insert(conn, stream);
@@ -266,7 +285,9 @@ impl RegistrySecurity {
     }
 
     pub(crate) fn is_secure(&self, conn: ConnId) -> bool {
-        self.streams.contains_key(&conn) || self.deferred.contains_key(&conn)
+        self.streams.contains_key(&conn)
+            || self.deferred.contains_key(&conn)
+            || self.held.contains_key(&conn)
     }
 
     /// Starts the peer links that waited for our ticket, now that it is here: what to write
@@ -274,12 +295,18 @@ impl RegistrySecurity {
     pub(crate) fn start_deferred(
         &mut self,
         ticket: Option<(&[u8], [u8; 32])>,
-    ) -> Vec<(ConnId, BytesMut)> {
-        if self.deferred.is_empty() || ticket.is_none() {
+    ) -> Vec<(ConnId, Received)> {
+        if (self.deferred.is_empty() && self.held.is_empty()) || ticket.is_none() {
             return Vec::new();
         }
         let (cred, expect) = self.peer_terms(ticket);
         let mut ready = Vec::new();
+        let held: Vec<(ConnId, BytesMut)> = self.held.drain().collect();
+        for (conn, bytes) in held {
+            let stream = SecureStream::responder(Role::Peer, cred.clone(), expect.clone());
+            self.streams.insert(conn, stream);
+            ready.push((conn, self.received(conn, &bytes)));
+        }
         for (conn, (plain, connected)) in self.deferred.drain() {
             let Ok(mut stream) = SecureStream::initiator(Role::Peer, cred.clone(), expect.clone())
             else {
@@ -289,7 +316,15 @@ impl RegistrySecurity {
                 continue;
             }
             if connected {
-                ready.push((conn, stream.take_outgoing()));
+                let reply = stream.take_outgoing();
+                ready.push((
+                    conn,
+                    Received {
+                        plaintext: BytesMut::new(),
+                        reply,
+                        error: None,
+                    },
+                ));
             }
             self.streams.insert(conn, stream);
         }
@@ -324,6 +359,20 @@ impl RegistrySecurity {
     }
 
     pub(crate) fn received(&mut self, conn: ConnId, bytes: &[u8]) -> Received {
+        if let Some(held) = self.held.get_mut(&conn) {
+            // A handshake's first message is under 100 bytes: more is not a peer waiting.
+            if held.len() + bytes.len() > HELD_MAX {
+                self.held.remove(&conn);
+                self.name_refused.insert(conn);
+            } else {
+                held.extend_from_slice(bytes);
+            }
+            return Received {
+                plaintext: BytesMut::new(),
+                reply: BytesMut::new(),
+                error: None,
+            };
+        }
         let Some(stream) = self.streams.get_mut(&conn) else {
             return Received {
                 plaintext: BytesMut::new(),
@@ -440,6 +489,7 @@ impl RegistrySecurity {
         self.name_checks.remove(&conn);
         self.name_refused.remove(&conn);
         self.deferred.remove(&conn);
+        self.held.remove(&conn);
     }
 }
 
