@@ -627,6 +627,8 @@ impl RegistryLink {
                     s.name = name.clone();
                 }
                 event(out, NodeEvent::Renamed { name });
+                // Our ticket names the old name: new peer links need one for the new name.
+                let _ = self.request_ticket(config, out);
             }
             (
                 Request::Search {

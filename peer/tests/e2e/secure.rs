@@ -367,3 +367,17 @@ fn a_capture_of_a_whole_session_shows_no_password_text_or_name() {
         assert!(!contains(&peer_wire, secret), "peer link shows {secret:?}");
     }
 }
+
+#[test]
+fn after_a_rename_new_peer_links_carry_the_new_name() {
+    let reg = Registry::start();
+    let mut alice = reg.user("alice", &[]);
+    let mut bob = reg.user("bob", &[]);
+    alice.send("/rename alicia");
+    alice.expect_with("the rename", WAIT, |l| l.contains("alicia"));
+    // Bob dials her under her new name: her ticket must say it, or he would refuse her.
+    bob.send("/chat alicia");
+    alice.expect("Chat request from bob");
+    alice.send("/accept bob");
+    bob.expect("Chat with alicia started");
+}
