@@ -420,6 +420,9 @@ pub struct Config {
     pub max_frame: u32,
     /// Requests held while the registry is unreachable, before new ones are refused.
     pub max_queued: usize,
+    /// Our long-term Ed25519 public key: with it, the node asks the registry for an identity
+    /// ticket after each login and resume (docs/security.md). `None`: no ticket.
+    pub identity_key: Option<[u8; 32]>,
 }
 
 impl Config {
@@ -443,6 +446,7 @@ impl Config {
             chat_request_timeout: Duration::from_secs(60),
             max_frame: p2pchat_protocol::DEFAULT_MAX_FRAME,
             max_queued: 64,
+            identity_key: None,
         }
     }
 }

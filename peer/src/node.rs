@@ -248,6 +248,12 @@ impl Node {
         self.registry.name()
     }
 
+    /// Our identity ticket and the registry key that signed it, once the registry issued one
+    /// (`Config::identity_key`): what the driver shows peers in the peer-link handshake.
+    pub fn ticket(&self) -> Option<(&[u8], [u8; 32])> {
+        self.registry.ticket()
+    }
+
     /// The users we have a private chat with (started ones), sorted.
     pub fn chats(&self) -> Vec<&str> {
         self.chats

@@ -47,6 +47,8 @@ pub(crate) enum Request {
         name: String,
     },
     Resume,
+    /// An identity ticket for our key (after each login and resume, and to renew it).
+    Ticket,
     Logout,
     Rename {
         name: String,
@@ -141,11 +143,19 @@ enum Conn {
     },
 }
 
+/// Keepalive pings between ticket renewals: 10 at the default 30 s is every 5 minutes, half
+/// the registry's default ticket lifetime.
+const TICKET_RENEW_PINGS: u32 = 10;
+
 /// A login session: what a resume and the heartbeats need.
 #[derive(Debug)]
 struct Session {
     name: String,
     token: Vec<u8>,
+    /// Our identity ticket and the registry key that signed it (docs/security.md), kept
+    /// across resumes and renewed every `TICKET_RENEW_PINGS` keepalive pings.
+    ticket: Option<(Vec<u8>, [u8; 32])>,
+    pings: u32,
     /// Stopped while the connection is down or the session not yet resumed.
     heartbeats: Heartbeats,
 }
@@ -172,6 +182,8 @@ pub(crate) struct RegistryLink {
     promotions: Vec<(String, String)>,
     /// The leading parts of a paged answer, until its final frame.
     parts: parts::Parts,
+    /// `Logged in as NAME`, held until our identity ticket arrives.
+    announce_login: Option<NodeEvent>,
 }
 
 fn event(out: &mut VecDeque<Output>, ev: NodeEvent) {
@@ -195,6 +207,7 @@ impl RegistryLink {
             answered: 0,
             promotions: Vec::new(),
             parts: parts::Parts::default(),
+            announce_login: None,
         }
     }
 
@@ -211,6 +224,22 @@ impl RegistryLink {
     /// Our username while logged in (also while the registry is away and we will resume).
     pub(crate) fn name(&self) -> Option<&str> {
         self.session.as_ref().map(|s| s.name.as_str())
+    }
+
+    /// Our identity ticket and the registry key that signed it, once issued.
+    pub(crate) fn ticket(&self) -> Option<(&[u8], [u8; 32])> {
+        let (ticket, key) = self.session.as_ref()?.ticket.as_ref()?;
+        Some((ticket, *key))
+    }
+
+    /// Asks for a ticket for our key, if we have one and the link is up; whether it did.
+    fn request_ticket(&mut self, config: &Config, out: &mut VecDeque<Output>) -> bool {
+        if let (Some(key), Conn::Ready { link, .. }) = (config.identity_key, &self.conn) {
+            let link = *link;
+            self.send_request(link, Request::Ticket, Msg::GetTicket { key }, out);
+            return true;
+        }
+        false
     }
 
     /// Whether the connection is open and the session (if any) resumed.
@@ -519,15 +548,42 @@ impl RegistryLink {
                 });
             }
             (Request::Ping, Msg::Error { message, .. }) => debug!("ping refused: {message}"),
+            (Request::Ticket, Msg::Error { message, .. }) => {
+                info!("no ticket: {message}");
+                if let Some(ev) = self.announce_login.take() {
+                    event(out, ev);
+                }
+            }
+            (
+                Request::Ticket,
+                Msg::TicketIssued {
+                    ticket,
+                    registry_key,
+                },
+            ) => {
+                if let Some(s) = &mut self.session {
+                    s.ticket = Some((ticket, registry_key));
+                }
+                if let Some(ev) = self.announce_login.take() {
+                    event(out, ev);
+                }
+            }
             (_, Msg::Error { message, .. }) => event(out, NodeEvent::error(message)),
             (Request::Register { name }, Msg::Ok) => event(out, NodeEvent::Registered { name }),
             (Request::Login { .. }, msg @ Msg::LoggedIn { .. }) => {
                 if let Some((name, advertised)) = self.start_session(now, msg, config) {
-                    event(out, NodeEvent::LoggedIn { name, advertised });
+                    // With an identity, "logged in" is said once the ticket is here: from
+                    // then on other peers can reach us (they require it).
+                    if self.request_ticket(config, out) {
+                        self.announce_login = Some(NodeEvent::LoggedIn { name, advertised });
+                    } else {
+                        event(out, NodeEvent::LoggedIn { name, advertised });
+                    }
                 }
             }
             (Request::Resume, msg @ Msg::LoggedIn { .. }) => {
                 self.start_session(now, msg, config);
+                let _ = self.request_ticket(config, out);
                 outcomes.push(Outcome::Resumed);
                 // Rooms we were kicked from while away are simply not pushed: a ping marks the
                 // end of the pushes so the node can drop them.
@@ -580,6 +636,8 @@ impl RegistryLink {
                     s.name = name.clone();
                 }
                 event(out, NodeEvent::Renamed { name });
+                // Our ticket names the old name: new peer links need one for the new name.
+                let _ = self.request_ticket(config, out);
             }
             (
                 Request::Search {
@@ -658,9 +716,17 @@ impl RegistryLink {
         let udp = config
             .registry_udp
             .unwrap_or_else(|| SocketAddr::new(config.registry.ip(), udp_port));
+        // A resume keeps the ticket until the new one comes (peer links go on meanwhile).
+        let ticket = self
+            .session
+            .take()
+            .filter(|s| s.name == name)
+            .and_then(|s| s.ticket);
         self.session = Some(Session {
             name: name.clone(),
             token: resume_token,
+            ticket,
+            pings: 0,
             heartbeats: Heartbeats::start(now, session, &heartbeat_key, heartbeat_interval_ms, udp),
         });
         Some((name, advertised))
@@ -715,6 +781,10 @@ impl RegistryLink {
         out: &mut VecDeque<Output>,
         outcomes: &mut Vec<Outcome>,
     ) {
+        // A login whose ticket did not come is still a login.
+        if let Some(ev) = self.announce_login.take() {
+            event(out, ev);
+        }
         // Without a session and with nothing in flight, losing the link changes nothing the
         // user can see (the registry closes pre-login connections after a deadline): it is
         // re-opened quietly rather than announced as lost and found.
@@ -828,6 +898,13 @@ impl RegistryLink {
                 if next_ping <= now {
                     if !self.pending.values().any(|r| *r == Request::Ping) {
                         self.send_request(link, Request::Ping, Msg::Ping, out);
+                    }
+                    let renew = self.session.as_mut().is_some_and(|s| {
+                        s.pings += 1;
+                        s.pings % TICKET_RENEW_PINGS == 0
+                    });
+                    if renew {
+                        let _ = self.request_ticket(config, out);
                     }
                     if let Conn::Ready { next_ping, .. } = &mut self.conn {
                         *next_ping = now + config.ping_interval;

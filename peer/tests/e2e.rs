@@ -15,6 +15,10 @@ mod rooms;
 #[path = "e2e/client.rs"]
 mod client;
 
+/// Secure links as a user meets them: the registry's key pinned, a changed key refused.
+#[path = "e2e/secure.rs"]
+mod secure;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -312,6 +316,8 @@ impl Registry {
             "127.0.0.1:0",
         ])
         .args(extra)
+        // Registry keys are pinned per fixture, never in the user's own config.
+        .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
         .env_remove("NO_COLOR");
         match log {
             Some(filter) => cmd.env("RUST_LOG", filter),

@@ -18,9 +18,10 @@ use crate::wire::{addr_len, bytes_len, put_addr, put_bool, put_bytes, put_str, s
 
 /// The first four bytes of every hello: "P2PC".
 pub const MAGIC: [u8; 4] = *b"P2PC";
-/// The protocol version this crate speaks on registry sessions (and the oldest peer-link
-/// version).
-pub const VERSION: u16 = 1;
+/// The protocol version this crate speaks. Version 2 runs every TCP link over a secure link
+/// (`secure`); its clear hello carries the key share. Inside a peer link, the peers' own hello
+/// negotiates the peer-link version ([`PEER_VERSION`]), counted apart from this one.
+pub const VERSION: u16 = 2;
 /// The newest peer-link version: 2 adds the broadcast-tree frames `room-ihave`, `room-graft`
 /// and `room-prune`. A link runs at the lower of the two peers' versions (docs/protocol.md §9).
 pub const PEER_VERSION: u16 = 2;
@@ -70,6 +71,8 @@ impl Msg {
             | Msg::ChatBusy
             | Msg::ChatEnd => 0,
             Msg::Search { name } | Msg::Rename { name } => str_len(name),
+            Msg::GetTicket { .. } => 32,
+            Msg::TicketIssued { ticket, .. } => bytes_len(ticket) + 32,
             Msg::ListOnline { after, .. } | Msg::ListRooms { after, .. } => str_len(after) + 2,
             Msg::CreateRoom { room }
             | Msg::JoinRoom { room }
@@ -180,6 +183,14 @@ impl Msg {
             | Msg::ChatBusy
             | Msg::ChatEnd => {}
             Msg::Search { name } | Msg::Rename { name } => put_str(out, name),
+            Msg::GetTicket { key } => out.put_slice(key),
+            Msg::TicketIssued {
+                ticket,
+                registry_key,
+            } => {
+                put_bytes(out, ticket);
+                out.put_slice(registry_key);
+            }
             Msg::ListOnline { after, limit } | Msg::ListRooms { after, limit } => {
                 put_str(out, after);
                 out.put_u16(*limit);
@@ -341,6 +352,7 @@ impl Msg {
             },
             RENAME => Msg::Rename { name: r.string()? },
             PING => Msg::Ping,
+            GET_TICKET => Msg::GetTicket { key: r.array()? },
             CREATE_ROOM => Msg::CreateRoom { room: r.string()? },
             LIST_ROOMS => Msg::ListRooms {
                 after: r.string()?,
@@ -419,6 +431,10 @@ impl Msg {
                 Msg::MemberListPart { room, members }
             }
             PONG => Msg::Pong,
+            TICKET_ISSUED => Msg::TicketIssued {
+                ticket: r.bytes()?,
+                registry_key: r.array()?,
+            },
             ROOM_EVENT => Msg::Room {
                 room: r.string()?,
                 event: decode_room_event(r)?,

@@ -32,6 +32,7 @@ pub mod names;
 pub mod paging;
 #[doc(hidden)]
 pub mod samples;
+pub mod secure;
 pub mod status;
 mod wire;
 

@@ -162,6 +162,11 @@ pub enum Msg {
     },
     /// End the session (the connection stays open).
     Logout,
+    /// Ask for an identity ticket for this key (logged in only): `TicketIssued` answers.
+    GetTicket {
+        /// The peer's long-term Ed25519 public key.
+        key: [u8; 32],
+    },
     /// Where is a user?
     Search {
         /// Username.
@@ -251,6 +256,13 @@ pub enum Msg {
         udp_port: u16,
         /// The peer address the registry will hand out for this user.
         advertised: SocketAddr,
+    },
+    /// Answer to `GetTicket`: the signed ticket and the key that signed it.
+    TicketIssued {
+        /// The signed ticket (`secure::Ticket` layout).
+        ticket: Vec<u8>,
+        /// The registry's Ed25519 public key, for checking other peers' tickets.
+        registry_key: [u8; 32],
     },
     /// Answer to `Search`.
     SearchResult {
@@ -390,6 +402,7 @@ pub mod kind {
     pub const LIST_ONLINE: u8 = 0x15;
     pub const RENAME: u8 = 0x16;
     pub const PING: u8 = 0x17;
+    pub const GET_TICKET: u8 = 0x18;
     pub const CREATE_ROOM: u8 = 0x20;
     pub const LIST_ROOMS: u8 = 0x21;
     pub const JOIN_ROOM: u8 = 0x22;
@@ -418,6 +431,7 @@ pub mod kind {
     pub const ROOM_JOINED: u8 = 0x86;
     pub const MEMBER_LIST: u8 = 0x87;
     pub const PONG: u8 = 0x88;
+    pub const TICKET_ISSUED: u8 = 0x89;
     pub const ROOM_JOINED_PART: u8 = 0x8a;
     pub const MEMBER_LIST_PART: u8 = 0x8b;
     pub const ROOM_EVENT: u8 = 0xa0;
@@ -438,6 +452,7 @@ impl Msg {
             Msg::ListOnline { .. } => LIST_ONLINE,
             Msg::Rename { .. } => RENAME,
             Msg::Ping => PING,
+            Msg::GetTicket { .. } => GET_TICKET,
             Msg::CreateRoom { .. } => CREATE_ROOM,
             Msg::ListRooms { .. } => LIST_ROOMS,
             Msg::JoinRoom { .. } => JOIN_ROOM,
@@ -456,6 +471,7 @@ impl Msg {
             Msg::RoomJoinedPart { .. } => ROOM_JOINED_PART,
             Msg::MemberListPart { .. } => MEMBER_LIST_PART,
             Msg::Pong => PONG,
+            Msg::TicketIssued { .. } => TICKET_ISSUED,
             Msg::Room { .. } => ROOM_EVENT,
             Msg::ChatRequest => CHAT_REQUEST,
             Msg::ChatAccept => CHAT_ACCEPT,
@@ -492,6 +508,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         LIST_ONLINE => "list-online",
         RENAME => "rename",
         PING => "ping",
+        GET_TICKET => "get-ticket",
         CREATE_ROOM => "create-room",
         LIST_ROOMS => "list-rooms",
         JOIN_ROOM => "join-room",
@@ -508,6 +525,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         ROOM_JOINED => "room-joined",
         MEMBER_LIST => "member-list",
         PONG => "pong",
+        TICKET_ISSUED => "ticket",
         ROOM_JOINED_PART => "room-joined-part",
         MEMBER_LIST_PART => "member-list-part",
         ROOM_EVENT => "room-event",

@@ -50,6 +50,7 @@ pub fn all_messages() -> Vec<Msg> {
             name: "alice2".into(),
         },
         Msg::Ping,
+        Msg::GetTicket { key: [7; 32] },
         Msg::CreateRoom {
             room: "lobby".into(),
         },
@@ -151,6 +152,10 @@ pub fn all_messages() -> Vec<Msg> {
             ],
         },
         Msg::Pong,
+        Msg::TicketIssued {
+            ticket: vec![1, 2, 3],
+            registry_key: [9; 32],
+        },
         Msg::ChatRequest,
         Msg::ChatAccept,
         Msg::ChatReject,

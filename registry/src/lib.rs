@@ -43,7 +43,9 @@ mod limits;
 mod presence;
 mod registry;
 mod rooms;
+pub mod secure;
 pub mod store;
+mod tickets;
 mod timers;
 mod turns;
 

@@ -71,6 +71,8 @@ pub struct Registry {
     /// does not tell them apart from wrong passwords.
     pub(crate) dummy: ([u8; 16], [u8; 32]),
     pub(crate) stats: Stats,
+    /// Issues identity tickets once the binary gave the registry its key (`tickets.rs`).
+    pub(crate) tickets: Option<crate::tickets::TicketIssuer>,
 }
 
 /// Counters, for logs, benchmarks and tests.
@@ -258,6 +260,7 @@ impl Registry {
             shutting_down: false,
             dummy,
             stats: Stats::default(),
+            tickets: None,
         }
     }
 
@@ -433,6 +436,7 @@ impl Registry {
             Msg::ListOnline { after, limit } => self.handle_list_online(conn, id, &after, limit),
             Msg::Rename { name } => self.handle_rename(conn, id, name),
             Msg::Ping => self.reply(conn, id, Msg::Pong),
+            Msg::GetTicket { key } => self.handle_get_ticket(now, conn, id, key),
             msg @ (Msg::CreateRoom { .. }
             | Msg::ListRooms { .. }
             | Msg::JoinRoom { .. }

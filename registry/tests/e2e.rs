@@ -759,7 +759,7 @@ fn a_client_that_never_says_hello_times_out() {
 #[test]
 fn a_client_that_never_reads_does_not_stall_others() {
     let (mut reg, mut good) = with_bystander(&[]);
-    let (slow, _) = reg.user("slow", "0.0.0.0:7001");
+    let (mut slow, _) = reg.user("slow", "0.0.0.0:7001");
     slow.stream()
         .set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -777,7 +777,7 @@ fn a_client_that_never_reads_does_not_stall_others() {
     }
     let mut sent = 0;
     let stopped = loop {
-        if let Err(e) = std::io::Write::write_all(&mut slow.stream(), &batch) {
+        if let Err(e) = slow.write(&batch) {
             break e;
         }
         sent += batch.len();
@@ -827,7 +827,7 @@ fn max_clients_refuses_the_extra_connection() {
         let mut d = Client::connect(reg.tcp);
         // A refused connection may already be closed: a failed write is a refusal too.
         let hello = Frame::event(hello(VERSION, Role::Client)).to_bytes();
-        std::io::Write::write_all(&mut d.stream(), &hello).is_ok()
+        d.write(&hello).is_ok()
             && matches!(
                 d.next(Instant::now() + REPLY_TIMEOUT),
                 harness::Next::Frame(Frame {

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::BytesMut;
 use p2pchat_engine::{ConnId, NetEvent, Reactor, UdpId};
+use p2pchat_protocol::secure::SecureStream;
 use p2pchat_protocol::{Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Role, VERSION};
+
+use crate::load::secure::client_stream;
 
 /// The kinds of request the scenario sends (the discriminant indexes the templates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,8 @@ struct Conn {
     raw: BytesMut,
     /// Encoded request per kind (search, list, ping), id bytes patched per request.
     templates: [Vec<u8>; 3],
+    /// The secure link: requests are sealed at flush, replies opened as they arrive.
+    secure: SecureStream,
 }
 
 /// Offset of the request id in an encoded frame: length prefix (4), kind (1).
@@ -122,7 +127,9 @@ impl RawPool {
             let mut b = BytesMut::new();
             hello.encode(&mut b);
             reg.encode(&mut b);
-            reactor.send(id, &b);
+            let mut secure = client_stream()?;
+            secure.send(&b)?;
+            reactor.send(id, &secure.take_outgoing());
             conns.push(Conn {
                 id,
                 name,
@@ -136,6 +143,7 @@ impl RawPool {
                 out: BytesMut::new(),
                 raw: BytesMut::new(),
                 templates: Default::default(),
+                secure,
             });
         }
         #[allow(clippy::disallowed_methods)]
@@ -261,7 +269,13 @@ impl RawPool {
         for c in &mut self.conns {
             if !c.out.is_empty() {
                 let b = c.out.split();
-                self.reactor.send(c.id, &b);
+                // A failed link shows as its close on the next turn.
+                if c.secure.send(&b).is_ok() {
+                    let sealed = c.secure.take_outgoing();
+                    if !sealed.is_empty() {
+                        self.reactor.send(c.id, &sealed);
+                    }
+                }
             }
         }
     }
@@ -290,6 +304,14 @@ impl RawPool {
                         continue;
                     };
                     let c = &mut self.conns[i];
+                    c.secure
+                        .receive(&bytes)
+                        .with_context(|| format!("{}: secure link", c.name))?;
+                    let reply = c.secure.take_outgoing();
+                    if !reply.is_empty() {
+                        self.reactor.send(c.id, &reply);
+                    }
+                    let bytes = c.secure.take_plaintext();
                     if c.state == St::Ready && c.dec.buffered() == 0 {
                         c.raw.extend_from_slice(&bytes);
                         self.on_raw(i, answers)?;

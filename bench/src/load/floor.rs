@@ -3,14 +3,13 @@
 //! PING to the registry under test before the load starts (what a registry request costs at
 //! least on this machine right now). Figures are reported as ratios to it.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use p2pchat_engine::{NetEvent, Reactor};
-use p2pchat_protocol::{Frame, FrameDecoder, Msg, Role, VERSION};
+use p2pchat_protocol::{Frame, Msg, Role, VERSION};
 
 use crate::report::new_hist;
 
@@ -71,38 +70,25 @@ pub fn engine_echo(rounds: usize) -> anyhow::Result<Histogram<u64>> {
     Ok(h)
 }
 
-/// Round trips of `Ping` to the registry at `addr` over one blocking connection.
+/// Round trips of `Ping` to the registry at `addr` over one blocking connection (a secure
+/// link, as clients meet the registry; the hello goes out with the handshake).
 pub fn registry_ping(addr: SocketAddr, rounds: usize) -> anyhow::Result<Histogram<u64>> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("cannot connect to the registry at {addr}"))?;
     s.set_nodelay(true)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut dec = FrameDecoder::new(1 << 20);
-    let mut buf = [0u8; 4096];
-    let mut roundtrip = |s: &mut TcpStream, f: &Frame| -> anyhow::Result<Frame> {
-        s.write_all(&f.to_bytes())?;
-        loop {
-            if let Some(f) = dec.next_frame()? {
-                return Ok(f);
-            }
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                bail!("the registry closed the connection");
-            }
-            dec.push(&buf[..n]);
-        }
-    };
     let hello = Frame::event(Msg::Hello {
         version: VERSION,
         role: Role::Client,
         name: String::new(),
         ticket: vec![],
     });
-    roundtrip(&mut s, &hello)?;
+    let mut link = crate::load::secure::BlockingLink::open(s, &hello.to_bytes())?;
+    link.recv()?;
     let mut h = new_hist();
     for i in 0..rounds {
         let t = Instant::now();
-        let f = roundtrip(&mut s, &Frame::new(i as u32 + 1, Msg::Ping))?;
+        link.send(&Frame::new(i as u32 + 1, Msg::Ping))?;
+        let f = link.recv()?;
         if f.msg != Msg::Pong {
             bail!("registry answered a ping with {:?}", f.msg);
         }

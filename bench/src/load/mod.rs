@@ -23,6 +23,7 @@ pub mod procfs;
 pub mod registry;
 pub mod scenarios;
 pub mod schedule;
+pub mod secure;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

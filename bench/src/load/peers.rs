@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use p2pchat_engine::{ConnId, ListenerId, NetEvent, Reactor, UdpId};
 use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output};
+
+use crate::load::secure::SecureLinks;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -32,6 +34,8 @@ pub enum Listen {
 
 struct Slot {
     node: Node,
+    /// The registry's address: connections to it run over a secure link.
+    registry: SocketAddr,
     links: HashMap<LinkId, ConnId>,
     next_accepted: u64,
     deadline: Option<Instant>,
@@ -60,6 +64,8 @@ pub struct Pool {
     timers: BTreeSet<(Instant, usize)>,
     feedback: Vec<(usize, Input)>,
     scratch: Vec<NetEvent>,
+    /// The secure links of the registry connections (the nodes speak plain frames).
+    secure: SecureLinks,
     /// Events the nodes showed, with the peer index, in order, until the caller drains them.
     pub events: Vec<(usize, NodeEvent)>,
     /// Counters.
@@ -83,6 +89,7 @@ impl Pool {
             timers: BTreeSet::new(),
             feedback: Vec::new(),
             scratch: Vec::new(),
+            secure: SecureLinks::default(),
             events: Vec::new(),
             stats: PoolStats::default(),
         })
@@ -118,6 +125,7 @@ impl Pool {
         let node = Node::new(config, now, wall_ms, StdRng::seed_from_u64(seed));
         self.slots.push(Slot {
             node,
+            registry,
             links: HashMap::new(),
             next_accepted: 0,
             deadline: None,
@@ -206,6 +214,17 @@ impl Pool {
             match out {
                 Output::Connect { link, addr } => match self.reactor.connect(addr) {
                     Ok(conn) => {
+                        let hello = if addr == self.slots[i].registry {
+                            self.secure.dial(conn)
+                        } else {
+                            self.secure.dial_peer(conn)
+                        };
+                        match hello {
+                            Ok(hello) => {
+                                self.reactor.send(conn, &hello);
+                            }
+                            Err(_) => self.reactor.abort(conn),
+                        }
                         self.slots[i].links.insert(link, conn);
                         self.owner.insert(conn, (i, link));
                     }
@@ -213,7 +232,13 @@ impl Pool {
                 },
                 Output::Send { link, bytes } => {
                     if let Some(&conn) = self.slots[i].links.get(&link) {
-                        self.reactor.send(conn, &bytes);
+                        if !self.secure.is_secure(conn) {
+                            self.reactor.send(conn, &bytes);
+                        } else if let Ok(sealed) = self.secure.seal(conn, &bytes) {
+                            if !sealed.is_empty() {
+                                self.reactor.send(conn, &sealed);
+                            }
+                        }
                     }
                 }
                 Output::Close { link, .. } => {
@@ -284,6 +309,7 @@ impl Pool {
                 let link = LinkId::Accepted(slot.next_accepted);
                 slot.links.insert(link, conn);
                 self.owner.insert(conn, (i, link));
+                self.secure.accept(conn);
                 self.feed(i, now, Input::Accepted { link, remote });
             }
             NetEvent::Connected { conn } => {
@@ -293,10 +319,27 @@ impl Pool {
             }
             NetEvent::Received { conn, bytes } => {
                 if let Some(&(i, link)) = self.owner.get(&conn) {
-                    self.feed(i, now, Input::Received { link, bytes });
+                    if !self.secure.is_secure(conn) {
+                        self.feed(i, now, Input::Received { link, bytes });
+                        return;
+                    }
+                    match self.secure.received(conn, &bytes) {
+                        Ok((reply, plain)) => {
+                            if !reply.is_empty() {
+                                self.reactor.send(conn, &reply);
+                            }
+                            if !plain.is_empty() {
+                                let bytes = plain.freeze();
+                                self.feed(i, now, Input::Received { link, bytes });
+                            }
+                        }
+                        // Its `Closed` tells the node, which reconnects.
+                        Err(_) => self.reactor.close(conn),
+                    }
                 }
             }
             NetEvent::Closed { conn, .. } => {
+                self.secure.closed(conn);
                 if let Some((i, link)) = self.owner.remove(&conn) {
                     let slot = &mut self.slots[i];
                     if slot.links.get(&link) == Some(&conn) {

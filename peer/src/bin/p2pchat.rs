@@ -2,6 +2,8 @@
 //! (a `p2pchat_engine::Reactor`), the clock and the terminal, and runs a `p2pchat_peer::Node`
 //! by the run loop in that crate's docs. Everything about chat lives in the library.
 
+#[path = "p2pchat/secure.rs"]
+mod secure;
 #[path = "p2pchat/term.rs"]
 mod term;
 
@@ -22,6 +24,8 @@ use p2pchat_protocol::parse_duration;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use p2pchat_protocol::secure::Fingerprint;
+use secure::RegistrySecurity;
 use term::{Printer, PromptSync, TermGuard, UiInput};
 
 /// How long to keep flushing connections after the node is done.
@@ -51,6 +55,15 @@ struct Args {
     /// No `[14:03]` times before lines in interactive mode.
     #[arg(long)]
     no_timestamps: bool,
+    /// The registry's key fingerprint (`sha256:...`, printed by the registry at start). Without
+    /// it, the key the registry proves on first contact is pinned per address in
+    /// `$XDG_CONFIG_HOME/p2pchat/known_registries`, and a different key later is refused.
+    #[arg(long, value_name = "FINGERPRINT")]
+    registry_key: Option<Fingerprint>,
+    /// The address other peers are told to reach us at [default: the listen address] (a
+    /// port forward, or a relay in front of us).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
     /// Where to listen for other peers.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
     listen: SocketAddr,
@@ -276,6 +289,10 @@ struct Net {
     next_accepted: u64,
     /// Inputs produced while carrying out outputs (a connect that failed at once).
     feedback: Vec<Input>,
+    /// The secure link of every connection (the registry's and peer links).
+    registry: RegistrySecurity,
+    /// Errors to show the user (a secure link that failed).
+    notices: Vec<String>,
 }
 
 impl Net {
@@ -300,6 +317,8 @@ impl Net {
             match out {
                 Output::Connect { link, addr } => match self.reactor.connect(addr) {
                     Ok(conn) => {
+                        let logged_in = node.name().is_some();
+                        self.registry.dialed(conn, addr, node.ticket(), logged_in);
                         self.conns.insert(link, conn);
                         self.links.insert(conn, link);
                     }
@@ -310,7 +329,14 @@ impl Net {
                 },
                 Output::Send { link, bytes } => {
                     if let Some(&conn) = self.conns.get(&link) {
-                        self.reactor.send(conn, &bytes);
+                        if self.registry.is_secure(conn) {
+                            let sealed = self.registry.seal(conn, &bytes);
+                            if !sealed.is_empty() {
+                                self.reactor.send(conn, &sealed);
+                            }
+                        } else {
+                            self.reactor.send(conn, &bytes);
+                        }
                     }
                 }
                 Output::Close { link, reason } => {
@@ -332,24 +358,49 @@ impl Net {
     }
 
     /// The node's input for an engine event, if it has one.
-    fn input(&mut self, event: NetEvent) -> Option<Input> {
+    fn input(&mut self, node: &Node, event: NetEvent) -> Option<Input> {
         match event {
             NetEvent::Accepted { conn, remote, .. } => {
                 self.next_accepted += 1;
                 let link = LinkId::Accepted(self.next_accepted);
                 self.conns.insert(link, conn);
                 self.links.insert(conn, link);
+                self.registry
+                    .accepted(conn, node.ticket(), node.name().is_some());
                 Some(Input::Accepted { link, remote })
             }
             NetEvent::Connected { conn } => {
                 let link = *self.links.get(&conn)?;
+                let hello = self.registry.outgoing(conn);
+                if !hello.is_empty() {
+                    self.reactor.send(conn, &hello);
+                }
                 Some(Input::Connected { link })
             }
             NetEvent::Received { conn, bytes } => {
                 let link = *self.links.get(&conn)?;
-                Some(Input::Received { link, bytes })
+                if !self.registry.is_secure(conn) {
+                    return Some(Input::Received { link, bytes });
+                }
+                let got = self.registry.received(conn, &bytes);
+                if !got.reply.is_empty() {
+                    self.reactor.send(conn, &got.reply);
+                }
+                if let Some(text) = got.error {
+                    self.notices.push(text);
+                }
+                if self.registry.failed(conn) {
+                    // Its `Closed` tells the node, which reconnects with backoff.
+                    self.reactor.close(conn);
+                    return None;
+                }
+                (!got.plaintext.is_empty()).then(|| Input::Received {
+                    link,
+                    bytes: got.plaintext.freeze(),
+                })
             }
             NetEvent::Closed { conn, reason } => {
+                self.registry.closed(conn);
                 let link = self.links.remove(&conn)?;
                 debug!("{link:?} closed: {reason}");
                 if self.conns.get(&link) == Some(&conn) {
@@ -448,7 +499,9 @@ fn run(args: Args) -> Result<()> {
         }
     };
 
-    let mut config = Config::new(registry, listen);
+    let identity = Arc::new(secure::load_identity().context("cannot load the identity key")?);
+    let mut config = Config::new(registry, args.advertise.unwrap_or(listen));
+    config.identity_key = Some(identity.public_key().0);
     config.registry_udp = registry_udp;
     config.degree = usize::from(args.degree);
     config.room_mode = match args.room_mode {
@@ -473,6 +526,8 @@ fn run(args: Args) -> Result<()> {
         links: HashMap::new(),
         next_accepted: 0,
         feedback: Vec::new(),
+        registry: RegistrySecurity::new(registry, args.registry_key, identity),
+        notices: Vec::new(),
     };
     let mut exit_by: Option<Instant> = None;
     let mut quit_requested = false;
@@ -542,7 +597,11 @@ fn run(args: Args) -> Result<()> {
                     done |= net.feed(&mut node, &mut ui, now, quit);
                 }
                 other => {
-                    if let Some(input) = net.input(other) {
+                    let input = net.input(&node, other);
+                    for text in net.notices.drain(..) {
+                        ui.show(&NodeEvent::error(text));
+                    }
+                    if let Some(input) = input {
                         done |= net.feed(&mut node, &mut ui, now, input);
                     }
                 }
@@ -550,6 +609,20 @@ fn run(args: Args) -> Result<()> {
         }
         if !done {
             done = net.feed(&mut node, &mut ui, now, Input::Timeout);
+        }
+        for (conn, got) in net.registry.start_deferred(node.ticket()) {
+            if !got.reply.is_empty() {
+                net.reactor.send(conn, &got.reply);
+            }
+            if net.registry.failed(conn) {
+                net.reactor.close(conn);
+            } else if let (false, Some(&link)) = (got.plaintext.is_empty(), net.links.get(&conn)) {
+                let input = Input::Received {
+                    link,
+                    bytes: got.plaintext.freeze(),
+                };
+                done |= net.feed(&mut node, &mut ui, now, input);
+            }
         }
         let settled = (!node.is_waiting_for_registry()).then_some(lines_done);
         prompt.update(&prompt_for(&node), settled);

@@ -58,6 +58,7 @@ impl Pty {
             .args(extra)
             .env("TERM", "xterm-256color")
             .env("XDG_DATA_HOME", data.path())
+            .env("XDG_CONFIG_HOME", data.path())
             .env_remove("NO_COLOR")
             .env_remove("RUST_LOG")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
@@ -571,8 +572,13 @@ fn registry_requests_time_out_and_a_lost_session_says_log_in_again() {
     // and restarted at once: its ports are free in between, and another process could take
     // them.)
     reg.kill9();
+    // The database goes; the registry's key stays (a registry with a new key is refused by
+    // peers that pinned the old one), and so do the peers' pins (a directory).
     for entry in std::fs::read_dir(reg.dir.path()).unwrap() {
-        std::fs::remove_file(entry.unwrap().path()).unwrap();
+        let path = entry.unwrap().path();
+        if path.is_file() && path.extension() != Some("key".as_ref()) {
+            std::fs::remove_file(path).unwrap();
+        }
     }
     reg.restart();
     let line = alice.expect_with("the lost session", Duration::from_secs(20), |l| {

@@ -14,6 +14,7 @@ use log::{debug, info, warn};
 use p2pchat_engine::{NetEvent, Reactor, Signal};
 use p2pchat_protocol::parse_duration;
 use p2pchat_registry::hasher::{HashDone, HashPool, HashResult};
+use p2pchat_registry::secure::{key_path_for, load_or_create_key, SecureConns};
 use p2pchat_registry::store::{SqliteStore, StoreDone, StoreError, StoreHandle};
 use p2pchat_registry::{Config, ConnId, Event, Input, Output, Registry};
 
@@ -95,6 +96,15 @@ struct Args {
     /// A started frame must complete within this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     frame_timeout: Duration,
+    /// The registry's long-term key (Ed25519, PKCS#8, mode 0600), created on first start
+    /// [default: beside the database, extension .key].
+    #[arg(long, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// How long an identity ticket (a logged-in peer's proof of its name to other peers)
+    /// stays valid. Peers renew theirs every 10 keepalive pings (5 minutes by default), so
+    /// keep it above that.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    ticket_lifetime: Duration,
 }
 
 fn main() {
@@ -136,6 +146,8 @@ struct Driver {
     feedback: VecDeque<Input<'static>>,
     /// Connections the registry was told are over the soft cap, until they drain.
     blocked: HashSet<ConnId>,
+    /// The secure link of every connection (the core below it reads plain frames).
+    secure: SecureConns,
 }
 
 /// Heartbeat intake figures as last logged, so each log line also shows the interval's share.
@@ -215,6 +227,16 @@ const LISTEN_BACKLOG: i32 = 8192;
 fn run(args: Args) -> anyhow::Result<()> {
     let (store, snapshot) = SqliteStore::open(&args.db)
         .with_context(|| format!("cannot open database {}", args.db.display()))?;
+    let key_path = args.key.clone().unwrap_or_else(|| key_path_for(&args.db));
+    let (identity, created) = load_or_create_key(&key_path)
+        .with_context(|| format!("cannot load the registry key {}", key_path.display()))?;
+    let fingerprint = identity.public_key().fingerprint();
+    let identity = Arc::new(identity);
+    info!(
+        "registry key {fingerprint} ({} {})",
+        if created { "created" } else { "from" },
+        key_path.display()
+    );
     let engine_config = p2pchat_engine::Config {
         udp_batch: args.udp_batch as usize,
         udp_slot_len: UDP_SLOT_LEN,
@@ -288,7 +310,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let wall_ms = wall
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let registry = Registry::new(config, &snapshot, rand::random(), epoch, wall_ms);
+    let mut registry = Registry::new(config, &snapshot, rand::random(), epoch, wall_ms);
+    registry.set_identity(Arc::clone(&identity), args.ticket_lifetime);
     if args.hash_nice > 0 {
         match renice_hash_threads(args.hash_nice, threads) {
             Ok(n) => debug!("{n} hashing threads at nice {}", args.hash_nice),
@@ -304,7 +327,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.hash_nice
     );
 
-    println!("listening tcp={tcp_addr} udp={udp_addr}");
+    // One line, so a reader that stops after it never makes a later print fail.
+    println!("listening tcp={tcp_addr} udp={udp_addr} key={fingerprint}");
     std::io::stdout().flush().context("stdout")?;
 
     let mut driver = Driver {
@@ -318,6 +342,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         counters: HeartbeatCounters::default(),
         feedback: VecDeque::new(),
         blocked: HashSet::new(),
+        secure: SecureConns::new(identity),
     };
     driver.run()?;
     let Driver { store, hasher, .. } = driver;
@@ -350,22 +375,33 @@ impl Driver {
                     NetEvent::Accepted { conn, remote, .. } => {
                         let id = ConnMap::id(conn);
                         self.conns.to_engine.insert(id, conn);
+                        self.secure.accepted(id);
                         self.feed(now, Input::Connected { conn: id, remote });
                     }
                     NetEvent::Received { conn, bytes } => {
                         let id = ConnMap::id(conn);
-                        self.feed(
-                            now,
-                            Input::Received {
-                                conn: id,
-                                bytes: &bytes,
-                            },
-                        );
+                        let got = self.secure.received(id, &bytes);
+                        if !got.reply.is_empty() {
+                            self.reactor.send(conn, &got.reply);
+                        }
+                        if let Some(err) = got.error {
+                            debug!("{id}: secure link failed: {err}");
+                            self.reactor.close(conn);
+                        } else if !got.plaintext.is_empty() {
+                            self.feed(
+                                now,
+                                Input::Received {
+                                    conn: id,
+                                    bytes: &got.plaintext,
+                                },
+                            );
+                        }
                     }
                     NetEvent::Closed { conn, reason } => {
                         let id = ConnMap::id(conn);
                         debug!("{id} closed: {reason}");
                         self.conns.to_engine.remove(&id);
+                        self.secure.closed(id);
                         self.blocked.remove(&id);
                         self.feed(now, Input::Closed { conn: id });
                     }
@@ -508,7 +544,8 @@ impl Driver {
         match out {
             Output::Send { conn, bytes } => {
                 if let Some(&c) = self.conns.to_engine.get(&conn) {
-                    if !self.reactor.send(c, &bytes) {
+                    let sealed = self.secure.seal(conn, &bytes);
+                    if !sealed.is_empty() && !self.reactor.send(c, &sealed) {
                         // Closed (a slow consumer, a broken pipe): its `Closed` event comes
                         // next turn; say so now so the rest of its input is not served.
                         self.feedback.push_back(Input::Closed { conn });

@@ -16,10 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use p2pchat_protocol::secure::{Fingerprint, SecureStream};
 use p2pchat_protocol::{
     Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Presence, Role, DEFAULT_MAX_FRAME,
     HEARTBEAT_LEN, VERSION,
 };
+use p2pchat_registry::secure::client_handshake;
 use tempfile::TempDir;
 
 /// How long a reply, a close or a start-up may take before the test fails. Generous: the
@@ -79,6 +81,21 @@ impl Registry {
     /// The database file.
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("reg.db")
+    }
+
+    /// The registry key file (beside the database).
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("reg.key")
+    }
+
+    /// The key fingerprint of the current run, from its `listening` line.
+    pub fn key(&self) -> Fingerprint {
+        let lines = self.stdout_lines();
+        let line = lines.first().expect("a listening line");
+        line.split(' ')
+            .find_map(|w| w.strip_prefix("key="))
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_else(|| panic!("no key in {line:?}"))
     }
 
     fn launch(&mut self, tcp: SocketAddr, udp: SocketAddr) {
@@ -241,7 +258,7 @@ impl Drop for Registry {
 fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
     let parts: Vec<&str> = line.split(' ').collect();
     let parsed = match parts.as_slice() {
-        ["listening", tcp, udp] => tcp
+        ["listening", tcp, udp, key] if key.starts_with("key=sha256:") => tcp
             .strip_prefix("tcp=")
             .zip(udp.strip_prefix("udp="))
             .and_then(|(t, u)| Some((t.parse().ok()?, u.parse().ok()?))),
@@ -269,6 +286,10 @@ pub struct Client {
     buf: Vec<u8>,
     /// Frames read while waiting for something else (events, other replies).
     pub events: Vec<Frame>,
+    /// The secure link, once [`Client::write`] (or `send`, `hello`) opened it.
+    secure: Option<SecureStream>,
+    /// The registry key to insist on (none: accept whichever the registry proves).
+    pub pin: Option<Fingerprint>,
 }
 
 impl Client {
@@ -302,6 +323,8 @@ impl Client {
             next_id: 1,
             buf: vec![0; 64 * 1024],
             events: Vec::new(),
+            secure: None,
+            pin: None,
         }
     }
 
@@ -319,14 +342,43 @@ impl Client {
         }
     }
 
-    /// Sends one frame.
+    /// Sends one frame on the secure link (opening it first if need be).
     pub fn send(&mut self, frame: &Frame) {
-        self.send_raw(&frame.to_bytes());
+        self.write(&frame.to_bytes())
+            .expect("write to the registry");
     }
 
-    /// Sends raw bytes.
+    /// Sends raw bytes of the frame stream: sealed once the secure link is open, in the clear
+    /// before (for tests of what the registry does with bytes before any handshake).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the registry");
+        match self.secure {
+            Some(_) => self.write(bytes).expect("write to the registry"),
+            None => self.stream.write_all(bytes).expect("write to the registry"),
+        }
+    }
+
+    /// Writes bytes of the frame stream on the secure link; the first write opens it (a
+    /// handshake, these bytes going out as soon as the keys exist). A refused handshake is an
+    /// error.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.secure {
+            Some(secure) => {
+                secure.send(bytes).map_err(io::Error::other)?;
+                let out = secure.take_outgoing();
+                self.stream.write_all(&out)
+            }
+            None => {
+                let secure = client_handshake(&mut self.stream, self.pin, bytes, REPLY_TIMEOUT)
+                    .map_err(io::Error::other)?;
+                self.secure = Some(secure);
+                Ok(())
+            }
+        }
+    }
+
+    /// The secure link, once open.
+    pub fn secure(&self) -> Option<&SecureStream> {
+        self.secure.as_ref()
     }
 
     /// The next frame, EOF, or nothing before `deadline`.
@@ -344,7 +396,15 @@ impl Client {
             self.stream.set_read_timeout(Some(deadline - now)).unwrap();
             match self.stream.read(&mut self.buf) {
                 Ok(0) => return Next::Closed,
-                Ok(n) => self.decoder.push(&self.buf[..n]),
+                Ok(n) => match &mut self.secure {
+                    Some(secure) => {
+                        if let Err(e) = secure.receive(&self.buf[..n]) {
+                            panic!("the registry's secure link failed: {e}");
+                        }
+                        self.decoder.push(&secure.take_plaintext());
+                    }
+                    None => self.decoder.push(&self.buf[..n]),
+                },
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock
                     | io::ErrorKind::TimedOut

@@ -5,7 +5,6 @@
 //! A few blocking client threads (one per login loop), as the experiment always had: these are
 //! not synthetic peers.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,16 +13,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use hdrhistogram::Histogram;
-use p2pchat_protocol::{Frame, FrameDecoder, Msg, Role, VERSION};
+use p2pchat_protocol::{Frame, Msg, Role, VERSION};
 use serde_json::json;
 
+use crate::load::secure::BlockingLink;
 use crate::load::{LoadArgs, Watch};
 use crate::report::{new_hist, Report, Series};
 
-/// A blocking client: one request at a time.
+/// A blocking client over a secure link: one request at a time.
 struct Client {
-    stream: TcpStream,
-    decoder: FrameDecoder,
+    link: BlockingLink,
     next: u32,
 }
 
@@ -31,38 +30,23 @@ impl Client {
     fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        let mut c = Client {
-            stream,
-            decoder: FrameDecoder::new(1 << 20),
-            next: 1,
-        };
-        c.send(&Frame::event(Msg::Hello {
+        let hello = Frame::event(Msg::Hello {
             version: VERSION,
             role: Role::Client,
             name: String::new(),
             ticket: vec![],
-        }))?;
-        c.recv()?;
-        Ok(c)
+        });
+        let mut link = BlockingLink::open(stream, &hello.to_bytes())?;
+        link.recv()?;
+        Ok(Client { link, next: 1 })
     }
 
     fn send(&mut self, f: &Frame) -> anyhow::Result<()> {
-        self.stream.write_all(&f.to_bytes())?;
-        Ok(())
+        self.link.send(f)
     }
 
     fn recv(&mut self) -> anyhow::Result<Frame> {
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some(f) = self.decoder.next_frame()? {
-                return Ok(f);
-            }
-            let n = self.stream.read(&mut buf)?;
-            if n == 0 {
-                bail!("registry closed the connection");
-            }
-            self.decoder.push(&buf[..n]);
-        }
+        self.link.recv()
     }
 
     fn request(&mut self, msg: Msg) -> anyhow::Result<Msg> {
@@ -97,7 +81,7 @@ fn search_phase(addr: SocketAddr, rate: u32, secs: u64) -> anyhow::Result<Histog
     if !matches!(c.request(login("searcher"))?, Msg::LoggedIn { .. }) {
         bail!("searcher could not log in");
     }
-    let reader = c.stream.try_clone()?;
+    let (mut writer, mut reader) = c.link.split()?;
     let start = Instant::now() + Duration::from_millis(50);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let total = u64::from(rate) * secs;
@@ -106,13 +90,8 @@ fn search_phase(addr: SocketAddr, rate: u32, secs: u64) -> anyhow::Result<Histog
     let h = Arc::clone(&hist);
     let r = Arc::clone(&received);
     let reader_thread = thread::spawn(move || -> anyhow::Result<()> {
-        let mut rc = Client {
-            stream: reader,
-            decoder: FrameDecoder::new(1 << 20),
-            next: 0,
-        };
         while r.load(Ordering::Relaxed) < total {
-            let f = rc.recv()?;
+            let f = reader.recv()?;
             if f.id >= 1_000 {
                 let intended = start + interval * (f.id - 1_000);
                 let ns = Instant::now()
@@ -137,7 +116,7 @@ fn search_phase(addr: SocketAddr, rate: u32, secs: u64) -> anyhow::Result<Histog
                 name: "searcher".into(),
             },
         );
-        c.stream.write_all(&f.to_bytes())?;
+        writer.send(&f)?;
     }
     reader_thread
         .join()
