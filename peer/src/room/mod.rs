@@ -25,7 +25,7 @@ pub mod tree;
 pub(crate) use api::{Cx, RoomIo, RoomOut};
 pub use api::{RoomMode, RoomStats};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use log::{debug, info};
 use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent, PEER_VERSION};
 
 use crate::io::NodeEvent;
+use dedup::Dedup;
 use overlay::Members;
 pub use tree::HOP_LIMIT;
 use tree::{Action, Broadcast};
@@ -199,7 +200,14 @@ pub(crate) struct Rooms {
     next_seq: u64,
     /// After a resume, the rooms the registry has pushed so far (`None` outside a resume).
     sync: Option<BTreeSet<String>>,
+    /// What was shown in rooms left lately (oldest first, at most `MAX_LEFT_SEEN`): a member
+    /// that leaves and joins again, or logs out and in, is announced the room's recent ids by
+    /// its neighbours' catch-up, and without this would show again what it showed before.
+    left_seen: VecDeque<(String, Dedup)>,
 }
+
+/// Rooms whose seen-message sets are kept after leaving them.
+const MAX_LEFT_SEEN: usize = 64;
 
 impl Rooms {
     pub(crate) fn new(wall_ms: u64, degree: usize, mode: RoomMode) -> Rooms {
@@ -209,6 +217,7 @@ impl Rooms {
             mode,
             next_seq: wall_ms.saturating_mul(1000),
             sync: None,
+            left_seen: VecDeque::new(),
         }
     }
 
@@ -331,6 +340,7 @@ impl Rooms {
             return;
         }
         let mut r = Room::new(&room, self.mode, peers);
+        self.restore_seen(&room, &mut r);
         if r.online.is_empty() {
             cx.io.event(NodeEvent::RoomJoined { room: room.clone() });
         } else {
@@ -342,7 +352,8 @@ impl Rooms {
     }
 
     pub(crate) fn room_created(&mut self, cx: &mut Cx<'_>, room: String) {
-        let r = Room::new(&room, self.mode, Vec::new());
+        let mut r = Room::new(&room, self.mode, Vec::new());
+        self.restore_seen(&room, &mut r);
         self.rooms.insert(room.clone(), r);
         cx.out.push(RoomOut::Focus(room.to_string()));
         cx.io.event(NodeEvent::RoomCreated { room });
@@ -392,6 +403,21 @@ impl Rooms {
             cx.out.push(RoomOut::Release(n.to_string()));
         }
         cx.out.push(RoomOut::Unfocus(room.to_string()));
+        self.left_seen.retain(|(name, _)| name != room);
+        if self.left_seen.len() >= MAX_LEFT_SEEN {
+            self.left_seen.pop_front();
+        }
+        self.left_seen
+            .push_back((room.to_string(), r.cast.into_seen()));
+    }
+
+    /// A room joined again gets back what it had seen before it was left.
+    fn restore_seen(&mut self, room: &str, r: &mut Room) {
+        if let Some(i) = self.left_seen.iter().position(|(name, _)| name == room) {
+            if let Some((_, seen)) = self.left_seen.remove(i) {
+                r.cast.restore_seen(seen);
+            }
+        }
     }
 
     /// A room event pushed by the registry.

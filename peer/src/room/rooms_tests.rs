@@ -231,3 +231,51 @@ fn tree_frames_go_only_to_version_2_neighbours() {
         "pushed to the others, the duplicate from b pruned, old never pruned"
     );
 }
+
+/// Leaving and joining again (or logging out and in) does not show again what was shown
+/// before: the neighbours' catch-up announces the room's recent ids to a member that comes
+/// back, and a fresh seen-set would graft and show them a second time (found by the
+/// simulator with churn). A message first sent while we were away is still news.
+#[test]
+fn a_member_that_leaves_and_rejoins_does_not_show_a_message_twice() {
+    for mode in [RoomMode::Flood, RoomMode::Tree] {
+        let mut h = Harness::new(mode);
+        let msg = |seq| Msg::RoomMessage {
+            room: ROOM.into(),
+            origin: "zed".into(),
+            seq,
+            hops: 5,
+            sent_ms: 0,
+            text: format!("message {seq}"),
+        };
+        let shown = |h: &Harness| {
+            h.io.events
+                .iter()
+                .filter(|e| matches!(e, NodeEvent::RoomMessage { .. }))
+                .count()
+        };
+        for round in 0..2 {
+            let members = vec![peer("a")];
+            h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+            if round == 0 {
+                h.link_up("a", PEER_VERSION);
+            } else {
+                h.run(|r, cx, _| r.room_link_ready(cx, "a"));
+            }
+            h.frame("a", link());
+            h.frame("a", msg(1));
+            h.run(|r, cx, _| r.room_left(cx, ROOM.into()));
+        }
+        assert_eq!(
+            shown(&h),
+            1,
+            "{mode:?}: message 1 shown once over two stays"
+        );
+        let members = vec![peer("a")];
+        h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+        h.run(|r, cx, _| r.room_link_ready(cx, "a"));
+        h.frame("a", link());
+        h.frame("a", msg(2));
+        assert_eq!(shown(&h), 2, "{mode:?}: a new message is shown");
+    }
+}

@@ -148,6 +148,17 @@ impl Broadcast {
         }
     }
 
+    /// Takes the seen-message set of an earlier stay in the room, so that what was shown then
+    /// is not shown again (a catch-up announces recent ids to a member that re-joins).
+    pub fn restore_seen(&mut self, dedup: Dedup) {
+        self.dedup = dedup;
+    }
+
+    /// The seen-message set, when the room is left (see `restore_seen`).
+    pub fn into_seen(self) -> Dedup {
+        self.dedup
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> RoomStats {
         self.stats
