@@ -337,8 +337,8 @@ impl Registry {
         self.end_session(session, OfflineReason::Logout);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::ExpectLogin;
+            self.admission.set_prelogin(conn, c.remote.ip());
         }
-        self.admission.set_prelogin(conn);
         self.arm_idle(now, conn);
         // A deliberate logout ends automatic re-login too.
         if let Some(a) = self.accounts.by_id_mut(account) {

@@ -542,7 +542,7 @@ impl Registry {
         self.timers.cancel(TimerKey::Handshake(conn));
         self.timers.cancel(TimerKey::Frame(conn));
         self.timers.cancel(TimerKey::Idle(conn));
-        self.admission.remove(conn);
+        self.admission.remove(conn, c.remote.ip());
         if let ConnState::LoggedIn { session, .. } = c.state {
             self.end_session(session, why);
         }
