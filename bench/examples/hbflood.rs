@@ -57,6 +57,14 @@ struct Args {
     /// session, then exit without sending heartbeats.
     #[arg(long)]
     rss_only: bool,
+    /// Register every account (and close those connections) before the first resident-set
+    /// reading, so the per-session figure leaves out the account cache, which every registered
+    /// user costs whether online or not.
+    #[arg(long)]
+    register_first: bool,
+    /// Datagrams per `sendmmsg` call on each sender thread; 1 sends each with `send_to`.
+    #[arg(long, default_value_t = 64)]
+    send_batch: usize,
 }
 
 /// `VmRSS` of `pid` in KiB.
@@ -125,7 +133,7 @@ fn request(stream: &mut TcpStream, dec: &mut FrameDecoder, msg: Msg) -> anyhow::
     }
 }
 
-fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
+fn hello(args: &Args) -> anyhow::Result<(TcpStream, FrameDecoder)> {
     let mut stream = TcpStream::connect(args.tcp)?;
     stream.set_nodelay(true)?;
     let mut dec = FrameDecoder::new(1 << 20);
@@ -139,16 +147,33 @@ fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
             ticket: vec![],
         },
     )?;
-    let name = format!("{}{i}", args.prefix);
-    let password = "password1".to_string();
+    Ok((stream, dec))
+}
+
+fn register(
+    args: &Args,
+    stream: &mut TcpStream,
+    dec: &mut FrameDecoder,
+    i: usize,
+) -> anyhow::Result<()> {
     request(
-        &mut stream,
-        &mut dec,
+        stream,
+        dec,
         Msg::Register {
-            name: name.clone(),
-            password: password.clone(),
+            name: format!("{}{i}", args.prefix),
+            password: "password1".into(),
         },
     )?;
+    Ok(())
+}
+
+fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
+    let (mut stream, mut dec) = hello(args)?;
+    if !args.register_first {
+        register(args, &mut stream, &mut dec, i)?;
+    }
+    let name = format!("{}{i}", args.prefix);
+    let password = "password1".to_string();
     match request(
         &mut stream,
         &mut dec,
@@ -174,6 +199,14 @@ fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let threads = args.threads.max(1);
+    if args.register_first {
+        for i in 0..args.sessions {
+            let (mut stream, mut dec) = hello(&args)?;
+            register(&args, &mut stream, &mut dec, i).with_context(|| format!("register {i}"))?;
+        }
+        // Let the registry see those connections close before the first reading.
+        thread::sleep(Duration::from_millis(500));
+    }
     let rss0 = rss_kib(args.pid)?;
     let mut sessions = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {
@@ -212,6 +245,7 @@ fn main() -> anyhow::Result<()> {
     let (cpu0, drop0, t0) = (cpu_ticks(args.pid)?, rcvbuf_errors()?, Instant::now());
     let deadline = t0 + Duration::from_secs_f64(args.secs);
     let per_thread_rate = args.rate as f64 / threads as f64;
+    let send_batch = args.send_batch.max(1);
     let handles: Vec<_> = datagrams
         .into_iter()
         .map(|mine| {
@@ -220,8 +254,9 @@ fn main() -> anyhow::Result<()> {
             thread::spawn(move || -> anyhow::Result<()> {
                 let sock = UdpSocket::bind("127.0.0.1:0")?;
                 let start = Instant::now();
-                for (n, d) in mine.iter().enumerate() {
-                    if n % 64 == 0 {
+                for (chunk_no, chunk) in mine.chunks(send_batch).enumerate() {
+                    let n = chunk_no * send_batch;
+                    if chunk_no % 64_usize.div_ceil(send_batch) == 0 {
                         let now = Instant::now();
                         if now >= deadline {
                             break;
@@ -234,8 +269,13 @@ fn main() -> anyhow::Result<()> {
                             }
                         }
                     }
-                    sock.send_to(d, to)?;
-                    sent.fetch_add(1, Ordering::Relaxed);
+                    let done = if send_batch == 1 {
+                        sock.send_to(&chunk[0], to)?;
+                        1
+                    } else {
+                        sendmmsg(&sock, to, chunk)?
+                    };
+                    sent.fetch_add(done as u64, Ordering::Relaxed);
                 }
                 Ok(())
             })
@@ -260,4 +300,55 @@ fn main() -> anyhow::Result<()> {
         cpu * 1e6 / taken.max(1) as f64
     );
     Ok(())
+}
+
+/// Sends `datagrams` to `to` with as few `sendmmsg(2)` calls as the kernel needs; returns how
+/// many were sent.
+fn sendmmsg(sock: &UdpSocket, to: SocketAddr, datagrams: &[[u8; 57]]) -> anyhow::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(v4) = to else {
+        bail!("sendmmsg here supports IPv4 only");
+    };
+    // SAFETY: all-zero is a valid `sockaddr_in`; the fields that matter are set below.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = v4.port().to_be();
+    addr.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    let mut iovecs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|d| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
+        .collect();
+    let mut headers: Vec<libc::mmsghdr> = iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let mut done = 0;
+    while done < headers.len() {
+        // SAFETY: every header points at live buffers (`datagrams`, `iovecs`, `addr`) that
+        // outlive the call; the kernel only reads them.
+        let n = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                headers[done..].as_mut_ptr(),
+                (headers.len() - done) as libc::c_uint,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        done += n as usize;
+    }
+    Ok(done)
 }

@@ -57,6 +57,14 @@ impl ConnId {
         }
     }
 
+    /// The id whose [`index`](Self::index) and [`generation`](Self::generation) these are, so
+    /// a caller can keep an id as a plain integer and rebuild it instead of keeping a map. An
+    /// id that names no connection (closed, or never opened) is harmless: the reactor does
+    /// not recognise it.
+    pub fn from_parts(index: u32, generation: u32) -> Self {
+        Self { index, generation }
+    }
+
     /// The slab slot. Reused by later connections, so never an identity on its own.
     pub fn index(&self) -> u32 {
         self.index

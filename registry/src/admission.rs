@@ -21,11 +21,12 @@ struct Source {
     prelogin: BTreeSet<(u64, ConnId)>,
 }
 
+/// A connection that has not logged in.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     source: IpAddr,
-    /// Position in the pre-login order, while not logged in.
-    prelogin: Option<u64>,
+    /// Position in the pre-login order.
+    seq: u64,
 }
 
 /// Why a new connection is refused.
@@ -46,9 +47,15 @@ pub(crate) struct Caps {
 }
 
 /// Who is connected from where, and the pre-login connections in age order.
+///
+/// Only pre-login connections have an entry here (at most `max_unauthenticated` of them); a
+/// logged-in one is only counted, in `total` and its source's `total`, and the caller names
+/// its address when it logs out or closes (memory per online peer, docs/performance.md).
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     seq: u64,
+    /// Open connections, logged in or not.
+    total: usize,
     conns: HashMap<ConnId, Entry>,
     prelogin: BTreeSet<(u64, ConnId)>,
     sources: HashMap<IpAddr, Source>,
@@ -65,7 +72,7 @@ impl Admission {
                 None => return Err(Refusal::Source),
             }
         }
-        let total = self.conns.len() - evict.len();
+        let total = self.total - evict.len();
         let unauthenticated = self.prelogin.len() - evict.len();
         if total >= caps.max_clients || unauthenticated >= caps.max_unauthenticated.max(1) {
             let oldest = self
@@ -81,61 +88,49 @@ impl Admission {
         Ok(evict)
     }
 
-    /// Records a new connection (not logged in).
+    /// Records a new connection from `ip` (not logged in).
     pub(crate) fn add(&mut self, conn: ConnId, ip: IpAddr) {
-        let source = source_key(ip);
-        self.conns.insert(
-            conn,
-            Entry {
-                source,
-                prelogin: None,
-            },
-        );
-        self.sources.entry(source).or_default().total += 1;
-        self.set_prelogin(conn);
+        self.total += 1;
+        self.sources.entry(source_key(ip)).or_default().total += 1;
+        self.set_prelogin(conn, ip);
     }
 
-    /// The connection is not logged in (new, or logged out): it joins the pre-login order as
-    /// the youngest.
-    pub(crate) fn set_prelogin(&mut self, conn: ConnId) {
-        self.seq += 1;
-        let seq = self.seq;
-        let Some(e) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if e.prelogin.is_some() {
+    /// The connection from `ip` is not logged in (new, or logged out): it joins the pre-login
+    /// order as the youngest.
+    pub(crate) fn set_prelogin(&mut self, conn: ConnId, ip: IpAddr) {
+        if self.conns.contains_key(&conn) {
             return;
         }
-        e.prelogin = Some(seq);
+        self.seq += 1;
+        let seq = self.seq;
+        let source = source_key(ip);
+        self.conns.insert(conn, Entry { source, seq });
         self.prelogin.insert((seq, conn));
-        if let Some(s) = self.sources.get_mut(&e.source) {
+        if let Some(s) = self.sources.get_mut(&source) {
             s.prelogin.insert((seq, conn));
         }
     }
 
     /// The connection logged in: it can no longer be evicted.
     pub(crate) fn set_logged_in(&mut self, conn: ConnId) {
-        let Some(e) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if let Some(seq) = e.prelogin.take() {
-            self.prelogin.remove(&(seq, conn));
-            if let Some(s) = self.sources.get_mut(&e.source) {
-                s.prelogin.remove(&(seq, conn));
-            }
-        }
-    }
-
-    /// Forgets a closed connection.
-    pub(crate) fn remove(&mut self, conn: ConnId) {
-        self.set_logged_in(conn);
         let Some(e) = self.conns.remove(&conn) else {
             return;
         };
+        self.prelogin.remove(&(e.seq, conn));
         if let Some(s) = self.sources.get_mut(&e.source) {
+            s.prelogin.remove(&(e.seq, conn));
+        }
+    }
+
+    /// Forgets a closed connection from `ip`.
+    pub(crate) fn remove(&mut self, conn: ConnId, ip: IpAddr) {
+        self.set_logged_in(conn);
+        self.total = self.total.saturating_sub(1);
+        let source = source_key(ip);
+        if let Some(s) = self.sources.get_mut(&source) {
             s.total -= 1;
             if s.total == 0 {
-                self.sources.remove(&e.source);
+                self.sources.remove(&source);
             }
         }
     }
@@ -169,16 +164,19 @@ mod tests {
         }
         adm.set_logged_in(ConnId(1));
         assert_eq!(adm.admit(a, c), Ok(vec![ConnId(2)]), "oldest pre-login");
-        adm.remove(ConnId(2));
+        adm.remove(ConnId(2), a);
         adm.add(ConnId(4), a);
         // Logging out makes a connection the youngest pre-login one.
-        adm.set_prelogin(ConnId(1));
+        adm.set_prelogin(ConnId(1), a);
         assert_eq!(adm.admit(a, c), Ok(vec![ConnId(3)]));
         adm.set_logged_in(ConnId(1));
         adm.set_logged_in(ConnId(3));
         adm.set_logged_in(ConnId(4));
         assert_eq!(adm.admit(a, c), Err(Refusal::Full));
         assert_eq!(adm.unauthenticated(), 0);
+        // Logged-in connections hold no entry, only their count.
+        assert!(adm.conns.is_empty());
+        assert_eq!(adm.total, 3);
     }
 
     #[test]
@@ -195,7 +193,7 @@ mod tests {
         adm.set_logged_in(ConnId(2));
         adm.set_logged_in(ConnId(3));
         assert_eq!(adm.admit(a, c), Err(Refusal::Source));
-        adm.remove(ConnId(3));
+        adm.remove(ConnId(3), a);
         assert_eq!(adm.admit(a, c), Ok(vec![]));
     }
 
@@ -217,8 +215,8 @@ mod tests {
         adm.add(ConnId(1), a);
         adm.add(ConnId(2), b);
         assert_eq!(adm.admit(b, caps(100, 100, 2)), Ok(vec![ConnId(1)]));
-        adm.remove(ConnId(1));
-        adm.remove(ConnId(2));
-        assert!(adm.sources.is_empty() && adm.conns.is_empty());
+        adm.remove(ConnId(1), a);
+        adm.remove(ConnId(2), b);
+        assert!(adm.sources.is_empty() && adm.conns.is_empty() && adm.total == 0);
     }
 }

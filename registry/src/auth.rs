@@ -298,14 +298,14 @@ impl Registry {
         };
         let mut key = [0u8; 32];
         self.rng.fill_bytes(&mut key);
+        let deadline = now + self.config.heartbeat_timeout;
         self.presence
-            .insert(session, account, name.clone(), conn, &key, advertised);
+            .insert(session, account, &name, conn, &key, advertised, deadline);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::LoggedIn { account, session };
         }
         self.admission.set_logged_in(conn);
         self.disarm_idle(conn);
-        self.arm_expiry(now, session);
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         let reply = Msg::LoggedIn {
             name: name.clone(),
@@ -337,8 +337,8 @@ impl Registry {
         self.end_session(session, OfflineReason::Logout);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::ExpectLogin;
+            self.admission.set_prelogin(conn, c.remote.ip());
         }
-        self.admission.set_prelogin(conn);
         self.arm_idle(now, conn);
         // A deliberate logout ends automatic re-login too.
         if let Some(a) = self.accounts.by_id_mut(account) {

@@ -1,27 +1,69 @@
-//! Who is online: sessions by id, by account and by name, and heartbeat authentication.
+//! Who is online: sessions by id, by account and by name, heartbeat authentication, and each
+//! session's expiry deadline.
 //!
-//! Expiry deadlines live in the registry's timer index (one per session), so this module holds
-//! no clock: it answers "is this datagram a fresh, authentic heartbeat of a live session?".
+//! Memory per session is kept small (issue 12, docs/performance.md "Memory per online peer"):
+//! the heartbeat key is kept as its 32 bytes (ring's `hmac::Key` holds two SHA-256 states,
+//! 5x larger, and is rebuilt per heartbeat for two extra compressions), the name is one shared
+//! `Arc<str>` for the session and the sorted name set, and the expiry deadline is a field of
+//! the session rather than an entry in a general timer index.
+//!
+//! Expiry is O(1) per heartbeat: a heartbeat only moves `Session::deadline`. A min-heap holds
+//! one entry per session (plus stale ones of ended sessions until their time comes); when an
+//! entry comes due, the session expires if its deadline has passed, else the entry is pushed
+//! again at the session's current deadline. So the heap is touched once per timeout period
+//! per session, never per heartbeat, and expiry stays exact to the heartbeat.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Instant;
 
 use p2pchat_protocol::{Heartbeat, HeartbeatKey, ReplayWindow};
 
 use crate::io::ConnId;
 use crate::store::AccountId;
 
+/// Hashes a session id as itself. Session ids are uniformly random `u64`s drawn by the
+/// registry (`open_session`), so they are already well spread; a datagram naming an id only
+/// looks it up, it cannot place entries, so no input can build collisions. Saves SipHash on
+/// every heartbeat.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; this keeps any other use correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 /// One logged-in session.
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) account: AccountId,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) conn: ConnId,
-    key: HeartbeatKey,
+    key: [u8; 32],
     window: ReplayWindow,
     /// Where other peers reach this user.
     pub(crate) addr: SocketAddr,
+    /// The session expires when no heartbeat came by then.
+    deadline: Instant,
 }
 
 /// Why a heartbeat datagram was ignored (counted, never answered).
@@ -39,41 +81,80 @@ pub enum HeartbeatRejection {
 
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
-    sessions: HashMap<u64, Session>,
+    sessions: IdMap<Session>,
     by_account: HashMap<AccountId, u64>,
-    names: BTreeSet<String>,
+    names: BTreeSet<Arc<str>>,
+    /// (when to look, session): see the module comment.
+    expiry: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 impl Presence {
+    /// Adds a session that expires at `deadline` unless a heartbeat moves it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         id: u64,
         account: AccountId,
-        name: String,
+        name: &str,
         conn: ConnId,
         key: &[u8; 32],
         addr: SocketAddr,
+        deadline: Instant,
     ) {
+        let name: Arc<str> = Arc::from(name);
         self.by_account.insert(account, id);
         self.names.insert(name.clone());
+        self.expiry.push(Reverse((deadline, id)));
         self.sessions.insert(
             id,
             Session {
                 account,
                 name,
                 conn,
-                key: HeartbeatKey::new(key),
+                key: *key,
                 window: ReplayWindow::default(),
                 addr,
+                deadline,
             },
         );
     }
 
+    /// Removes a session. Its expiry entry stays in the heap and is skipped when it comes due.
     pub(crate) fn remove(&mut self, id: u64) -> Option<Session> {
         let s = self.sessions.remove(&id)?;
         self.by_account.remove(&s.account);
         self.names.remove(&s.name);
+        if self.sessions.is_empty() {
+            // Nothing can be due: drop the stale entries of ended sessions.
+            self.expiry.clear();
+        }
         Some(s)
+    }
+
+    /// The earliest moment a session may expire (possibly early: a stale entry of an ended
+    /// session, or a session whose deadline moved; looking then is harmless).
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// One session whose deadline is `<= now` (inclusive, as the timer index), to be ended by
+    /// the caller; `None` when no session is due.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<u64> {
+        while let Some(&Reverse((at, id))) = self.expiry.peek() {
+            if at > now {
+                return None;
+            }
+            self.expiry.pop();
+            let Some(s) = self.sessions.get(&id) else {
+                continue; // ended before its deadline
+            };
+            if s.deadline <= now {
+                return Some(id);
+            }
+            // Heartbeats moved it: look again at its current deadline.
+            self.expiry.push(Reverse((s.deadline, id)));
+        }
+        None
     }
 
     pub(crate) fn contains(&self, id: u64) -> bool {
@@ -103,25 +184,31 @@ impl Presence {
         };
         if let Some(s) = self.sessions.get_mut(id) {
             self.names.remove(&s.name);
-            s.name = new.to_owned();
+            s.name = Arc::from(new);
             self.names.insert(s.name.clone());
         }
     }
 
-    /// Checks a datagram in the order of DESIGN.md §5: shape, session, tag, counter. Returns
-    /// the session id of a fresh, authentic heartbeat; nothing changes otherwise.
-    pub(crate) fn check_heartbeat(&mut self, datagram: &[u8]) -> Result<u64, HeartbeatRejection> {
+    /// Checks a datagram in the order of DESIGN.md §5: shape, session, tag, counter. A fresh,
+    /// authentic heartbeat moves its session's deadline to `deadline` and returns the session
+    /// id; nothing changes otherwise. O(1), allocation-free.
+    pub(crate) fn check_heartbeat(
+        &mut self,
+        datagram: &[u8],
+        deadline: Instant,
+    ) -> Result<u64, HeartbeatRejection> {
         let hb = Heartbeat::decode(datagram).map_err(|_| HeartbeatRejection::Malformed)?;
         let s = self
             .sessions
             .get_mut(&hb.session)
             .ok_or(HeartbeatRejection::UnknownSession)?;
-        if !hb.is_authentic(&s.key) {
+        if !hb.is_authentic(&HeartbeatKey::new(&s.key)) {
             return Err(HeartbeatRejection::BadTag);
         }
         if !s.window.accept(hb.counter) {
             return Err(HeartbeatRejection::Replayed);
         }
+        s.deadline = s.deadline.max(deadline);
         Ok(hb.session)
     }
 
@@ -130,18 +217,21 @@ impl Presence {
         let start = if after.is_empty() {
             Bound::Unbounded
         } else {
-            Bound::Excluded(after.to_owned())
+            Bound::Excluded(after)
         };
-        let mut it = self.names.range((start, Bound::Unbounded));
-        let names: Vec<String> = it.by_ref().take(limit).cloned().collect();
+        let mut it = self.names.range::<str, _>((start, Bound::Unbounded));
+        let names: Vec<String> = it.by_ref().take(limit).map(|n| n.to_string()).collect();
         let more = it.next().is_some();
         (names, more)
     }
 }
 
 #[cfg(test)]
+// Tests anchor their virtual clock at one real instant and only add durations to it.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn addr() -> SocketAddr {
         "127.0.0.1:9".parse().unwrap()
@@ -149,39 +239,78 @@ mod tests {
 
     #[test]
     fn heartbeat_checks_in_order() {
+        let t0 = Instant::now();
         let mut p = Presence::default();
-        p.insert(7, 1, "alice".into(), ConnId(1), &[3; 32], addr());
+        p.insert(7, 1, "alice", ConnId(1), &[3; 32], addr(), t0);
         let key = HeartbeatKey::new(&[3; 32]);
         let good = Heartbeat::sign(&key, 7, 1, 0).encode();
-        assert_eq!(p.check_heartbeat(&good), Ok(7));
-        assert_eq!(p.check_heartbeat(&good), Err(HeartbeatRejection::Replayed));
+        assert_eq!(p.check_heartbeat(&good, t0), Ok(7));
+        assert_eq!(
+            p.check_heartbeat(&good, t0),
+            Err(HeartbeatRejection::Replayed)
+        );
         let forged = Heartbeat::sign(&HeartbeatKey::new(&[4; 32]), 7, 2, 0).encode();
-        assert_eq!(p.check_heartbeat(&forged), Err(HeartbeatRejection::BadTag));
+        assert_eq!(
+            p.check_heartbeat(&forged, t0),
+            Err(HeartbeatRejection::BadTag)
+        );
         // The forged counter 2 did not consume the window: the real 2 is still fresh.
         let next = Heartbeat::sign(&key, 7, 2, 0).encode();
-        assert_eq!(p.check_heartbeat(&next), Ok(7));
+        assert_eq!(p.check_heartbeat(&next, t0), Ok(7));
         let other = Heartbeat::sign(&key, 8, 3, 0).encode();
         assert_eq!(
-            p.check_heartbeat(&other),
+            p.check_heartbeat(&other, t0),
             Err(HeartbeatRejection::UnknownSession)
         );
         assert_eq!(
-            p.check_heartbeat(b"hello"),
+            p.check_heartbeat(b"hello", t0),
             Err(HeartbeatRejection::Malformed)
         );
     }
 
     #[test]
+    fn expiry_follows_heartbeats_exactly_and_heartbeats_do_not_grow_the_heap() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Presence::default();
+        let key = HeartbeatKey::new(&[5; 32]);
+        p.insert(1, 1, "a", ConnId(1), &[5; 32], addr(), t0 + s(20));
+        p.insert(2, 2, "b", ConnId(2), &[5; 32], addr(), t0 + s(20));
+        p.insert(3, 3, "c", ConnId(3), &[5; 32], addr(), t0 + s(20));
+        // Session 1 beats many times; only its deadline moves.
+        for c in 1..=100u64 {
+            let hb = Heartbeat::sign(&key, 1, c, 0).encode();
+            assert_eq!(p.check_heartbeat(&hb, t0 + s(5) + s(20)), Ok(1));
+        }
+        assert_eq!(p.expiry.len(), 3);
+        // Session 3 logs out: its entry is skipped when it comes due.
+        assert!(p.remove(3).is_some());
+        assert_eq!(p.next_expiry(), Some(t0 + s(20)));
+        assert_eq!(p.pop_expired(t0 + s(19)), None);
+        // At 20 s session 2 is due (inclusive); session 1 is looked at again at 25 s.
+        assert_eq!(p.pop_expired(t0 + s(20)), Some(2));
+        assert!(p.remove(2).is_some());
+        assert_eq!(p.pop_expired(t0 + s(20)), None);
+        assert_eq!(p.next_expiry(), Some(t0 + s(25)));
+        assert_eq!(p.pop_expired(t0 + s(24)), None);
+        assert_eq!(p.pop_expired(t0 + s(25)), Some(1));
+        assert!(p.remove(1).is_some());
+        assert_eq!(p.next_expiry(), None);
+    }
+
+    #[test]
     fn pages_are_sorted_and_resume_after_a_name() {
+        let t0 = Instant::now();
         let mut p = Presence::default();
         for (i, n) in ["dave", "alice", "carol", "bob"].iter().enumerate() {
             p.insert(
                 i as u64,
                 i as i64,
-                n.to_string(),
+                n,
                 ConnId(i as u64),
                 &[0; 32],
                 addr(),
+                t0,
             );
         }
         assert_eq!(p.page("", 2), (vec!["alice".into(), "bob".into()], true));

@@ -112,7 +112,6 @@ pub(crate) enum TimerKey {
     Handshake(ConnId),
     Frame(ConnId),
     Idle(ConnId),
-    Expiry(u64),
     Housekeeping,
     TokenRetry,
 }
@@ -129,13 +128,27 @@ pub(crate) enum ConnState {
 pub(crate) struct Conn {
     pub(crate) remote: SocketAddr,
     pub(crate) state: ConnState,
-    pub(crate) decoder: FrameDecoder,
+    /// Input bytes not yet decoded: `None` while there are none, so an idle connection holds
+    /// neither a decoder nor a read buffer (memory per online peer, docs/performance.md).
+    pub(crate) decoder: Option<Box<FrameDecoder>>,
     /// A login or resume is running for this connection: one at a time.
     pub(crate) auth_in_flight: bool,
     /// The driver says its output is over the soft cap: decode nothing more until it drains.
     pub(crate) blocked: bool,
     /// It is in `backlog`.
     pub(crate) queued: bool,
+}
+
+impl Conn {
+    /// Bytes buffered and not yet decoded.
+    pub(crate) fn buffered(&self) -> usize {
+        self.decoder.as_ref().map_or(0, |d| d.buffered())
+    }
+
+    /// Whether part of a frame is buffered.
+    pub(crate) fn has_partial(&self) -> bool {
+        self.decoder.as_ref().is_some_and(|d| d.has_partial())
+    }
 }
 
 /// A hash or store job and what to do when it finishes.
@@ -287,7 +300,10 @@ impl Registry {
 
     /// The latest moment to feed `Input::Timeout`. Changes after every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let next = self.timers.next();
+        let next = match (self.timers.next(), self.presence.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if self.backlog.is_empty() {
             return next;
         }
@@ -385,7 +401,7 @@ impl Registry {
             Conn {
                 remote,
                 state: ConnState::ExpectHello,
-                decoder: FrameDecoder::new(self.config.max_frame_len),
+                decoder: None,
                 auth_in_flight: false,
                 blocked: false,
                 queued: false,
@@ -530,7 +546,7 @@ impl Registry {
         self.timers.cancel(TimerKey::Handshake(conn));
         self.timers.cancel(TimerKey::Frame(conn));
         self.timers.cancel(TimerKey::Idle(conn));
-        self.admission.remove(conn);
+        self.admission.remove(conn, c.remote.ip());
         if let ConnState::LoggedIn { session, .. } = c.state {
             self.end_session(session, why);
         }
@@ -538,23 +554,13 @@ impl Registry {
 
     /// Takes a session offline. The connection stays as it is.
     pub(crate) fn end_session(&mut self, session: u64, why: OfflineReason) {
-        self.timers.cancel(TimerKey::Expiry(session));
         if let Some(s) = self.presence.remove(session) {
-            let event = p2pchat_protocol::RoomEvent::Offline {
-                name: s.name.clone(),
-            };
+            let name = s.name.to_string();
+            let event = p2pchat_protocol::RoomEvent::Offline { name: name.clone() };
             self.push_to_rooms_of(s.account, event);
             self.outbox
-                .push_back(Output::Event(Event::Offline { name: s.name, why }));
+                .push_back(Output::Event(Event::Offline { name, why }));
         }
-    }
-
-    /// Arms the expiry deadline of a new session.
-    pub(crate) fn arm_expiry(&mut self, now: Instant, session: u64) {
-        self.timers.set(
-            TimerKey::Expiry(session),
-            now + self.config.heartbeat_timeout,
-        );
     }
 
     pub(crate) fn disarm_idle(&mut self, conn: ConnId) {
@@ -569,11 +575,12 @@ impl Registry {
     // ----- heartbeats and deadlines -----
 
     fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
-        match self.presence.check_heartbeat(bytes) {
-            Ok(session) => {
-                self.stats.heartbeats += 1;
-                self.arm_expiry(now, session);
-            }
+        // O(1): moves the session's deadline, no timer index is touched (presence.rs).
+        match self
+            .presence
+            .check_heartbeat(bytes, now + self.config.heartbeat_timeout)
+        {
+            Ok(_) => self.stats.heartbeats += 1,
             Err(HeartbeatRejection::Malformed) => self.stats.hb_malformed += 1,
             Err(HeartbeatRejection::UnknownSession) => self.stats.hb_unknown_session += 1,
             Err(HeartbeatRejection::BadTag) => self.stats.hb_bad_tag += 1,
@@ -605,7 +612,6 @@ impl Registry {
                         CloseReason::Idle,
                     );
                 }
-                TimerKey::Expiry(session) => self.expire(session),
                 TimerKey::TokenRetry => self.retry_tokens(now),
                 TimerKey::Housekeeping => {
                     self.auth_limit.prune(now);
@@ -614,6 +620,9 @@ impl Registry {
                     self.timers.set(TimerKey::Housekeeping, now + HOUSEKEEPING);
                 }
             }
+        }
+        while let Some(session) = self.presence.pop_expired(now) {
+            self.expire(session);
         }
         self.serve_backlog(now);
     }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use p2pchat_protocol::{status, DecodeErrorKind};
+use p2pchat_protocol::{status, DecodeErrorKind, FrameDecoder};
 
 use crate::io::{CloseReason, ConnId};
 use crate::registry::{Registry, TimerKey};
@@ -15,8 +15,12 @@ impl Registry {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.decoder.push(bytes);
-        if c.decoder.buffered() > max_backlog {
+        let max_frame_len = self.config.max_frame_len;
+        let decoder = c
+            .decoder
+            .get_or_insert_with(|| Box::new(FrameDecoder::new(max_frame_len)));
+        decoder.push(bytes);
+        if decoder.buffered() > max_backlog {
             // Requests arrive much faster than this connection is served (it pipelines without
             // reading, or floods): its backlog would grow without bound.
             self.stats.busy += 1;
@@ -40,7 +44,7 @@ impl Registry {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let had_partial = c.decoder.has_partial();
+        let had_partial = c.has_partial();
         let (max_frames, max_bytes) = (self.config.turn_frames.max(1), self.config.turn_bytes);
         self.produced = 0;
         let mut frames = 0;
@@ -55,7 +59,7 @@ impl Registry {
                 return;
             }
             if frames >= max_frames || self.produced >= max_bytes {
-                if c.decoder.buffered() > 0 && !c.queued {
+                if c.buffered() > 0 && !c.queued {
                     c.queued = true;
                     self.backlog.push_back(conn);
                     self.stats.deferred += 1;
@@ -64,7 +68,11 @@ impl Registry {
                 self.timers.cancel(TimerKey::Frame(conn));
                 return;
             }
-            match c.decoder.next_frame() {
+            let next = match c.decoder.as_mut() {
+                Some(d) => d.next_frame(),
+                None => Ok(None),
+            };
+            match next {
                 Ok(Some(frame)) => {
                     frames += 1;
                     completed = true;
@@ -85,10 +93,15 @@ impl Registry {
         }
         // A started frame must complete within frame_timeout of when it started; trickling
         // bytes into the same frame does not extend the deadline.
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !c.decoder.has_partial() {
+        if !c.has_partial() {
+            // Drained: give the decoder and its read buffer back instead of keeping them for a
+            // connection that may stay quiet for hours (a logged-in peer sends a request now
+            // and then); the next read allocates again, once per read, not per frame. Memory
+            // per online peer, docs/performance.md.
+            c.decoder = None;
             self.timers.cancel(TimerKey::Frame(conn));
         } else if completed || !had_partial || !self.timers.is_set(TimerKey::Frame(conn)) {
             self.timers

@@ -1,7 +1,7 @@
 //! `p2pchat-registry`: the registry server. Glue only: flags, the store and hashing workers,
 //! and the run loop that drives the sans-IO [`Registry`] on the engine's reactor.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,15 +118,18 @@ fn main() {
     }
 }
 
-/// Maps the registry's opaque connection ids to the engine's.
-#[derive(Default)]
-struct ConnMap {
-    to_engine: HashMap<ConnId, p2pchat_engine::ConnId>,
-}
+/// The registry's opaque connection ids are the engine's, packed in a `u64` and unpacked
+/// again: no map per connection (memory per online peer, docs/performance.md). An output for a
+/// connection the engine has closed meanwhile names a dead generation and is ignored there.
+struct ConnMap;
 
 impl ConnMap {
     fn id(conn: p2pchat_engine::ConnId) -> ConnId {
         ConnId((u64::from(conn.index()) << 32) | u64::from(conn.generation()))
+    }
+
+    fn engine(id: ConnId) -> p2pchat_engine::ConnId {
+        p2pchat_engine::ConnId::from_parts((id.0 >> 32) as u32, id.0 as u32)
     }
 }
 
@@ -135,7 +138,6 @@ struct Driver {
     registry: Registry,
     store: StoreHandle,
     hasher: HashPool,
-    conns: ConnMap,
     /// Completions the workers could not take (queue full), fed back as inputs.
     rejected: VecDeque<Input<'static>>,
     /// The heartbeat socket, for its kernel drop counter.
@@ -336,7 +338,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         registry,
         store,
         hasher,
-        conns: ConnMap::default(),
         rejected: VecDeque::new(),
         udp,
         counters: HeartbeatCounters::default(),
@@ -374,7 +375,6 @@ impl Driver {
                 match ev {
                     NetEvent::Accepted { conn, remote, .. } => {
                         let id = ConnMap::id(conn);
-                        self.conns.to_engine.insert(id, conn);
                         self.secure.accepted(id);
                         self.feed(now, Input::Connected { conn: id, remote });
                     }
@@ -400,7 +400,6 @@ impl Driver {
                     NetEvent::Closed { conn, reason } => {
                         let id = ConnMap::id(conn);
                         debug!("{id} closed: {reason}");
-                        self.conns.to_engine.remove(&id);
                         self.secure.closed(id);
                         self.blocked.remove(&id);
                         self.feed(now, Input::Closed { conn: id });
@@ -521,12 +520,7 @@ impl Driver {
             .blocked
             .iter()
             .copied()
-            .filter(|id| {
-                self.conns
-                    .to_engine
-                    .get(id)
-                    .is_none_or(|&c| self.reactor.queued_bytes(c) <= resume_at)
-            })
+            .filter(|&id| self.reactor.queued_bytes(ConnMap::engine(id)) <= resume_at)
             .collect();
         for conn in drained {
             self.blocked.remove(&conn);
@@ -543,27 +537,25 @@ impl Driver {
     fn apply(&mut self, out: Output) {
         match out {
             Output::Send { conn, bytes } => {
-                if let Some(&c) = self.conns.to_engine.get(&conn) {
-                    let sealed = self.secure.seal(conn, &bytes);
-                    if !sealed.is_empty() && !self.reactor.send(c, &sealed) {
-                        // Closed (a slow consumer, a broken pipe): its `Closed` event comes
-                        // next turn; say so now so the rest of its input is not served.
-                        self.feedback.push_back(Input::Closed { conn });
-                    } else if self.reactor.queued_bytes(c) > self.reactor.config().write_soft_cap
-                        && self.blocked.insert(conn)
-                    {
-                        self.feedback.push_back(Input::Backpressure {
-                            conn,
-                            blocked: true,
-                        });
-                    }
+                let c = ConnMap::engine(conn);
+                // Empty: the secure link is gone (closed, or it failed), nothing to send.
+                let sealed = self.secure.seal(conn, &bytes);
+                if !sealed.is_empty() && !self.reactor.send(c, &sealed) {
+                    // Closed (a slow consumer, a broken pipe): its `Closed` event comes
+                    // next turn; say so now so the rest of its input is not served.
+                    self.feedback.push_back(Input::Closed { conn });
+                } else if self.reactor.queued_bytes(c) > self.reactor.config().write_soft_cap
+                    && self.blocked.insert(conn)
+                {
+                    self.feedback.push_back(Input::Backpressure {
+                        conn,
+                        blocked: true,
+                    });
                 }
             }
             Output::Close { conn, reason } => {
                 debug!("closing {conn}: {reason}");
-                if let Some(&c) = self.conns.to_engine.get(&conn) {
-                    self.reactor.close(c);
-                }
+                self.reactor.close(ConnMap::engine(conn));
             }
             Output::Store(job) => {
                 if let Err(job) = self.store.submit(job) {

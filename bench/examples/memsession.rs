@@ -1,0 +1,190 @@
+//! Exact heap cost of online peers in the registry state machine (issue 12): a counting global
+//! allocator around the real [`Registry`] (driven in memory by `RegistryDriver`, real SQLite
+//! store whose own pages are C allocations and not counted), `N` clients registered and logged
+//! in, then taken apart step by step so each layer's cost shows:
+//!
+//! 0. the `N` accounts are registered first, one connection at a time, so the account cache
+//!    (which every registered user costs, online or not) is in place before the baseline;
+//! 1. `online total`: `N` clients connected and logged in (what peers cost while online);
+//! 2. then every session logged out and every connection closed: what that frees is the
+//!    per-entry heap (names, buffers); the hash tables keep their capacity, so what stays is
+//!    their share.
+//!
+//! Bytes are counted twice: as requested, and as glibc malloc chunks (`max(32, size + 8)`
+//! rounded up to 16), which is what the resident set pays. Usage: `memsession N [N ...]`; run one `N` per process for
+//! figures unaffected by the allocations of an earlier round.
+
+// The registry's clock is anchored at one real instant; it never reads the clock itself.
+#![allow(clippy::disallowed_methods)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use p2pchat_bench::{bench_config, RegistryDriver};
+use std::net::SocketAddr;
+
+use p2pchat_protocol::{Frame, Msg, Role, VERSION};
+use p2pchat_registry::{ConnId, Input};
+
+struct Counting;
+
+static REQUESTED: AtomicI64 = AtomicI64::new(0);
+static CHUNKS: AtomicI64 = AtomicI64::new(0);
+
+/// What glibc's malloc takes for `size` bytes on 64-bit Linux: an 8-byte header, 16-byte
+/// alignment, 32 bytes at least.
+fn chunk(size: usize) -> i64 {
+    (((size + 8 + 15) & !15).max(32)) as i64
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        REQUESTED.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        CHUNKS.fetch_add(chunk(layout.size()), Ordering::Relaxed);
+        // SAFETY: same layout, same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        REQUESTED.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        CHUNKS.fetch_sub(chunk(layout.size()), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc`/`realloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        REQUESTED.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        CHUNKS.fetch_add(chunk(new_size) - chunk(layout.size()), Ordering::Relaxed);
+        // SAFETY: as `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn heap() -> (i64, i64) {
+    (
+        REQUESTED.load(Ordering::Relaxed),
+        CHUNKS.load(Ordering::Relaxed),
+    )
+}
+
+/// Connects a client from `user{i}`'s source address and says hello.
+fn connect(d: &mut RegistryDriver, t0: Instant, conn: ConnId, i: usize) {
+    let remote = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 5000));
+    d.feed(t0, Input::Connected { conn, remote });
+    let hello = Msg::Hello {
+        version: VERSION,
+        role: Role::Client,
+        name: String::new(),
+        ticket: vec![],
+    };
+    send(d, t0, conn, hello);
+}
+
+fn send(d: &mut RegistryDriver, t0: Instant, conn: ConnId, msg: Msg) {
+    let bytes = Frame::new(1, msg).to_bytes();
+    d.feed(
+        t0,
+        Input::Received {
+            conn,
+            bytes: &bytes,
+        },
+    );
+}
+
+/// Registers `user{i}` over a connection of its own, then closes it.
+fn register(d: &mut RegistryDriver, t0: Instant, i: usize) {
+    let conn = ConnId((1 << 40) + i as u64);
+    connect(d, t0, conn, i);
+    let register = Msg::Register {
+        name: format!("user{i}"),
+        password: "password1".into(),
+    };
+    send(d, t0, conn, register);
+    d.feed(t0, Input::Closed { conn });
+    let _ = d.take_frames();
+}
+
+/// Logs `user{i}` in on a new connection, one client at a time as a live registry serves
+/// them (every output carried out before the next input), and returns the connection.
+fn login(d: &mut RegistryDriver, t0: Instant, i: usize) -> anyhow::Result<ConnId> {
+    let conn = ConnId((1 << 41) + i as u64);
+    connect(d, t0, conn, i);
+    let login = Msg::Login {
+        name: format!("user{i}"),
+        password: "password1".into(),
+        listen: SocketAddr::from(([0, 0, 0, 0], 4000)),
+    };
+    send(d, t0, conn, login);
+    let frames = d.take_frames();
+    anyhow::ensure!(
+        frames
+            .iter()
+            .any(|(_, f)| matches!(f.msg, Msg::LoggedIn { .. })),
+        "user{i} not logged in: {frames:?}"
+    );
+    Ok(conn)
+}
+
+fn main() -> anyhow::Result<()> {
+    let ns: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().context("N"))
+        .collect::<anyhow::Result<_>>()?;
+    println!("peers,layer,requested_per_peer,chunk_per_peer");
+    for n in ns {
+        let t0 = Instant::now();
+        // All N connect before any logs in: no pre-login cap.
+        let config = p2pchat_registry::Config {
+            max_unauthenticated: usize::MAX,
+            ..bench_config()
+        };
+        let mut d = RegistryDriver::new(config, t0);
+        // Accounts first, one connection at a time (connect, register, close), from the source
+        // address `login_many` will use for the same user: the account cache and the limiter's
+        // bucket for that source exist before the baseline, and no per-connection table grows.
+        for i in 0..n {
+            register(&mut d, t0, i);
+        }
+        let base = heap();
+        let mut conns = Vec::with_capacity(n);
+        let held = heap();
+        for i in 0..n {
+            conns.push(login(&mut d, t0, i)?);
+        }
+        let online = heap();
+        // The list of connections above is this tool's, not the registry's.
+        let online = (online.0 - (held.0 - base.0), online.1 - (held.1 - base.1));
+        for &conn in &conns {
+            send(&mut d, t0, conn, Msg::Logout);
+        }
+        let _ = d.take_frames();
+        anyhow::ensure!(d.registry.online_count() == 0, "logout left sessions");
+        let logout_h = heap();
+        for &conn in &conns {
+            d.feed(t0, Input::Closed { conn });
+        }
+        let _ = d.take_frames();
+        let closed = heap();
+        let per = |a: (i64, i64), b: (i64, i64)| {
+            ((a.0 - b.0) as f64 / n as f64, (a.1 - b.1) as f64 / n as f64)
+        };
+        for (layer, (r, c)) in [
+            ("online total", per(online, base)),
+            ("freed by logout", per(online, logout_h)),
+            ("freed by close", per(logout_h, closed)),
+            (
+                "kept after close (tables keep their capacity)",
+                per(closed, base),
+            ),
+        ] {
+            println!("{n},{layer},{r:.0},{c:.0}");
+        }
+    }
+    Ok(())
+}

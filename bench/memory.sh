@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Memory per online peer of one or more registry binaries, in one run: for each peer count N,
+# a fresh registry, N accounts registered first (their connections closed), the resident set
+# read, then N sessions logged in, each on its own TCP connection that stays open, and the
+# resident set read again (bench/examples/hbflood.rs --rss-only --register-first). The
+# difference per session is what an online peer costs in user space; the kernel's socket
+# buffers are not in the resident set. A second figure per N includes the account cache
+# (registration inside the measured window, as the first measurement did).
+#
+#   cargo build --release -p p2pchat-registry --bin p2pchat-registry
+#   cargo build --release -p p2pchat-bench --example hbflood
+#   bench/memory.sh target/release/p2pchat-registry [OTHER-REGISTRY-BINARY ...]
+#
+# Environment: PEERS ("2000 5000 10000 19000"), HBFLOOD (the example binary).
+# Needs an open-file limit above the largest N for this shell (both processes inherit it).
+set -euo pipefail
+
+PEERS=${PEERS:-2000 5000 10000 19000}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+HBFLOOD=${HBFLOOD:-$TARGET_DIR/release/examples/hbflood}
+[ $# -ge 1 ] || { echo "usage: $0 REGISTRY-BINARY [MORE ...]" >&2; exit 2; }
+
+work=$(mktemp -d)
+reg_pid=
+cleanup() {
+    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_registry() { # BIN NAME -> sets reg_pid, reg_tcp, reg_udp
+    local bin=$1 name=$2
+    "$bin" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --db "$work/$name.db" \
+        --pbkdf2-iterations 1 --auth-rate 1000000 --max-clients 20000 --max-per-source 20000 \
+        >"$work/$name.out" 2>"$work/$name.err" &
+    reg_pid=$!
+    for _ in $(seq 100); do
+        grep -q listening "$work/$name.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    reg_tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' "$work/$name.out")
+    reg_udp=$(sed -n 's/.*udp=\([^ ]*\).*/\1/p' "$work/$name.out")
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for n in $PEERS; do
+    k=0
+    for bin in "$@"; do
+        k=$((k + 1))
+        for mode in --register-first ""; do
+            start_registry "$bin" "reg$k-$n${mode:+-rf}"
+            line=$("$HBFLOOD" --tcp "$reg_tcp" --udp "$reg_udp" --pid "$reg_pid" \
+                --sessions "$n" --rss-only $mode)
+            if [ -n "$mode" ]; then where=registered-before; else where=registered-inside; fi
+            echo "bin=$bin accounts=$where $line"
+            kill "$reg_pid"
+            wait "$reg_pid" 2>/dev/null || true
+            reg_pid=
+        done
+    done
+done
