@@ -15,6 +15,7 @@ fn chat_message() -> Frame {
         hops: 8,
         sent_ms: 1_763_700_000_000,
         text: "x".repeat(100),
+        auth: None,
     })
 }
 

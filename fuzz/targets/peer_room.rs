@@ -530,6 +530,7 @@ impl Harness {
             hops,
             sent_ms: 1_700_000_000_000,
             text,
+            auth: None,
         };
         self.send_from(i, Frame::event(msg).to_bytes());
     }
@@ -753,6 +754,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         hops,
         sent_ms: 1_700_000_000_000,
         text: format!("{origin}#{seq}"),
+        auth: None,
     };
     let mut seeds = Vec::new();
     // The same message from every neighbour, then stragglers and a replay of our own.

@@ -423,6 +423,9 @@ pub struct Config {
     /// Our long-term Ed25519 public key: with it, the node asks the registry for an identity
     /// ticket after each login and resume (docs/security.md). `None`: no ticket.
     pub identity_key: Option<[u8; 32]>,
+    /// Our identity key pair (the private half of `identity_key`): signs our room messages
+    /// once we hold a ticket (docs/security.md, layer 4). `None`: they go unsigned.
+    pub identity: Option<crate::room::RoomSigner>,
 }
 
 impl Config {
@@ -447,6 +450,7 @@ impl Config {
             max_frame: p2pchat_protocol::DEFAULT_MAX_FRAME,
             max_queued: 64,
             identity_key: None,
+            identity: None,
         }
     }
 }

@@ -708,6 +708,8 @@ impl Node {
             rng: &mut self.rng,
             muted: &self.muted,
             wall_ms,
+            signer: self.config.identity.as_ref(),
+            ticket: self.registry.ticket(),
             out: Vec::new(),
         };
         let result = f(&mut self.rooms, &mut cx);

@@ -19,6 +19,10 @@ mod client;
 #[path = "e2e/secure.rs"]
 mod secure;
 
+/// Signed room messages: a relaying member cannot forge or alter another's message.
+#[path = "e2e/signed_rooms.rs"]
+mod signed_rooms;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

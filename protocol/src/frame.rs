@@ -13,7 +13,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, DecodeErrorKind};
-use crate::msg::{kind, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo, RoomMsgId};
+use crate::msg::{
+    kind, MemberInfo, Msg, PeerInfo, Presence, Role, RoomAuth, RoomEvent, RoomInfo, RoomMsgId,
+};
 use crate::wire::{addr_len, bytes_len, put_addr, put_bool, put_bytes, put_str, str_len, Reader};
 
 /// The first four bytes of every hello: "P2PC".
@@ -128,8 +130,22 @@ impl Msg {
             Msg::Room { room, event } => str_len(room) + 1 + room_event_len(event),
             Msg::ChatMessage { text } => str_len(text),
             Msg::RoomMessage {
-                room, origin, text, ..
-            } => str_len(room) + str_len(origin) + 8 + 1 + 8 + str_len(text),
+                room,
+                origin,
+                text,
+                auth,
+                ..
+            } => {
+                str_len(room)
+                    + str_len(origin)
+                    + 8
+                    + 1
+                    + 8
+                    + str_len(text)
+                    + auth
+                        .as_ref()
+                        .map_or(0, |a| bytes_len(&a.ticket) + a.sig.len())
+            }
         }
     }
 
@@ -293,6 +309,7 @@ impl Msg {
                 hops,
                 sent_ms,
                 text,
+                auth,
             } => {
                 put_str(out, room);
                 put_str(out, origin);
@@ -300,6 +317,11 @@ impl Msg {
                 out.put_u8(*hops);
                 out.put_u64(*sent_ms);
                 put_str(out, text);
+                // Optional and last: an unsigned message is byte for byte what it was before.
+                if let Some(a) = auth {
+                    put_bytes(out, &a.ticket);
+                    out.put_slice(&a.sig);
+                }
             }
         }
     }
@@ -454,6 +476,14 @@ impl Msg {
                 hops: r.u8()?,
                 sent_ms: r.u64()?,
                 text: r.string()?,
+                auth: if r.at_end() {
+                    None
+                } else {
+                    Some(RoomAuth {
+                        ticket: r.bytes()?,
+                        sig: r.array()?,
+                    })
+                },
             },
             ROOM_IHAVE => Msg::RoomIhave {
                 room: r.string()?,
@@ -710,12 +740,35 @@ mod tests {
             assert_eq!(Frame::decode(body).unwrap(), f);
             let mut longer = body.to_vec();
             longer.push(0);
-            assert_eq!(
-                Frame::decode(&longer).unwrap_err().kind,
+            // A room-message's proof is an optional last field: a byte more after an unsigned
+            // one starts it (truncated); the cut that removes the whole proof of a signed one
+            // is the unsigned message.
+            let room_message = matches!(f.msg, Msg::RoomMessage { auth: None, .. });
+            let unsigned = match &f.msg {
+                Msg::RoomMessage { auth: Some(_), .. } => {
+                    let mut m = f.msg.clone();
+                    if let Msg::RoomMessage { auth, .. } = &mut m {
+                        *auth = None;
+                    }
+                    Some(Frame::new(42, m))
+                }
+                _ => None,
+            };
+            let want = if room_message {
+                DecodeErrorKind::Truncated
+            } else {
                 DecodeErrorKind::TrailingBytes
-            );
+            };
+            assert_eq!(Frame::decode(&longer).unwrap_err().kind, want);
             // Every strict prefix of the body is truncated, never a panic or a success.
             for cut in 0..body.len() {
+                if let Some(u) = unsigned
+                    .as_ref()
+                    .filter(|u| u.encoded_len() - LEN_PREFIX == cut)
+                {
+                    assert_eq!(Frame::decode(&body[..cut]).unwrap(), *u);
+                    continue;
+                }
                 let err = Frame::decode(&body[..cut]).unwrap_err();
                 assert_eq!(err.kind, DecodeErrorKind::Truncated, "{f:?} cut at {cut}");
             }

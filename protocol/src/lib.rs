@@ -45,6 +45,7 @@ pub use frame::{
 };
 pub use framing::FrameDecoder;
 pub use msg::{
-    kind, kind_name, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo, RoomMsgId,
+    kind, kind_name, MemberInfo, Msg, PeerInfo, Presence, Role, RoomAuth, RoomEvent, RoomInfo,
+    RoomMsgId,
 };
 pub use wire::MAX_FIELD_LEN;

@@ -63,6 +63,17 @@ pub struct RoomMsgId {
     pub seq: u64,
 }
 
+/// A room message's proof of origin (docs/security.md, layer 4): the origin's identity ticket
+/// (registry-signed) and the origin's Ed25519 signature over the message (see
+/// `p2pchat_peer`'s room signing for the signed bytes). Relays pass it on unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAuth {
+    /// The origin's signed identity ticket ([`crate::secure::Ticket`]).
+    pub ticket: Vec<u8>,
+    /// The origin's signature.
+    pub sig: [u8; 64],
+}
+
 /// Something that happened in a room, pushed to its online members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
@@ -366,6 +377,9 @@ pub enum Msg {
         sent_ms: u64,
         /// Text.
         text: String,
+        /// The origin's ticket and signature; `None` from a node without an identity (the
+        /// simulator, synthetic load peers), and then encoded exactly as before.
+        auth: Option<RoomAuth>,
     },
     /// Broadcast tree (peer version 2): "I have these room messages" on a lazy link.
     RoomIhave {

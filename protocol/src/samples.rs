@@ -177,6 +177,19 @@ pub fn all_messages() -> Vec<Msg> {
             hops: 16,
             sent_ms: 1_763_700_000_000,
             text: "hi all".into(),
+            auth: None,
+        },
+        Msg::RoomMessage {
+            room: "lobby".into(),
+            origin: "alice".into(),
+            seq: 78,
+            hops: 16,
+            sent_ms: 1_763_700_000_001,
+            text: "signed".into(),
+            auth: Some(crate::RoomAuth {
+                ticket: vec![1, 2, 3],
+                sig: [7; 64],
+            }),
         },
         Msg::RoomIhave {
             room: "lobby".into(),

@@ -138,6 +138,11 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// Whether every byte was read (an optional trailing field is absent).
+    pub(crate) fn at_end(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if self.rest.is_empty() {
             Ok(())

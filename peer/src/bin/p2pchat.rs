@@ -502,6 +502,7 @@ fn run(args: Args) -> Result<()> {
     let identity = Arc::new(secure::load_identity().context("cannot load the identity key")?);
     let mut config = Config::new(registry, args.advertise.unwrap_or(listen));
     config.identity_key = Some(identity.public_key().0);
+    config.identity = Some(p2pchat_peer::RoomSigner::new(Arc::clone(&identity)));
     config.registry_udp = registry_udp;
     config.degree = usize::from(args.degree);
     config.room_mode = match args.room_mode {

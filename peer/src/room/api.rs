@@ -66,6 +66,9 @@ pub struct RoomStats {
     pub grafts_sent: u64,
     /// Tree mode: `room-prune` frames sent.
     pub prunes_sent: u64,
+    /// New messages dropped unshown and unforwarded: unsigned, or not signed by their origin
+    /// (docs/security.md, layer 4).
+    pub refused: u64,
 }
 
 /// What the rooms need of the peer links and the user interface, provided by the node.
@@ -112,6 +115,11 @@ pub(crate) struct Cx<'a> {
     pub(crate) muted: &'a BTreeSet<String>,
     /// Unix time in milliseconds now.
     pub(crate) wall_ms: u64,
+    /// Our identity key, to sign our room messages with.
+    pub(crate) signer: Option<&'a super::RoomSigner>,
+    /// Our identity ticket and the registry key that signed it: with it, room messages are
+    /// signed and others' are checked.
+    pub(crate) ticket: Option<(&'a [u8], [u8; 32])>,
     pub(crate) out: Vec<RoomOut>,
 }
 

@@ -20,17 +20,19 @@
 mod api;
 pub mod dedup;
 pub mod overlay;
+pub mod sign;
 pub mod tree;
 
 pub(crate) use api::{Cx, RoomIo, RoomOut};
 pub use api::{RoomMode, RoomStats};
+pub use sign::RoomSigner;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
-use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent, PEER_VERSION};
+use log::{debug, info, warn};
+use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomAuth, RoomEvent, PEER_VERSION};
 
 use crate::io::NodeEvent;
 use dedup::Dedup;
@@ -204,6 +206,8 @@ pub(crate) struct Rooms {
     /// that leaves and joins again, or logs out and in, is announced the room's recent ids by
     /// its neighbours' catch-up, and without this would show again what it showed before.
     left_seen: VecDeque<(String, Dedup)>,
+    /// Checks others' room messages (tickets verified so far, per origin).
+    verifier: sign::Verifier,
 }
 
 /// Rooms whose seen-message sets are kept after leaving them.
@@ -218,6 +222,7 @@ impl Rooms {
             next_seq: wall_ms.saturating_mul(1000),
             sync: None,
             left_seen: VecDeque::new(),
+            verifier: sign::Verifier::default(),
         }
     }
 
@@ -279,9 +284,16 @@ impl Rooms {
         let Some(r) = self.rooms.get_mut(&room) else {
             return;
         };
+        // Signed once we hold a ticket (peers that hold one refuse unsigned messages).
+        let auth = match (cx.signer, cx.ticket) {
+            (Some(signer), Some((ticket, _))) => {
+                Some(signer.sign(ticket, &room, &me, seq, sent_ms, &text))
+            }
+            _ => None,
+        };
         let mut actions = Vec::new();
         r.cast
-            .originate(now, &me, seq, sent_ms, text.clone(), &mut actions);
+            .originate_signed(now, &me, seq, sent_ms, text.clone(), auth, &mut actions);
         self.run_actions(cx, &room, actions);
         cx.io.event(NodeEvent::RoomMessageSent { room, text });
     }
@@ -675,7 +687,9 @@ impl Rooms {
                 hops,
                 sent_ms,
                 text,
-            } => self.handle_room_message(cx, now, from, room, origin, seq, hops, sent_ms, text),
+                auth,
+            } => self
+                .handle_room_message(cx, now, from, room, origin, seq, hops, sent_ms, text, auth),
             Msg::RoomIhave { room, ids } => {
                 let Some(me) = cx.me.map(str::to_string) else {
                     return;
@@ -758,6 +772,7 @@ impl Rooms {
         hops: u8,
         sent_ms: u64,
         text: String,
+        auth: Option<RoomAuth>,
     ) {
         let Some(me) = cx.me.map(str::to_string) else {
             return;
@@ -769,8 +784,29 @@ impl Rooms {
             debug!("room message for {room} from non-neighbour {from}; dropped");
             return;
         }
+        // Layer 4: with a ticket of our own we know the registry key, and a new message must
+        // be signed by its origin. Checked before dedup records it, so a forged copy neither
+        // shows nor hides the genuine one; copies already seen skip the (costly) check.
+        if let Some((_, registry)) = cx.ticket {
+            if r.cast.is_new(&me, &origin, seq) {
+                if let Err(why) = self.verifier.check(
+                    registry,
+                    cx.wall_ms / 1000,
+                    &room,
+                    &origin,
+                    seq,
+                    sent_ms,
+                    &text,
+                    auth.as_ref(),
+                ) {
+                    warn!("room {room}: message claiming to be from {origin} (via {from}) refused: {why}");
+                    r.cast.refused();
+                    return;
+                }
+            }
+        }
         let mut actions = Vec::new();
-        r.cast.receive(
+        r.cast.receive_signed(
             now,
             &me,
             &from,
@@ -779,6 +815,7 @@ impl Rooms {
             hops,
             sent_ms,
             text,
+            auth,
             &mut actions,
         );
         self.run_actions(cx, &room, actions);

@@ -83,6 +83,8 @@ impl Harness {
             rng: &mut self.rng,
             muted: &self.muted,
             wall_ms: 1_700_000_000_000,
+            signer: None,
+            ticket: None,
             out: Vec::new(),
         };
         let r = f(&mut self.rooms, &mut cx, self.now);
@@ -206,6 +208,7 @@ fn tree_frames_go_only_to_version_2_neighbours() {
         hops,
         sent_ms: 0,
         text: "hi".into(),
+        auth: None,
     };
     h.frame("a", msg(5));
     h.frame("old", msg(5));
@@ -247,6 +250,7 @@ fn a_member_that_leaves_and_rejoins_does_not_show_a_message_twice() {
             hops: 5,
             sent_ms: 0,
             text: format!("message {seq}"),
+            auth: None,
         };
         let shown = |h: &Harness| {
             h.io.events

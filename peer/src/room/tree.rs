@@ -31,7 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use p2pchat_protocol::{Msg, RoomMsgId};
+use p2pchat_protocol::{Msg, RoomAuth, RoomMsgId};
 
 use super::dedup::{Dedup, MAX_ORIGINS};
 use super::{RoomMode, RoomStats};
@@ -101,6 +101,8 @@ struct Cached {
     hops: u8,
     sent_ms: u64,
     text: String,
+    /// The origin's proof, sent on unchanged.
+    auth: Option<RoomAuth>,
 }
 
 #[derive(Debug)]
@@ -201,7 +203,7 @@ impl Broadcast {
         }
     }
 
-    /// We send a message: it is recorded as seen and pushed to every neighbour.
+    /// We send an unsigned message (no identity): [`Broadcast::originate_signed`] without proof.
     pub fn originate(
         &mut self,
         now: Instant,
@@ -211,16 +213,32 @@ impl Broadcast {
         text: String,
         out: &mut Vec<Action>,
     ) {
+        self.originate_signed(now, me, seq, sent_ms, text, None, out);
+    }
+
+    /// We send a message: it is recorded as seen and pushed to every neighbour, with `auth`
+    /// (our ticket and signature, docs/security.md layer 4).
+    #[allow(clippy::too_many_arguments)]
+    pub fn originate_signed(
+        &mut self,
+        now: Instant,
+        me: &str,
+        seq: u64,
+        sent_ms: u64,
+        text: String,
+        auth: Option<RoomAuth>,
+        out: &mut Vec<Action>,
+    ) {
         self.dedup.first_sight(me, seq);
         self.stats.originated += 1;
         let id = RoomMsgId {
             origin: me.to_string(),
             seq,
         };
-        self.push(now, None, id, HOP_LIMIT, sent_ms, text, out);
+        self.push(now, None, id, HOP_LIMIT, sent_ms, text, auth, out);
     }
 
-    /// A full message from the neighbour `from`. `me` is our own name.
+    /// An unsigned full message: [`Broadcast::receive_signed`] without proof.
     #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
@@ -232,6 +250,25 @@ impl Broadcast {
         hops: u8,
         sent_ms: u64,
         text: String,
+        out: &mut Vec<Action>,
+    ) {
+        self.receive_signed(now, me, from, origin, seq, hops, sent_ms, text, None, out);
+    }
+
+    /// A full message from the neighbour `from`. `me` is our own name. `auth` (already
+    /// checked by the caller, if it checks) is kept and passed on unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn receive_signed(
+        &mut self,
+        now: Instant,
+        me: &str,
+        from: &str,
+        origin: String,
+        seq: u64,
+        hops: u8,
+        sent_ms: u64,
+        text: String,
+        auth: Option<RoomAuth>,
         out: &mut Vec<Action>,
     ) {
         let Some(push) = self.peers.get(from).copied() else {
@@ -267,7 +304,16 @@ impl Broadcast {
         let origin = id.origin.clone();
         if hops > 1 {
             // The sender's word: 0 (no correct peer sends it) must not underflow.
-            self.push(now, Some(from), id, hops - 1, sent_ms, text.clone(), out);
+            self.push(
+                now,
+                Some(from),
+                id,
+                hops - 1,
+                sent_ms,
+                text.clone(),
+                auth,
+                out,
+            );
         }
         out.push(Action::Deliver { origin, text });
     }
@@ -283,6 +329,7 @@ impl Broadcast {
         hops: u8,
         sent_ms: u64,
         text: String,
+        auth: Option<RoomAuth>,
         out: &mut Vec<Action>,
     ) {
         let mut full = Vec::new();
@@ -322,11 +369,12 @@ impl Broadcast {
                     hops,
                     sent_ms,
                     text: text.clone(),
+                    auth: auth.clone(),
                 },
             });
         }
         // Kept in both modes: grafts after a catch-up announcement are answered from here.
-        self.remember(now, id, hops, sent_ms, text);
+        self.remember(now, id, hops, sent_ms, text, auth);
     }
 
     /// A mark of "now" in the message history, for [`Broadcast::catch_up`].
@@ -365,7 +413,15 @@ impl Broadcast {
         }
     }
 
-    fn remember(&mut self, now: Instant, id: RoomMsgId, hops: u8, sent_ms: u64, text: String) {
+    fn remember(
+        &mut self,
+        now: Instant,
+        id: RoomMsgId,
+        hops: u8,
+        sent_ms: u64,
+        text: String,
+        auth: Option<RoomAuth>,
+    ) {
         self.expire_cache(now);
         while self.cache.len() >= MAX_CACHE {
             let Some((_, _, old)) = self.cache_order.pop_front() else {
@@ -381,6 +437,7 @@ impl Broadcast {
                 hops,
                 sent_ms,
                 text,
+                auth,
             },
         );
     }
@@ -394,6 +451,17 @@ impl Broadcast {
                 self.cache.remove(&id);
             }
         }
+    }
+
+    /// Whether a full message `(origin, seq)` would be new to us (so worth checking its
+    /// signature): not ours, not seen, not too old.
+    pub fn is_new(&self, me: &str, origin: &str, seq: u64) -> bool {
+        origin != me && !self.dedup.seen(origin, seq)
+    }
+
+    /// A new message was refused (layer 4): counted, nothing else changes.
+    pub fn refused(&mut self) {
+        self.stats.refused += 1;
     }
 
     /// Whether `(origin, seq)` was seen (or is too old to be news), without recording it.
@@ -470,6 +538,7 @@ impl Broadcast {
                     hops: c.hops,
                     sent_ms: c.sent_ms,
                     text: c.text.clone(),
+                    auth: c.auth.clone(),
                 },
             });
         }

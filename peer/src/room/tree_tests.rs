@@ -231,6 +231,7 @@ fn a_graft_is_answered_from_the_cache_and_makes_the_link_eager() {
                 hops: 9,
                 sent_ms: 77,
                 text: s("x"),
+                auth: None,
             },
         }],
         "what we hold, with the hops we forward with; the unknown id is ignored"

@@ -214,6 +214,7 @@ fn room_message(origin: &str, seq: u64, hops: u8, text: &str) -> Msg {
         hops,
         sent_ms: WALL_MS,
         text: text.into(),
+        auth: None,
     }
 }
 
