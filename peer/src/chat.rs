@@ -410,12 +410,22 @@ impl Node {
                 LinkEvent::Frame {
                     name,
                     msg:
-                        msg @ (Msg::RoomLink { .. } | Msg::RoomUnlink { .. } | Msg::RoomMessage { .. }),
+                        msg @ (Msg::RoomLink { .. }
+                        | Msg::RoomUnlink { .. }
+                        | Msg::RoomMessage { .. }
+                        | Msg::RoomIhave { .. }
+                        | Msg::RoomGraft { .. }
+                        | Msg::RoomPrune { .. }),
                 } => self.handle_room_frame(now, name, msg),
                 LinkEvent::Frame { name, msg } => self.handle_peer_msg(now, name, msg),
                 LinkEvent::Down { name } => {
                     self.room_link_down(now, &name, false);
                     self.link_down(name);
+                }
+                LinkEvent::Redial { name, addr } => {
+                    let link = self.next_link();
+                    self.links
+                        .dial(now, link, addr, &name, &self.config, &mut self.out);
                 }
                 LinkEvent::DialFailed { name, message } => {
                     self.room_link_down(now, &name, true);

@@ -395,6 +395,8 @@ pub struct Config {
     pub max_chats: usize,
     /// Room overlay degree (used by rooms).
     pub degree: usize,
+    /// How room messages spread over the overlay: flooding, or the broadcast tree.
+    pub room_mode: crate::room::RoomMode,
     /// A link's handshake (connect, hello, welcome) must complete within this.
     pub handshake_timeout: Duration,
     /// A started frame must complete within this.
@@ -429,6 +431,7 @@ impl Config {
             listen,
             max_chats: 8,
             degree: 4,
+            room_mode: crate::room::RoomMode::Flood,
             handshake_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),

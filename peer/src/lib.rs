@@ -57,7 +57,7 @@ pub mod room;
 pub use command::{Command, FocusCommand, ParseError, Password};
 pub use io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 pub use node::{Node, Target};
-pub use room::RoomStats;
+pub use room::{RoomMode, RoomStats};
 
 #[cfg(test)]
 mod tests;

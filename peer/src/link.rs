@@ -16,14 +16,14 @@
 //! accept; a started frame must complete within `frame_timeout`; a ready link nothing uses is
 //! closed after `idle_timeout`.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use log::{debug, info};
-use p2pchat_protocol::{names, status, Frame, FrameDecoder, Msg, Role, VERSION};
+use p2pchat_protocol::{names, status, Frame, FrameDecoder, Msg, Role, PEER_VERSION, VERSION};
 
 use crate::io::{CloseReason, Config, LinkId, Output};
 
@@ -98,7 +98,13 @@ struct Link {
     handshake_deadline: Option<Instant>,
     idle_deadline: Option<Instant>,
     remote: Option<SocketAddr>,
+    /// Dialed: the version our hello offers. Ready: the version the link runs at, the lower of
+    /// the two peers' (docs/protocol.md §9).
+    version: u16,
 }
+
+/// Peers remembered as refusing our newest hello version (dialed again with version 1).
+const MAX_LEGACY: usize = 4096;
 
 /// What happened to links, for the node to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +120,9 @@ pub(crate) enum LinkEvent {
         name: String,
         message: Option<String>,
     },
+    /// `name` refused our hello's version (an older peer): dial `addr` again, the hello now
+    /// offering version 1.
+    Redial { name: String, addr: SocketAddr },
 }
 
 /// Every peer link of a node, and which one is each peer's.
@@ -121,6 +130,8 @@ pub(crate) enum LinkEvent {
 pub(crate) struct Links {
     links: HashMap<LinkId, Link>,
     by_name: HashMap<String, LinkId>,
+    /// Peers that refused a hello of version [`PEER_VERSION`]: they are offered version 1.
+    legacy: HashSet<String>,
 }
 
 impl Links {
@@ -128,6 +139,7 @@ impl Links {
         Links {
             links: HashMap::new(),
             by_name: HashMap::new(),
+            legacy: HashSet::new(),
         }
     }
 
@@ -141,6 +153,11 @@ impl Links {
         config: &Config,
         out: &mut VecDeque<Output>,
     ) {
+        let version = if self.legacy.contains(name) {
+            VERSION
+        } else {
+            PEER_VERSION
+        };
         self.links.insert(
             link,
             Link {
@@ -151,6 +168,7 @@ impl Links {
                 handshake_deadline: Some(now + config.handshake_timeout),
                 idle_deadline: None,
                 remote: Some(addr),
+                version,
             },
         );
         out.push_back(Output::Connect { link, addr });
@@ -173,6 +191,7 @@ impl Links {
                 handshake_deadline: Some(now + config.handshake_timeout),
                 idle_deadline: None,
                 remote: Some(remote),
+                version: VERSION,
             },
         );
     }
@@ -196,7 +215,7 @@ impl Links {
             out,
             link,
             Frame::event(Msg::Hello {
-                version: VERSION,
+                version: l.version,
                 role: Role::Peer,
                 name: me.to_string(),
                 ticket: Vec::new(),
@@ -275,7 +294,7 @@ impl Links {
                 message: status::message(code).to_string(),
             })
         };
-        if version != VERSION {
+        if version < VERSION {
             send(out, link, refuse(status::BAD_VERSION));
             return self.close(link, CloseReason::Misbehaved("protocol version"), out);
         }
@@ -298,11 +317,17 @@ impl Links {
         if me < name.as_str() && self.dials_or_has_dialed(&name) {
             return self.close(link, CloseReason::Duplicate, out);
         }
+        // A newer dialer is answered with our version, an older one with its own: the link runs
+        // at the lower of the two.
+        let version = version.min(PEER_VERSION);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.version = version;
+        }
         send(
             out,
             link,
             Frame::event(Msg::Welcome {
-                version: VERSION,
+                version,
                 name: me.to_string(),
             }),
         );
@@ -318,12 +343,32 @@ impl Links {
         out: &mut VecDeque<Output>,
     ) -> Option<LinkEvent> {
         match frame.msg {
-            Msg::Welcome { name, .. } if name == expect => {
+            Msg::Welcome { name, version } if name == expect => {
                 let accepted_wins = me.is_some_and(|me| name.as_str() < me);
                 if accepted_wins && self.by_name.contains_key(&name) {
                     return self.close(link, CloseReason::Duplicate, out);
                 }
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.version = l.version.min(version).max(VERSION);
+                }
                 self.make_ready(link, name, out)
+            }
+            Msg::Error { code, .. }
+                if code == status::BAD_VERSION
+                    && self.links.get(&link).is_some_and(|l| l.version > VERSION) =>
+            {
+                // An older peer: it only speaks version 1. Dial again offering that.
+                info!("{expect} refused peer version {PEER_VERSION}; dialing again with {VERSION}");
+                if self.legacy.len() >= MAX_LEGACY {
+                    self.legacy.clear();
+                }
+                self.legacy.insert(expect.to_string());
+                let addr = self.links.get(&link).and_then(|l| l.remote);
+                let _ = self.close(link, CloseReason::Misbehaved("refused version"), out);
+                addr.map(|addr| LinkEvent::Redial {
+                    name: expect.to_string(),
+                    addr,
+                })
             }
             Msg::Welcome { name, .. } => {
                 info!("dialed {expect} but {name} answered");
@@ -442,6 +487,14 @@ impl Links {
             }
             None => false,
         }
+    }
+
+    /// The version the ready link to `name` runs at (0 when there is none).
+    pub(crate) fn version(&self, name: &str) -> u16 {
+        self.by_name
+            .get(name)
+            .and_then(|id| self.links.get(id))
+            .map_or(0, |l| l.version)
     }
 
     /// Whether `name` has a ready link.
@@ -596,6 +649,138 @@ impl Links {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn config() -> Config {
+        Config::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+    }
+
+    fn frames_sent(out: &mut VecDeque<Output>) -> Vec<Msg> {
+        out.drain(..)
+            .filter_map(|o| match o {
+                Output::Send { bytes, .. } => Some(Frame::decode(&bytes[4..]).unwrap().msg),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn hello(version: u16, name: &str) -> Bytes {
+        Frame::event(Msg::Hello {
+            version,
+            role: Role::Peer,
+            name: name.into(),
+            ticket: Vec::new(),
+        })
+        .to_bytes()
+    }
+
+    /// An acceptor answers with the lower of the two versions and the link runs at it; a hello
+    /// older than version 1 is refused.
+    #[test]
+    fn an_accepted_link_runs_at_the_lower_version() {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let remote: SocketAddr = "10.0.0.2:9".parse().unwrap();
+        for (offered, runs) in [(1, 1), (2, 2), (9, PEER_VERSION)] {
+            let mut links = Links::new();
+            let mut out = VecDeque::new();
+            let id = LinkId::Accepted(1);
+            links.handle_accepted(now, id, remote, &config());
+            let events =
+                links.handle_received(now, id, &hello(offered, "bob"), Some("ann"), &mut out);
+            assert_eq!(events, [LinkEvent::Ready { name: "bob".into() }]);
+            assert_eq!(
+                frames_sent(&mut out),
+                [Msg::Welcome {
+                    version: runs,
+                    name: "ann".into()
+                }]
+            );
+            assert_eq!(links.version("bob"), runs, "offered {offered}");
+        }
+        let mut links = Links::new();
+        let mut out = VecDeque::new();
+        links.handle_accepted(now, LinkId::Accepted(1), remote, &config());
+        links.handle_received(
+            now,
+            LinkId::Accepted(1),
+            &hello(0, "bob"),
+            Some("ann"),
+            &mut out,
+        );
+        assert!(matches!(
+            frames_sent(&mut out)[..],
+            [Msg::Error {
+                code: status::BAD_VERSION,
+                ..
+            }]
+        ));
+        assert_eq!(links.version("bob"), 0);
+    }
+
+    /// A dialer offers the newest version; an older acceptor refuses it (402), and the dialer
+    /// dials again offering version 1, which then the link runs at.
+    #[test]
+    fn a_dialer_falls_back_to_version_1_for_an_older_peer() {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let addr: SocketAddr = "10.0.0.3:7".parse().unwrap();
+        let mut links = Links::new();
+        let mut out = VecDeque::new();
+        links.dial(now, LinkId::Dialed(1), addr, "old", &config(), &mut out);
+        out.clear();
+        links.handle_connected(LinkId::Dialed(1), Some("ann"), &mut out);
+        assert!(matches!(
+            frames_sent(&mut out)[..],
+            [Msg::Hello {
+                version: PEER_VERSION,
+                ..
+            }]
+        ));
+        let refusal = Frame::event(Msg::Error {
+            code: status::BAD_VERSION,
+            message: "unsupported protocol version 2; this peer speaks 1".into(),
+        })
+        .to_bytes();
+        let events = links.handle_received(now, LinkId::Dialed(1), &refusal, Some("ann"), &mut out);
+        assert_eq!(
+            events,
+            [LinkEvent::Redial {
+                name: "old".into(),
+                addr
+            }]
+        );
+        out.clear();
+        links.dial(now, LinkId::Dialed(2), addr, "old", &config(), &mut out);
+        out.clear();
+        links.handle_connected(LinkId::Dialed(2), Some("ann"), &mut out);
+        assert!(matches!(
+            frames_sent(&mut out)[..],
+            [Msg::Hello { version: 1, .. }]
+        ));
+        let welcome = Frame::event(Msg::Welcome {
+            version: 1,
+            name: "old".into(),
+        })
+        .to_bytes();
+        let events = links.handle_received(now, LinkId::Dialed(2), &welcome, Some("ann"), &mut out);
+        assert_eq!(events, [LinkEvent::Ready { name: "old".into() }]);
+        assert_eq!(links.version("old"), 1);
+        // A second refusal, at version 1, is a plain failure: no endless redials.
+        links.dial(now, LinkId::Dialed(3), addr, "old2", &config(), &mut out);
+        links.handle_connected(LinkId::Dialed(3), Some("ann"), &mut out);
+        links.legacy.insert("old2".into());
+        if let Some(l) = links.links.get_mut(&LinkId::Dialed(3)) {
+            l.version = VERSION;
+        }
+        let events = links.handle_received(now, LinkId::Dialed(3), &refusal, Some("ann"), &mut out);
+        assert!(
+            matches!(&events[..], [LinkEvent::DialFailed { .. }]),
+            "{events:?}"
+        );
+    }
 
     #[test]
     fn the_frame_deadline_runs_from_the_start_of_the_current_frame() {

@@ -13,13 +13,17 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, DecodeErrorKind};
-use crate::msg::{kind, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo};
+use crate::msg::{kind, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo, RoomMsgId};
 use crate::wire::{addr_len, bytes_len, put_addr, put_bool, put_bytes, put_str, str_len, Reader};
 
 /// The first four bytes of every hello: "P2PC".
 pub const MAGIC: [u8; 4] = *b"P2PC";
-/// The protocol version this crate speaks.
+/// The protocol version this crate speaks on registry sessions (and the oldest peer-link
+/// version).
 pub const VERSION: u16 = 1;
+/// The newest peer-link version: 2 adds the broadcast-tree frames `room-ihave`, `room-graft`
+/// and `room-prune`. A link runs at the lower of the two peers' versions (docs/protocol.md §9).
+pub const PEER_VERSION: u16 = 2;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// Bytes every body has before its fields: the kind and the request id.
@@ -69,7 +73,17 @@ impl Msg {
             | Msg::LeaveRoom { room }
             | Msg::ListMembers { room }
             | Msg::RoomLink { room }
-            | Msg::RoomUnlink { room } => str_len(room),
+            | Msg::RoomUnlink { room }
+            | Msg::RoomPrune { room } => str_len(room),
+            Msg::RoomIhave { room, ids } | Msg::RoomGraft { room, ids } => {
+                str_len(room)
+                    + 2
+                    + ids
+                        .iter()
+                        .take(u16::MAX as usize)
+                        .map(|i| str_len(&i.origin) + 8)
+                        .sum::<usize>()
+            }
             Msg::Kick { room, name } | Msg::Promote { room, name } => str_len(room) + str_len(name),
             Msg::Error { message, .. } => 2 + str_len(message),
             Msg::LoggedIn {
@@ -172,7 +186,16 @@ impl Msg {
             | Msg::LeaveRoom { room }
             | Msg::ListMembers { room }
             | Msg::RoomLink { room }
-            | Msg::RoomUnlink { room } => put_str(out, room),
+            | Msg::RoomUnlink { room }
+            | Msg::RoomPrune { room } => put_str(out, room),
+            Msg::RoomIhave { room, ids } | Msg::RoomGraft { room, ids } => {
+                put_str(out, room);
+                put_count(out, ids.len());
+                for i in ids.iter().take(u16::MAX as usize) {
+                    put_str(out, &i.origin);
+                    out.put_u64(i.seq);
+                }
+            }
             Msg::Kick { room, name } | Msg::Promote { room, name } => {
                 put_str(out, room);
                 put_str(out, name);
@@ -416,10 +439,26 @@ impl Msg {
                 sent_ms: r.u64()?,
                 text: r.string()?,
             },
+            ROOM_IHAVE => Msg::RoomIhave {
+                room: r.string()?,
+                ids: r.list(read_msg_id)?,
+            },
+            ROOM_GRAFT => Msg::RoomGraft {
+                room: r.string()?,
+                ids: r.list(read_msg_id)?,
+            },
+            ROOM_PRUNE => Msg::RoomPrune { room: r.string()? },
             other => return Err(DecodeError::new(0, DecodeErrorKind::UnknownKind(other))),
         };
         Ok(msg)
     }
+}
+
+fn read_msg_id(r: &mut Reader<'_>) -> Result<RoomMsgId, DecodeError> {
+    Ok(RoomMsgId {
+        origin: r.string()?,
+        seq: r.u64()?,
+    })
 }
 
 fn put_count(out: &mut impl BufMut, n: usize) {
@@ -592,6 +631,31 @@ mod tests {
         assert_eq!(
             &bytes[..],
             &[0, 0, 0, 17, 0x83, 0, 0, 0, 7, 0, 2, b'b', b'o', 2, 4, 10, 1, 2, 3, 0x11, 0xd7]
+        );
+    }
+
+    /// The example of docs/protocol.md §9 (broadcast tree).
+    #[test]
+    fn room_ihave_layout_is_byte_exact() {
+        let f = Frame::event(Msg::RoomIhave {
+            room: "lab".into(),
+            ids: vec![RoomMsgId {
+                origin: "al".into(),
+                seq: 5,
+            }],
+        });
+        let bytes = f.to_bytes();
+        assert_eq!(
+            &bytes[..],
+            &[
+                0, 0, 0, 24, 0x43, 0, 0, 0, 0, 0, 3, b'l', b'a', b'b', 0, 1, 0, 2, b'a', b'l', 0,
+                0, 0, 0, 0, 0, 0, 5
+            ]
+        );
+        let prune = Frame::event(Msg::RoomPrune { room: "lab".into() }).to_bytes();
+        assert_eq!(
+            &prune[..],
+            &[0, 0, 0, 10, 0x45, 0, 0, 0, 0, 0, 3, b'l', b'a', b'b']
         );
     }
 

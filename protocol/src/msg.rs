@@ -54,6 +54,15 @@ pub struct MemberInfo {
     pub online: bool,
 }
 
+/// The id of a room message, `(origin, seq)`, as room announcements and grafts carry it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoomMsgId {
+    /// Original sender.
+    pub origin: String,
+    /// Per-origin sequence number.
+    pub seq: u64,
+}
+
 /// Something that happened in a room, pushed to its online members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
@@ -329,6 +338,26 @@ pub enum Msg {
         /// Text.
         text: String,
     },
+    /// Broadcast tree (peer version 2): "I have these room messages" on a lazy link.
+    RoomIhave {
+        /// Room name.
+        room: String,
+        /// The ids announced.
+        ids: Vec<RoomMsgId>,
+    },
+    /// Broadcast tree (peer version 2): "send me these messages, and make this link eager".
+    RoomGraft {
+        /// Room name.
+        room: String,
+        /// The ids asked for (may be empty: just make the link eager).
+        ids: Vec<RoomMsgId>,
+    },
+    /// Broadcast tree (peer version 2): "stop sending me full messages on this link; announce
+    /// ids instead".
+    RoomPrune {
+        /// Room name.
+        room: String,
+    },
 }
 
 /// Kind bytes, in hex as in docs/protocol.md.
@@ -360,6 +389,9 @@ pub mod kind {
     pub const ROOM_LINK: u8 = 0x40;
     pub const ROOM_UNLINK: u8 = 0x41;
     pub const ROOM_MESSAGE: u8 = 0x42;
+    pub const ROOM_IHAVE: u8 = 0x43;
+    pub const ROOM_GRAFT: u8 = 0x44;
+    pub const ROOM_PRUNE: u8 = 0x45;
     pub const OK: u8 = 0x80;
     pub const ERROR: u8 = 0x81;
     pub const LOGGED_IN: u8 = 0x82;
@@ -413,6 +445,9 @@ impl Msg {
             Msg::RoomLink { .. } => ROOM_LINK,
             Msg::RoomUnlink { .. } => ROOM_UNLINK,
             Msg::RoomMessage { .. } => ROOM_MESSAGE,
+            Msg::RoomIhave { .. } => ROOM_IHAVE,
+            Msg::RoomGraft { .. } => ROOM_GRAFT,
+            Msg::RoomPrune { .. } => ROOM_PRUNE,
         }
     }
 
@@ -462,6 +497,9 @@ pub fn kind_name(kind: u8) -> &'static str {
         ROOM_LINK => "room-link",
         ROOM_UNLINK => "room-unlink",
         ROOM_MESSAGE => "room-message",
+        ROOM_IHAVE => "room-ihave",
+        ROOM_GRAFT => "room-graft",
+        ROOM_PRUNE => "room-prune",
         _ => "unknown",
     }
 }

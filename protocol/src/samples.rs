@@ -158,6 +158,29 @@ pub fn all_messages() -> Vec<Msg> {
             sent_ms: 1_763_700_000_000,
             text: "hi all".into(),
         },
+        Msg::RoomIhave {
+            room: "lobby".into(),
+            ids: vec![
+                crate::RoomMsgId {
+                    origin: "alice".into(),
+                    seq: 77,
+                },
+                crate::RoomMsgId {
+                    origin: "bob".into(),
+                    seq: 3,
+                },
+            ],
+        },
+        Msg::RoomGraft {
+            room: "lobby".into(),
+            ids: vec![crate::RoomMsgId {
+                origin: "alice".into(),
+                seq: 77,
+            }],
+        },
+        Msg::RoomPrune {
+            room: "lobby".into(),
+        },
     ];
     let events = [
         RoomEvent::Joined {

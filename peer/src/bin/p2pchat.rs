@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 use log::{debug, info, warn};
 use p2pchat_engine::{ConnId, NetEvent, Reactor, Signal, UdpId};
 use p2pchat_peer::render::{self, Mode, Style, Tone};
-use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output};
+use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output, RoomMode};
 use p2pchat_protocol::parse_duration;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -58,6 +58,10 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..))]
     degree: u16,
+    /// How room messages spread: `flood` (to every neighbour) or `tree` (along a broadcast
+    /// tree, announcing ids on the other links).
+    #[arg(long, value_name = "MODE", default_value = "flood")]
+    room_mode: RoomModeArg,
     /// Concurrent private chats before new requests are answered "busy".
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -68,6 +72,12 @@ struct Args {
     /// When to use colour (auto: on a terminal, unless NO_COLOR is set).
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     color: ColorWhen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RoomModeArg {
+    Flood,
+    Tree,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -441,6 +451,10 @@ fn run(args: Args) -> Result<()> {
     let mut config = Config::new(registry, listen);
     config.registry_udp = registry_udp;
     config.degree = usize::from(args.degree);
+    config.room_mode = match args.room_mode {
+        RoomModeArg::Flood => RoomMode::Flood,
+        RoomModeArg::Tree => RoomMode::Tree,
+    };
     config.max_chats = usize::from(args.max_chats);
     config.chat_request_timeout = args.chat_timeout;
     config.registry_timeout = args.registry_timeout;

@@ -75,6 +75,15 @@ impl Dedup {
         true
     }
 
+    /// Whether `(origin, seq)` would be a duplicate now (seen, or older than its origin's
+    /// window), without recording anything.
+    pub fn seen(&self, origin: &str, seq: u64) -> bool {
+        match self.origins.get(origin) {
+            Some(o) => !o.window.clone().accept(seq),
+            None => false,
+        }
+    }
+
     /// Duplicates dropped so far.
     pub fn duplicates(&self) -> u64 {
         self.duplicates

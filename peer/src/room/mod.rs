@@ -13,27 +13,60 @@
 
 pub mod dedup;
 pub mod overlay;
+pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
-use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent};
+use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent, PEER_VERSION};
 
 use crate::io::NodeEvent;
 use crate::node::{Node, Target};
-use dedup::{Dedup, MAX_ORIGINS};
 use overlay::Members;
-
-/// Hops a room message may travel. Overlays with the default degree have a diameter far
-/// below this; it only stops a message circulating if dedup state were lost.
-pub const HOP_LIMIT: u8 = 32;
+pub use tree::HOP_LIMIT;
+use tree::{Action, Broadcast};
 /// A member whose link failed or who refused us is not picked again for this long.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// "Joined room" is shown once the first neighbour confirms (from then on every message sent
 /// in the room reaches us), or after this long if none does.
 const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
+
+/// How a room message spreads over the room overlay (`--room-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RoomMode {
+    /// Every peer forwards a new message to every neighbour but the sender: `n(d'-1)+1` frames
+    /// per message, robust without any repair.
+    #[default]
+    Flood,
+    /// An epidemic broadcast tree (Plumtree): full messages go along a spanning tree of the
+    /// overlay, the other links only carry batched announcements of message ids and repair the
+    /// tree when a message is missed. Links to peers that only speak flooding still flood.
+    Tree,
+}
+
+impl RoomMode {
+    /// The name on the command line: `flood` or `tree`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomMode::Flood => "flood",
+            RoomMode::Tree => "tree",
+        }
+    }
+}
+
+impl std::str::FromStr for RoomMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RoomMode, String> {
+        match s {
+            "flood" => Ok(RoomMode::Flood),
+            "tree" => Ok(RoomMode::Tree),
+            other => Err(format!("unknown room mode {other:?} (flood or tree)")),
+        }
+    }
+}
 
 /// Flooding counters of one room (for tests, the simulator and the cost measurement).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +79,14 @@ pub struct RoomStats {
     pub delivered: u64,
     /// Copies received again and dropped.
     pub duplicates: u64,
+    /// Tree mode: `room-ihave` frames sent.
+    pub ihaves_sent: u64,
+    /// Tree mode: message ids announced in them.
+    pub ids_announced: u64,
+    /// Tree mode: `room-graft` frames sent.
+    pub grafts_sent: u64,
+    /// Tree mode: `room-prune` frames sent.
+    pub prunes_sent: u64,
 }
 
 /// One joined room.
@@ -62,10 +103,10 @@ pub(crate) struct Room {
     initiated: BTreeSet<String>,
     /// Members not to pick until the instant given.
     retry: BTreeMap<String, Instant>,
-    dedup: Dedup,
+    /// Dedup, flooding and the broadcast tree over `neighbors`.
+    cast: Broadcast,
     /// While set, "Joined room" has not been shown yet; shown at the latest then.
     announce: Option<Instant>,
-    stats: RoomStats,
 }
 
 impl Room {
@@ -80,22 +121,30 @@ impl Room {
                 set.insert(new.to_string());
             }
         }
+        self.cast.rename_peer(old, new);
+
         if let Some(at) = self.retry.remove(old) {
             self.retry.insert(new.to_string(), at);
         }
     }
 
-    fn new(peers: Vec<PeerInfo>) -> Room {
+    fn new(name: &str, mode: RoomMode, peers: Vec<PeerInfo>) -> Room {
         Room {
             online: peers.into_iter().map(|p| (p.name, p.addr)).collect(),
             neighbors: BTreeSet::new(),
             pending: BTreeSet::new(),
             initiated: BTreeSet::new(),
             retry: BTreeMap::new(),
-            dedup: Dedup::new(MAX_ORIGINS),
+            cast: Broadcast::new(name, mode),
             announce: None,
-            stats: RoomStats::default(),
         }
+    }
+
+    /// `name` is no longer a confirmed or pending neighbour; true if it was either.
+    fn forget_neighbor(&mut self, name: &str) -> bool {
+        self.initiated.remove(name);
+        self.cast.remove_peer(name);
+        self.neighbors.remove(name) | self.pending.remove(name)
     }
 
     fn uses(&self, name: &str) -> bool {
@@ -189,7 +238,12 @@ impl Rooms {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.rooms
             .values()
-            .flat_map(|r| r.announce.into_iter().chain(r.retry.values().copied()))
+            .flat_map(|r| {
+                r.announce
+                    .into_iter()
+                    .chain(r.retry.values().copied())
+                    .chain(r.cast.poll_timeout())
+            })
             .min()
     }
 }
@@ -216,25 +270,10 @@ impl Node {
         let Some(r) = self.rooms.rooms.get_mut(&room) else {
             return;
         };
-        r.dedup.first_sight(&me, seq);
-        r.stats.originated += 1;
-        let msg = Msg::RoomMessage {
-            room: room.clone(),
-            origin: me,
-            seq,
-            hops: HOP_LIMIT,
-            sent_ms,
-            text: text.clone(),
-        };
-        let bytes = Frame::event(msg).to_bytes();
-        let neighbors: Vec<String> = r.neighbors.iter().cloned().collect();
-        for n in &neighbors {
-            if self.links.send_bytes_to(n, &bytes, &mut self.out) {
-                if let Some(r) = self.rooms.rooms.get_mut(&room) {
-                    r.stats.frames_sent += 1;
-                }
-            }
-        }
+        let mut actions = Vec::new();
+        r.cast
+            .originate(now, &me, seq, sent_ms, text.clone(), &mut actions);
+        self.run_actions(&room, actions);
         self.event(NodeEvent::RoomMessageSent { room, text });
     }
 
@@ -290,7 +329,7 @@ impl Node {
             }
             return;
         }
-        let mut r = Room::new(peers);
+        let mut r = Room::new(&room, self.config.room_mode, peers);
         if r.online.is_empty() {
             self.event(NodeEvent::RoomJoined { room: room.clone() });
         } else {
@@ -302,7 +341,8 @@ impl Node {
     }
 
     pub(crate) fn room_created(&mut self, room: String) {
-        self.rooms.rooms.insert(room.clone(), Room::new(Vec::new()));
+        let r = Room::new(&room, self.config.room_mode, Vec::new());
+        self.rooms.rooms.insert(room.clone(), r);
         self.set_focus_room(&room);
         self.event(NodeEvent::RoomCreated { room });
     }
@@ -364,12 +404,16 @@ impl Node {
         match event {
             RoomEvent::Joined { name, addr } => {
                 self.set_online(&room, &name, Some(addr));
+                self.mark_since(&room, &name);
                 self.event(NodeEvent::MemberJoined {
                     room: room.clone(),
                     name,
                 });
             }
-            RoomEvent::Online { name, addr } => self.set_online(&room, &name, Some(addr)),
+            RoomEvent::Online { name, addr } => {
+                self.set_online(&room, &name, Some(addr));
+                self.mark_since(&room, &name);
+            }
             RoomEvent::Left { name } => {
                 self.set_online(&room, &name, None);
                 self.drop_neighbor(now, &room, &name, true);
@@ -416,6 +460,15 @@ impl Node {
             }
         }
         self.refresh_room(now, &room);
+    }
+
+    /// `name` joined or came online now: remembered with its entry among the online members
+    /// (no map of its own, so a 10,000-member room costs nothing more per event).
+    fn mark_since(&mut self, room: &str, name: &str) {
+        if let Some(r) = self.rooms.rooms.get_mut(room) {
+            let mark = r.cast.mark();
+            r.online.set_since(name, mark);
+        }
     }
 
     fn set_online(&mut self, room: &str, name: &str, addr: Option<SocketAddr>) {
@@ -505,9 +558,7 @@ impl Node {
         let Some(r) = self.rooms.rooms.get_mut(room) else {
             return;
         };
-        r.initiated.remove(name);
-        let was = r.neighbors.remove(name) | r.pending.remove(name);
-        if !was {
+        if !r.forget_neighbor(name) {
             return;
         }
         debug!("room {room}: unlinking {name} (telling it: {tell})");
@@ -545,9 +596,7 @@ impl Node {
             .collect();
         for room in rooms {
             if let Some(r) = self.rooms.rooms.get_mut(&room) {
-                r.neighbors.remove(name);
-                r.pending.remove(name);
-                r.initiated.remove(name);
+                r.forget_neighbor(name);
                 // Until the registry says it is gone, do not hammer a member we cannot reach.
                 r.retry.insert(name.to_string(), now + RETRY_AFTER);
                 if failed {
@@ -576,7 +625,27 @@ impl Node {
                 hops,
                 sent_ms,
                 text,
-            } => self.handle_room_message(from, room, origin, seq, hops, sent_ms, text),
+            } => self.handle_room_message(now, from, room, origin, seq, hops, sent_ms, text),
+            Msg::RoomIhave { room, ids } => {
+                let Some(me) = self.registry.name().map(str::to_string) else {
+                    return;
+                };
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.cast.on_ihave(now, &me, &from, ids);
+                }
+            }
+            Msg::RoomGraft { room, ids } => {
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    let mut actions = Vec::new();
+                    r.cast.on_graft(now, &from, ids, &mut actions);
+                    self.run_actions(&room, actions);
+                }
+            }
+            Msg::RoomPrune { room } => {
+                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                    r.cast.on_prune(&from);
+                }
+            }
             _ => {}
         }
     }
@@ -592,12 +661,16 @@ impl Node {
         if r.neighbors.contains(&from) {
             return;
         }
+        // Tree frames only on links whose both ends speak them (docs/protocol.md §9).
+        let tree = self.links.version(&from) >= PEER_VERSION;
         if r.pending.remove(&from) {
             // Our request crossed theirs, or this is their confirmation.
             r.neighbors.insert(from.clone());
+            r.cast.add_peer(&from, tree);
         } else if r.online.contains(&from) && r.neighbors.len() < max {
             r.initiated.remove(&from);
             r.neighbors.insert(from.clone());
+            r.cast.add_peer(&from, tree);
             let msg = Msg::RoomLink { room: room.clone() };
             self.links.send_to(&from, msg, &mut self.out);
         } else {
@@ -607,6 +680,12 @@ impl Node {
             self.links.send_to(&from, msg, &mut self.out);
             self.release_link(now, &from, false);
             return;
+        }
+        if let Some(r) = self.rooms.rooms.get_mut(&room) {
+            // A member the registry said joined or came online while we were in the room is
+            // told only of messages since then: a newcomer is not shown what came before it.
+            let since = r.online.since(&from);
+            r.cast.catch_up(now, &from, since);
         }
         debug!("room {room}: linked with {from}");
         self.links.set_idle(&from, None);
@@ -623,6 +702,7 @@ impl Node {
     #[allow(clippy::too_many_arguments)]
     fn handle_room_message(
         &mut self,
+        now: Instant,
         from: String,
         room: String,
         origin: String,
@@ -631,6 +711,9 @@ impl Node {
         sent_ms: u64,
         text: String,
     ) {
+        let Some(me) = self.registry.name().map(str::to_string) else {
+            return;
+        };
         let Some(r) = self.rooms.rooms.get_mut(&room) else {
             return;
         };
@@ -638,54 +721,44 @@ impl Node {
             debug!("room message for {room} from non-neighbour {from}; dropped");
             return;
         }
-        // Every message of ours is in the dedup set from the moment we send it, so one with our
-        // name that is new to us was forged (or sent before a restart): never show it as ours,
-        // nor spread it.
-        if self.registry.name() == Some(origin.as_str()) {
-            debug!("room message for {room} with our own origin from {from}; dropped");
-            r.stats.duplicates += 1;
-            return;
-        }
-        if !r.dedup.first_sight(&origin, seq) {
-            r.stats.duplicates += 1;
-            return;
-        }
-        r.stats.delivered += 1;
-        let forward: Vec<String> = if hops > 1 {
-            r.neighbors
-                .iter()
-                .filter(|n| **n != from)
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let msg = Msg::RoomMessage {
-            room: room.clone(),
-            origin: origin.clone(),
+        let mut actions = Vec::new();
+        r.cast.receive(
+            now,
+            &me,
+            &from,
+            origin,
             seq,
-            // The sender's word: 0 (no correct peer sends it) must not underflow.
-            hops: hops.saturating_sub(1),
+            hops,
             sent_ms,
-            text: text.clone(),
-        };
-        let bytes = Frame::event(msg).to_bytes();
-        let mut sent = 0;
-        for n in &forward {
-            if self.links.send_bytes_to(n, &bytes, &mut self.out) {
-                sent += 1;
+            text,
+            &mut actions,
+        );
+        self.run_actions(&room, actions);
+    }
+
+    /// Carries out what a room's [`Broadcast`] asks for: frames to neighbours (each encoded
+    /// once), messages to show.
+    fn run_actions(&mut self, room: &str, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, msg } => {
+                    let bytes = Frame::event(msg).to_bytes();
+                    for n in &to {
+                        self.links.send_bytes_to(n, &bytes, &mut self.out);
+                    }
+                }
+                Action::Deliver { origin, text } => {
+                    // A muted room is kept as `#ROOM` (rooms and users are different
+                    // namespaces).
+                    if !self.muted.contains(&format!("#{room}")) && !self.muted.contains(&origin) {
+                        self.event(NodeEvent::RoomMessage {
+                            room: room.to_string(),
+                            from: origin,
+                            text,
+                        });
+                    }
+                }
             }
-        }
-        if let Some(r) = self.rooms.rooms.get_mut(&room) {
-            r.stats.frames_sent += sent;
-        }
-        // A muted room is kept as `#ROOM` (rooms and users are different namespaces).
-        if !self.muted.contains(&format!("#{room}")) && !self.muted.contains(&origin) {
-            self.event(NodeEvent::RoomMessage {
-                room,
-                from: origin,
-                text,
-            });
         }
     }
 
@@ -703,7 +776,13 @@ impl Node {
     pub(crate) fn room_timeouts(&mut self, now: Instant) {
         let mut due = Vec::new();
         let mut refresh = Vec::new();
+        let mut casts = Vec::new();
         for (name, r) in &mut self.rooms.rooms {
+            if r.cast.poll_timeout().is_some_and(|t| t <= now) {
+                let mut actions = Vec::new();
+                r.cast.on_timeout(now, &mut actions);
+                casts.push((name.clone(), actions));
+            }
             if r.announce.is_some_and(|t| t <= now) {
                 r.announce = None;
                 due.push(name.clone());
@@ -713,6 +792,9 @@ impl Node {
             if r.retry.len() != before {
                 refresh.push(name.clone());
             }
+        }
+        for (room, actions) in casts {
+            self.run_actions(&room, actions);
         }
         for room in due {
             info!("no neighbour confirmed in {room} yet");
@@ -725,7 +807,7 @@ impl Node {
 
     /// Flooding counters of a joined room.
     pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
-        self.rooms.rooms.get(room).map(|r| r.stats)
+        self.rooms.rooms.get(room).map(|r| r.cast.stats())
     }
 
     /// Confirmed neighbours in a joined room, sorted.
@@ -765,7 +847,7 @@ mod tests {
             let n = rng.random_range(1..30usize);
             let degree = rng.random_range(1..5usize);
             let me = format!("m{:02}", rng.random_range(0..30usize));
-            let mut room = Room::new(Vec::new());
+            let mut room = Room::new("r", RoomMode::Flood, Vec::new());
             for i in 0..n {
                 let name = format!("m{i:02}");
                 if name != me && rng.random_bool(0.8) {

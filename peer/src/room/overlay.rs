@@ -29,6 +29,9 @@ pub struct Members {
 struct Entry {
     addr: SocketAddr,
     slot: usize,
+    /// Set when the registry said the member joined or came online while we were in the room:
+    /// a mark of the room's message history then (see `tree::Broadcast::mark`).
+    since: Option<u64>,
 }
 
 impl Members {
@@ -60,7 +63,26 @@ impl Members {
         }
         let slot = self.dense.len();
         self.dense.push(name.clone());
-        self.by_name.insert(name, Entry { addr, slot });
+        self.by_name.insert(
+            name,
+            Entry {
+                addr,
+                slot,
+                since: None,
+            },
+        );
+    }
+
+    /// Records when (in the room's message history) `name` joined or came online.
+    pub fn set_since(&mut self, name: &str, mark: u64) {
+        if let Some(e) = self.by_name.get_mut(name) {
+            e.since = Some(mark);
+        }
+    }
+
+    /// What [`Members::set_since`] recorded for `name`.
+    pub fn since(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).and_then(|e| e.since)
     }
 
     /// Removes `name`, returning its address.

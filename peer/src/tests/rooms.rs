@@ -9,7 +9,7 @@ use p2pchat_protocol::Msg;
 
 use super::*;
 use crate::room::overlay::max_links;
-use crate::room::{RoomStats, HOP_LIMIT};
+use crate::room::{RoomMode, RoomStats, HOP_LIMIT};
 
 const ROOM: &str = "lobby";
 /// Users, in ring (name) order.
@@ -30,10 +30,21 @@ fn neighbors(w: &World, i: usize) -> Vec<String> {
 /// `n` users with overlay degree `degree`: the first creates the room, the others join one by
 /// one, then the overlay settles. Every node's events so far are checked and taken.
 fn room_of(n: usize, degree: usize) -> (World, Vec<usize>) {
+    room_with(n, degree, |_| RoomMode::Flood)
+}
+
+/// As [`room_of`], user `k` spreading messages in `mode(k)`.
+fn room_with(n: usize, degree: usize, mode: impl Fn(usize) -> RoomMode) -> (World, Vec<usize>) {
     let mut w = World::new();
     let ids: Vec<usize> = NAMES[..n]
         .iter()
-        .map(|u| w.add_user(u, |c| c.degree = degree))
+        .enumerate()
+        .map(|(k, u)| {
+            w.add_user(u, |c| {
+                c.degree = degree;
+                c.room_mode = mode(k);
+            })
+        })
         .collect();
     w.line(ids[0], &format!("/create {ROOM}"));
     assert_eq!(
@@ -109,6 +120,9 @@ fn totals(w: &World, members: &[usize]) -> RoomStats {
         t.frames_sent += s.frames_sent;
         t.delivered += s.delivered;
         t.duplicates += s.duplicates;
+        t.ihaves_sent += s.ihaves_sent;
+        t.grafts_sent += s.grafts_sent;
+        t.prunes_sent += s.prunes_sent;
     }
     t
 }
@@ -947,4 +961,106 @@ fn muted_messages_are_still_forwarded() {
     say(&mut w, ids[2], "from cat");
     say(&mut w, ids[3], "from dan");
     assert_eq!(shown(&mut w, m), vec![("dan".into(), "from dan".into())]);
+}
+
+// ----- the broadcast tree (`--room-mode tree`, room/tree.rs) -----
+
+/// Every member of `members` says `tag`, one after the other, timers running in between (for
+/// announcements and grafts); every other member shows each exactly once. Returns the full
+/// frames (and duplicates) each message cost.
+fn everyone_says_in_turn(w: &mut World, members: &[usize], tag: &str) -> Vec<(u64, u64)> {
+    let n = members.len() as u64;
+    let mut costs = Vec::new();
+    for &i in members {
+        let before = totals(w, members);
+        let text = format!("{tag} from {}", name(w, i));
+        say(w, i, &text);
+        w.run_for(Duration::from_secs(2));
+        let after = totals(w, members);
+        assert_eq!(
+            after.delivered - before.delivered,
+            n - 1,
+            "{text}: delivered once to every other member"
+        );
+        costs.push((
+            after.frames_sent - before.frames_sent,
+            after.duplicates - before.duplicates,
+        ));
+    }
+    for &j in members {
+        let me = name(w, j);
+        let mut got = shown(w, j);
+        got.sort();
+        let mut want: Vec<(String, String)> = members
+            .iter()
+            .map(|&i| name(w, i))
+            .filter(|from| *from != me)
+            .map(|from| (from.clone(), format!("{tag} from {from}")))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "what {me} shows");
+    }
+    costs
+}
+
+/// In tree mode the first messages prune the overlay down to a spanning tree; from then on a
+/// message costs one full frame per other member and no duplicate, and each is shown once.
+#[test]
+fn tree_mode_settles_on_one_full_frame_per_member() {
+    let (mut w, ids) = room_with(10, 3, |_| RoomMode::Tree);
+    let n = ids.len() as u64;
+    let edges = assert_overlay(&w, &ids) as u64;
+    let first = everyone_says_in_turn(&mut w, &ids, "first");
+    assert!(
+        first[0].0 == 2 * edges - (n - 1),
+        "the first message floods: {first:?}"
+    );
+    let t = totals(&w, &ids);
+    assert!(t.prunes_sent > 0, "duplicates pruned links");
+    let later = everyone_says_in_turn(&mut w, &ids, "later");
+    println!("tree, {n} members, {edges} links: first {first:?}, later {later:?}");
+    for (frames, duplicates) in later {
+        assert_eq!((frames, duplicates), (n - 1, 0));
+    }
+    assert!(
+        totals(&w, &ids).ihaves_sent > 0,
+        "lazy links were told the ids"
+    );
+}
+
+/// Peers of both modes share one room: all messages reach everyone once.
+#[test]
+fn flood_and_tree_peers_share_a_room() {
+    let mode = |k: usize| {
+        if k % 2 == 0 {
+            RoomMode::Tree
+        } else {
+            RoomMode::Flood
+        }
+    };
+    let (mut w, ids) = room_with(8, 3, mode);
+    everyone_says_in_turn(&mut w, &ids, "one");
+    everyone_says_in_turn(&mut w, &ids, "two");
+}
+
+/// A member dies without a word: its tree links are gone before the registry knows. The tree
+/// heals (announcements on the lazy links, grafts) and every message still reaches every
+/// living member once.
+#[test]
+fn the_tree_heals_when_a_member_dies() {
+    let (mut w, ids) = room_with(10, 3, |_| RoomMode::Tree);
+    everyone_says_in_turn(&mut w, &ids, "before");
+    let gone = ids[4];
+    w.kill(gone);
+    let rest: Vec<usize> = ids.iter().copied().filter(|&i| i != gone).collect();
+    for &i in &rest {
+        w.peers[i].take_events();
+    }
+    let costs = everyone_says_in_turn(&mut w, &rest, "after");
+    println!("after a death: {costs:?}, {:?}", totals(&w, &rest));
+    w.run_for(SETTLE);
+    for &i in &rest {
+        w.peers[i].take_events();
+    }
+    everyone_says_in_turn(&mut w, &rest, "settled");
 }

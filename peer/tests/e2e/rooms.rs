@@ -265,6 +265,33 @@ fn eight_peers_degree_three_each_message_shown_exactly_once() {
     );
 }
 
+/// `--room-mode tree`: the broadcast tree (full messages along a spanning tree, ids on the
+/// other links) shows every message exactly once too, also to peers that flood.
+#[test]
+fn tree_mode_each_message_shown_exactly_once() {
+    let reg = Registry::start();
+    let mut peers = room_of(
+        &reg,
+        "lobby",
+        &EIGHT[..6],
+        &["--degree", "3", "--room-mode", "tree"],
+    );
+    // Two flooding peers in the same room.
+    for n in &EIGHT[6..] {
+        let mut p = reg.user_logging(n, &["--degree", "3", "--room-mode", "flood"], LOG);
+        p.join("lobby");
+        peers.push(p);
+    }
+    let mut sent = Sent::new();
+    for round in 1..=3 {
+        for p in &mut peers {
+            let text = format!("tree {round} from {}", p.name);
+            sent.push(p.say("lobby", &text));
+        }
+    }
+    assert_delivered_exactly_once(&mut all(&mut peers), &sent);
+}
+
 #[test]
 fn a_killed_member_does_not_stop_the_room() {
     let reg = Registry::start();
