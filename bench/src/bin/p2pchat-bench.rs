@@ -105,6 +105,9 @@ enum Cmd {
         /// Messages per room, each from a random member.
         #[arg(long, default_value_t = 100)]
         messages: usize,
+        /// Messages sent first (no faults) and not measured: steady state starts after them.
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
         /// Virtual milliseconds between two sends.
         #[arg(long, default_value_t = 10)]
         gap_ms: u64,
@@ -248,6 +251,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             degrees,
             room_mode,
             messages,
+            warmup,
             gap_ms,
             loss,
             churn,
@@ -264,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 degrees,
                 modes: room_mode,
                 messages,
+                warmup,
                 gap,
                 plan: FaultPlan {
                     loss,

@@ -64,6 +64,8 @@ pub struct Pool {
     pub events: Vec<(usize, NodeEvent)>,
     /// Counters.
     pub stats: PoolStats,
+    /// Room mode of the peers added from now on.
+    pub room_mode: p2pchat_peer::RoomMode,
 }
 
 impl Pool {
@@ -85,6 +87,7 @@ impl Pool {
             scratch: Vec::new(),
             events: Vec::new(),
             stats: PoolStats::default(),
+            room_mode: p2pchat_peer::RoomMode::default(),
         })
     }
 
@@ -110,6 +113,7 @@ impl Pool {
         let mut config = Config::new(registry, addr);
         config.registry_udp = registry_udp;
         config.degree = degree;
+        config.room_mode = self.room_mode;
         // The heartbeat timestamp only needs a wall-clock anchor.
         #[allow(clippy::disallowed_methods)]
         let wall_ms = SystemTime::now()

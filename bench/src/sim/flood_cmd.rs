@@ -32,13 +32,11 @@ impl Mode {
     }
 
     /// Sets the peer's room mode.
-    pub fn configure(self, _c: &mut p2pchat_peer::Config) {
-        // Flood is the peer's only mode until the tree lands (issue 13, branch `tree`).
-    }
-
-    /// Whether the peer can run this mode.
-    pub fn available(self) -> bool {
-        self == Mode::Flood
+    pub fn configure(self, c: &mut p2pchat_peer::Config) {
+        c.room_mode = match self {
+            Mode::Flood => p2pchat_peer::RoomMode::Flood,
+            Mode::Tree => p2pchat_peer::RoomMode::Tree,
+        };
     }
 }
 
@@ -53,6 +51,9 @@ pub struct FloodArgs {
     pub modes: Vec<Mode>,
     /// Messages per room.
     pub messages: usize,
+    /// Messages sent (without faults) before the measured ones, and not counted: the tree
+    /// prunes itself into shape on the first messages, so steady state starts after them.
+    pub warmup: usize,
     /// Virtual time between two sends.
     pub gap: Duration,
     /// Faults during the sending window.
@@ -71,9 +72,6 @@ const BIG_ROOM: usize = 2_000;
 /// Runs `sim-flood`; prints the table (or JSON lines) as it goes and returns the report.
 pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
     let seed = a.seed;
-    if let Some(m) = a.modes.iter().find(|m| !m.available()) {
-        anyhow::bail!("room mode {} is not built into this peer yet", m.name());
-    }
     let mut report = Report::new("sim-flood", "sim-flood");
     let modes: Vec<&str> = a.modes.iter().map(|m| m.name()).collect();
     report.headline = format!(
@@ -86,6 +84,7 @@ pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
         ("degrees", json!(a.degrees)),
         ("modes", json!(modes)),
         ("messages", json!(a.messages)),
+        ("warmup", json!(a.warmup)),
         ("seed", json!(seed)),
         ("gap_ms", json!(a.gap.as_millis() as u64)),
         ("jitter_ms", json!(a.jitter.as_millis() as u64)),
@@ -143,6 +142,11 @@ pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
                 w.track_hops("flood");
                 let t = Instant::now();
                 let mut rng = StdRng::seed_from_u64(seed ^ 0xf100d);
+                if a.warmup > 0 {
+                    let calm = FaultPlan::default();
+                    measure::run(&mut w, &ids, "flood", a.warmup, a.gap, &calm, &mut rng)
+                        .map_err(anyhow::Error::msg)?;
+                }
                 let r = measure::run(&mut w, &ids, "flood", a.messages, a.gap, p, &mut rng)
                     .map_err(anyhow::Error::msg)?;
                 let run_wall = t.elapsed();

@@ -74,9 +74,10 @@ pub struct RunReport {
     pub messages: usize,
     /// Full-message frames (kind `room-message`) peers sent each other.
     pub full_frames: u64,
-    /// Bytes of the other room-data frames (announcements, grafts, prunes), by kind name.
+    /// Frames and bytes of the other room-data frames (announcements, grafts, prunes), by
+    /// kind name.
     pub control: BTreeMap<&'static str, (u64, u64)>,
-    /// Bytes of all room-data frames other than full messages.
+    /// Bytes of the announcement (`room-ihave`) frames, length prefixes included.
     pub announce_bytes: u64,
     /// Room-data frames the network dropped (loss, partition).
     pub dropped_frames: u64,
@@ -297,8 +298,10 @@ pub fn run(
         if ROOM_DATA_KINDS.contains(k) {
             dropped_frames += c.dropped;
             if *k != p2pchat_protocol::kind::ROOM_MESSAGE {
-                announce_bytes += c.bytes;
                 control.insert(p2pchat_protocol::kind_name(*k), (c.frames, c.bytes));
+            }
+            if *k == p2pchat_protocol::kind::ROOM_IHAVE {
+                announce_bytes += c.bytes;
             }
         }
     }

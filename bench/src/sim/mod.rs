@@ -129,7 +129,13 @@ impl SimConfig {
         SimConfig {
             seed,
             net: NetConfig::default(),
-            registry: crate::bench_config(),
+            registry: p2pchat_registry::Config {
+                // Every simulated peer dials at the same virtual instant: a join storm, not
+                // an attack; the connection admission limits would turn some away.
+                max_unauthenticated: usize::MAX,
+                max_per_source: usize::MAX,
+                ..crate::bench_config()
+            },
             store_delay: Duration::from_millis(2),
             trace_lines: false,
             keep_event: |_| true,

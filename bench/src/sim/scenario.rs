@@ -62,8 +62,20 @@ pub fn add_users_with(
             .copied()
             .filter(|id| w.node(*id).name().is_none())
             .collect();
+        let why: Vec<String> = missing
+            .first()
+            .map(|id| {
+                w.events(*id)
+                    .filter_map(|e| match e {
+                        NodeEvent::Error { message } => Some(message.clone()),
+                        _ => None,
+                    })
+                    .take(3)
+                    .collect()
+            })
+            .unwrap_or_default();
         return Err(format!(
-            "{} of {n} not logged in after {limit:?}: {:?}",
+            "{} of {n} not logged in after {limit:?}: {:?} (first one's errors: {why:?})",
             missing.len(),
             &missing[..missing.len().min(10)]
         ));
@@ -84,10 +96,7 @@ pub fn form_room(
         return Ok(());
     };
     w.command(creator, &format!("/create {room}"));
-    let created = w.run_until(
-        |w| w.node(creator).joined_rooms().iter().any(|r| r == room),
-        limit,
-    );
+    let created = w.run_until(|w| w.node(creator).room_stats(room).is_some(), limit);
     if !created {
         return Err(format!("{creator} could not create {room}"));
     }
@@ -95,11 +104,12 @@ pub fn form_room(
         w.command(id, &format!("/join {room}"));
     }
     let left = end.saturating_sub(w.elapsed());
+    // Checked often: only the members not in yet are looked at, without allocating.
+    let mut waiting: Vec<NodeId> = members.to_vec();
     let joined = w.run_until(
         |w| {
-            members
-                .iter()
-                .all(|id| w.node(*id).joined_rooms().iter().any(|r| r == room))
+            waiting.retain(|id| w.node(*id).room_stats(room).is_none());
+            waiting.is_empty()
         },
         left,
     );
