@@ -405,7 +405,7 @@ impl Node {
                         Some(_) => {}
                         None => self.release_link(now, &name, false),
                     }
-                    self.room_link_ready(&name);
+                    self.room_link_ready(now, &name);
                 }
                 LinkEvent::Frame {
                     name,

@@ -40,7 +40,7 @@
 //!   Node ─┬─ RegistryLink (session, requests, heartbeats, reconnect)
 //!         ├─ Links        (peer links: handshake, deadlines, one per peer)
 //!         ├─ chats        (private chats keyed by peer name)
-//!         └─ rooms        (room views, overlay links, flooding with dedup)
+//!         └─ rooms        (room views, overlay links, flooding or broadcast tree, dedup)
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 

@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use log::{debug, info};
-use p2pchat_protocol::{names, status, Frame, FrameDecoder, Msg, Role, PEER_VERSION, VERSION};
+use p2pchat_protocol::{
+    names, status, Frame, FrameDecoder, Msg, Role, OLDEST_PEER_VERSION, PEER_VERSION,
+};
 
 use crate::io::{CloseReason, Config, LinkId, Output};
 
@@ -154,7 +156,7 @@ impl Links {
         out: &mut VecDeque<Output>,
     ) {
         let version = if self.legacy.contains(name) {
-            VERSION
+            OLDEST_PEER_VERSION
         } else {
             PEER_VERSION
         };
@@ -191,7 +193,7 @@ impl Links {
                 handshake_deadline: Some(now + config.handshake_timeout),
                 idle_deadline: None,
                 remote: Some(remote),
-                version: VERSION,
+                version: OLDEST_PEER_VERSION,
             },
         );
     }
@@ -294,7 +296,7 @@ impl Links {
                 message: status::message(code).to_string(),
             })
         };
-        if version < VERSION {
+        if version < OLDEST_PEER_VERSION {
             send(out, link, refuse(status::BAD_VERSION));
             return self.close(link, CloseReason::Misbehaved("protocol version"), out);
         }
@@ -349,16 +351,19 @@ impl Links {
                     return self.close(link, CloseReason::Duplicate, out);
                 }
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.version = l.version.min(version).max(VERSION);
+                    l.version = l.version.min(version).max(OLDEST_PEER_VERSION);
                 }
                 self.make_ready(link, name, out)
             }
             Msg::Error { code, .. }
                 if code == status::BAD_VERSION
-                    && self.links.get(&link).is_some_and(|l| l.version > VERSION) =>
+                    && self
+                        .links
+                        .get(&link)
+                        .is_some_and(|l| l.version > OLDEST_PEER_VERSION) =>
             {
                 // An older peer: it only speaks version 1. Dial again offering that.
-                info!("{expect} refused peer version {PEER_VERSION}; dialing again with {VERSION}");
+                info!("{expect} refused peer version {PEER_VERSION}; dialing again with {OLDEST_PEER_VERSION}");
                 if self.legacy.len() >= MAX_LEGACY {
                     self.legacy.clear();
                 }
@@ -773,7 +778,7 @@ mod tests {
         links.handle_connected(LinkId::Dialed(3), Some("ann"), &mut out);
         links.legacy.insert("old2".into());
         if let Some(l) = links.links.get_mut(&LinkId::Dialed(3)) {
-            l.version = VERSION;
+            l.version = OLDEST_PEER_VERSION;
         }
         let events = links.handle_received(now, LinkId::Dialed(3), &refusal, Some("ann"), &mut out);
         assert!(

@@ -2,10 +2,12 @@
 //! routes inputs to them and collects their outputs.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use log::{debug, info};
-use p2pchat_protocol::Msg;
+use p2pchat_protocol::{Msg, RoomEvent};
 use rand::rngs::StdRng;
 
 use crate::chat::Chat;
@@ -13,7 +15,7 @@ use crate::command::{Command, FocusCommand, Password};
 use crate::io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 use crate::link::Links;
 use crate::registry_link::{Outcome, RegistryLink, Request};
-use crate::room::Rooms;
+use crate::room::{Cx, RoomIo, RoomOut, RoomStats, Rooms};
 
 /// Page size for `/users`.
 const PAGE: u16 = 1000;
@@ -100,6 +102,7 @@ impl Node {
     /// A node that will connect to `config.registry` on its first input (feed
     /// [`Input::Timeout`] right away). `wall_ms` is the Unix time in milliseconds at `now`.
     pub fn new(config: Config, now: Instant, wall_ms: u64, rng: StdRng) -> Node {
+        let rooms = Rooms::new(wall_ms, config.degree.max(1), config.room_mode);
         Node {
             registry: RegistryLink::new(now, &config),
             links: Links::new(),
@@ -116,7 +119,7 @@ impl Node {
             known_name: None,
             registry_wait: None,
             renames_shown: BTreeSet::new(),
-            rooms: Rooms::new(wall_ms),
+            rooms,
             muted: BTreeSet::new(),
             next_dial: 0,
             out: VecDeque::new(),
@@ -320,7 +323,7 @@ impl Node {
         );
         let events = self.links.handle_timeout(now, &self.config, &mut self.out);
         self.handle_link_events(now, events);
-        self.room_timeouts(now);
+        self.with_rooms(now, |r, cx| r.room_timeouts(cx, now));
         self.chat_request_timeouts(now);
     }
 
@@ -352,13 +355,15 @@ impl Node {
                 Some(name) => self.mute_user(name),
                 None => self.error(format!("{query} not found")),
             },
-            Outcome::RoomCreated { room } => self.room_created(room),
-            Outcome::RoomJoined { room, peers, reply } => self.room_joined(now, room, peers, reply),
-            Outcome::RoomLeft { room } => self.room_left(now, room),
+            Outcome::RoomCreated { room } => self.with_rooms(now, |r, cx| r.room_created(cx, room)),
+            Outcome::RoomJoined { room, peers, reply } => {
+                self.with_rooms(now, |r, cx| r.room_joined(cx, now, room, peers, reply))
+            }
+            Outcome::RoomLeft { room } => self.with_rooms(now, |r, cx| r.room_left(cx, room)),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
             Outcome::SessionEnded => self.forget_rooms(now),
             Outcome::Resumed => self.rooms.start_sync(),
-            Outcome::RoomsSynced => self.rooms_synced(now),
+            Outcome::RoomsSynced => self.with_rooms(now, |r, cx| r.rooms_synced(cx)),
         }
     }
 
@@ -631,5 +636,140 @@ impl Node {
         self.registry.close(&mut self.out);
         self.out.push_back(Output::Exit);
         self.exited = true;
+    }
+}
+
+/// The node's side of [`RoomIo`]: the rooms reach the peer links and the user through it.
+struct NodeIo<'a> {
+    links: &'a mut Links,
+    out: &'a mut VecDeque<Output>,
+    next_dial: &'a mut u64,
+    config: &'a Config,
+}
+
+impl RoomIo for NodeIo<'_> {
+    fn is_ready(&self, name: &str) -> bool {
+        self.links.is_ready(name)
+    }
+
+    fn is_dialing(&self, name: &str) -> bool {
+        self.links.is_dialing(name)
+    }
+
+    fn version(&self, name: &str) -> u16 {
+        self.links.version(name)
+    }
+
+    fn dial(&mut self, now: Instant, name: &str, addr: SocketAddr) {
+        *self.next_dial += 1;
+        let link = LinkId::Dialed(*self.next_dial);
+        self.links
+            .dial(now, link, addr, name, self.config, self.out);
+    }
+
+    fn send(&mut self, name: &str, msg: Msg) -> bool {
+        self.links.send_to(name, msg, self.out)
+    }
+
+    fn send_bytes(&mut self, name: &str, bytes: &Bytes) -> bool {
+        self.links.send_bytes_to(name, bytes, self.out)
+    }
+
+    fn hold(&mut self, name: &str) {
+        self.links.set_idle(name, None);
+    }
+
+    fn event(&mut self, event: NodeEvent) {
+        self.out.push_back(Output::Event(event));
+    }
+}
+
+/// Rooms: the node drives the rooms' state machine (`room/`) and carries out what it leaves.
+impl Node {
+    /// Runs `f` on the rooms with a context over this node's links, then applies the
+    /// [`RoomOut`]s it left, in order.
+    fn with_rooms<R>(&mut self, now: Instant, f: impl FnOnce(&mut Rooms, &mut Cx<'_>) -> R) -> R {
+        let wall_ms = self.wall_ms(now);
+        let mut io = NodeIo {
+            links: &mut self.links,
+            out: &mut self.out,
+            next_dial: &mut self.next_dial,
+            config: &self.config,
+        };
+        let mut cx = Cx {
+            me: self.registry.name(),
+            io: &mut io,
+            rng: &mut self.rng,
+            muted: &self.muted,
+            wall_ms,
+            out: Vec::new(),
+        };
+        let result = f(&mut self.rooms, &mut cx);
+        let outs = std::mem::take(&mut cx.out);
+        for out in outs {
+            match out {
+                RoomOut::Release(name) => self.release_link(now, &name, false),
+                RoomOut::Focus(room) => self.set_focus_room(&room),
+                RoomOut::FocusUnlessChat(room) => {
+                    if !matches!(self.focus, Some(Target::User(_))) {
+                        self.set_focus_room(&room);
+                    }
+                }
+                RoomOut::Unfocus(room) => self.unfocus_room(&room),
+            }
+        }
+        result
+    }
+
+    /// `/say ROOM TEXT`, and plain lines while a room has the focus.
+    pub(crate) fn cmd_say(&mut self, now: Instant, room: String, text: String) {
+        self.with_rooms(now, |r, cx| r.cmd_say(cx, now, room, text));
+    }
+
+    /// A room event pushed by the registry.
+    fn room_event(&mut self, now: Instant, room: String, event: RoomEvent) {
+        if let RoomEvent::Renamed { old, new } = &event {
+            if self.rooms.rooms.contains_key(&room) && self.registry.name() != Some(new.as_str()) {
+                // Refiles the link (and a chat) under the new name first, so the member keeps
+                // its place in the overlay over the same link.
+                self.peer_renamed(old, new);
+            }
+        }
+        self.with_rooms(now, |r, cx| r.room_event(cx, now, room, event));
+    }
+
+    /// Forgets every room (logged out, or the session could not be resumed).
+    pub(crate) fn forget_rooms(&mut self, now: Instant) {
+        self.with_rooms(now, |r, cx| r.forget_rooms(cx));
+    }
+
+    /// The link to `name` is ready: the rooms ask for the room links waiting for it.
+    pub(crate) fn room_link_ready(&mut self, now: Instant, name: &str) {
+        self.with_rooms(now, |r, cx| r.room_link_ready(cx, name));
+    }
+
+    /// The link to `name` is gone (or could not be opened): the rooms repair.
+    pub(crate) fn room_link_down(&mut self, now: Instant, name: &str, failed: bool) {
+        self.with_rooms(now, |r, cx| r.room_link_down(cx, now, name, failed));
+    }
+
+    /// A room frame on the link from `from`.
+    pub(crate) fn handle_room_frame(&mut self, now: Instant, from: String, msg: Msg) {
+        self.with_rooms(now, |r, cx| r.handle_room_frame(cx, now, from, msg));
+    }
+
+    /// Flooding counters of a joined room.
+    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
+        self.rooms.stats(room)
+    }
+
+    /// Confirmed neighbours in a joined room, sorted.
+    pub fn room_neighbors(&self, room: &str) -> Vec<String> {
+        self.rooms.neighbors(room)
+    }
+
+    /// Rooms we are in, sorted.
+    pub fn joined_rooms(&self) -> Vec<String> {
+        self.rooms.rooms.keys().cloned().collect()
     }
 }

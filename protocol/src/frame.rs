@@ -24,6 +24,9 @@ pub const VERSION: u16 = 1;
 /// The newest peer-link version: 2 adds the broadcast-tree frames `room-ihave`, `room-graft`
 /// and `room-prune`. A link runs at the lower of the two peers' versions (docs/protocol.md §9).
 pub const PEER_VERSION: u16 = 2;
+/// The oldest peer-link version (flooding only), independent of the registry's [`VERSION`]:
+/// a hello offering less is refused; a peer refusing our newest is dialed again with this.
+pub const OLDEST_PEER_VERSION: u16 = 1;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// Bytes every body has before its fields: the kind and the request id.

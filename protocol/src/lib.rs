@@ -37,7 +37,10 @@ mod wire;
 pub use datagram::{Heartbeat, HeartbeatKey, ReplayWindow, HEARTBEAT_KIND, HEARTBEAT_LEN};
 pub use duration::parse_duration;
 pub use error::{DecodeError, DecodeErrorKind};
-pub use frame::{Frame, BODY_HEADER, DEFAULT_MAX_FRAME, LEN_PREFIX, MAGIC, PEER_VERSION, VERSION};
+pub use frame::{
+    Frame, BODY_HEADER, DEFAULT_MAX_FRAME, LEN_PREFIX, MAGIC, OLDEST_PEER_VERSION, PEER_VERSION,
+    VERSION,
+};
 pub use framing::FrameDecoder;
 pub use msg::{
     kind, kind_name, MemberInfo, Msg, PeerInfo, Presence, Role, RoomEvent, RoomInfo, RoomMsgId,

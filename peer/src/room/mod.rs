@@ -1,5 +1,9 @@
 //! Rooms on the peer: the membership view pushed by the registry, the overlay of room links
-//! between members, and flooding of room messages across it.
+//! between members, and how room messages spread across it (flooding or a broadcast tree).
+//!
+//! [`Rooms`] is a sans-IO state machine of its own: the node calls it with a [`Cx`] (our name,
+//! a [`RoomIo`] over the peer links, randomness, mutes, wall time) and applies the
+//! [`RoomOut`]s it leaves. Nothing here imports the node.
 //!
 //! - The registry says who is in a room and online (`RoomJoined`, then `Room` events). The peer
 //!   keeps that view per room and picks neighbours from it ([`overlay::targets`]).
@@ -8,12 +12,18 @@
 //!   `RoomUnlink` ends it. Only confirmed neighbours send or receive the room's messages, so a
 //!   member that was kicked or left stops receiving as soon as its neighbours drop it.
 //! - A message is `(origin, seq)` with a hop limit. It is shown and forwarded the first time it
-//!   is seen, to every neighbour except the one it came from; duplicates are counted and dropped
-//!   ([`dedup::Dedup`], bounded memory).
+//!   is seen; duplicates are counted and dropped ([`dedup::Dedup`], bounded memory). Flooding
+//!   forwards to every neighbour except the one it came from; the broadcast tree
+//!   ([`tree::Broadcast`], `--room-mode tree`) only along a spanning tree, announcing ids on the
+//!   other links.
 
+mod api;
 pub mod dedup;
 pub mod overlay;
 pub mod tree;
+
+pub(crate) use api::{Cx, RoomIo, RoomOut};
+pub use api::{RoomMode, RoomStats};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -23,7 +33,6 @@ use log::{debug, info};
 use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent, PEER_VERSION};
 
 use crate::io::NodeEvent;
-use crate::node::{Node, Target};
 use overlay::Members;
 pub use tree::HOP_LIMIT;
 use tree::{Action, Broadcast};
@@ -32,62 +41,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// "Joined room" is shown once the first neighbour confirms (from then on every message sent
 /// in the room reaches us), or after this long if none does.
 const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
-
-/// How a room message spreads over the room overlay (`--room-mode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum RoomMode {
-    /// Every peer forwards a new message to every neighbour but the sender: `n(d'-1)+1` frames
-    /// per message, robust without any repair.
-    #[default]
-    Flood,
-    /// An epidemic broadcast tree (Plumtree): full messages go along a spanning tree of the
-    /// overlay, the other links only carry batched announcements of message ids and repair the
-    /// tree when a message is missed. Links to peers that only speak flooding still flood.
-    Tree,
-}
-
-impl RoomMode {
-    /// The name on the command line: `flood` or `tree`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoomMode::Flood => "flood",
-            RoomMode::Tree => "tree",
-        }
-    }
-}
-
-impl std::str::FromStr for RoomMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<RoomMode, String> {
-        match s {
-            "flood" => Ok(RoomMode::Flood),
-            "tree" => Ok(RoomMode::Tree),
-            other => Err(format!("unknown room mode {other:?} (flood or tree)")),
-        }
-    }
-}
-
-/// Flooding counters of one room (for tests, the simulator and the cost measurement).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RoomStats {
-    /// Messages this peer originated.
-    pub originated: u64,
-    /// Room-message frames sent (originated and forwarded, one per neighbour).
-    pub frames_sent: u64,
-    /// Messages from others received for the first time.
-    pub delivered: u64,
-    /// Copies received again and dropped.
-    pub duplicates: u64,
-    /// Tree mode: `room-ihave` frames sent.
-    pub ihaves_sent: u64,
-    /// Tree mode: message ids announced in them.
-    pub ids_announced: u64,
-    /// Tree mode: `room-graft` frames sent.
-    pub grafts_sent: u64,
-    /// Tree mode: `room-prune` frames sent.
-    pub prunes_sent: u64,
-}
 
 /// One joined room.
 #[derive(Debug)]
@@ -205,10 +158,16 @@ impl Room {
     }
 }
 
-/// Every joined room of a node, and the node's message sequence.
+/// Every joined room of a node, and the node's message sequence: the rooms' sans-IO state
+/// machine. The node feeds it registry outcomes, room frames, link changes and time through a
+/// [`Cx`]; it answers through the [`RoomIo`] and [`RoomOut`]s.
 #[derive(Debug)]
 pub(crate) struct Rooms {
     pub(crate) rooms: BTreeMap<String, Room>,
+    /// Overlay degree.
+    degree: usize,
+    /// How messages spread in new rooms.
+    mode: RoomMode,
     /// Next sequence number for messages we originate. It starts at the wall clock in µs, so a
     /// restarted peer never reuses numbers its rooms' dedup state still remembers.
     next_seq: u64,
@@ -217,9 +176,11 @@ pub(crate) struct Rooms {
 }
 
 impl Rooms {
-    pub(crate) fn new(wall_ms: u64) -> Rooms {
+    pub(crate) fn new(wall_ms: u64, degree: usize, mode: RoomMode) -> Rooms {
         Rooms {
             rooms: BTreeMap::new(),
+            degree,
+            mode,
             next_seq: wall_ms.saturating_mul(1000),
             sync: None,
         }
@@ -235,6 +196,19 @@ impl Rooms {
         self.rooms.values().any(|r| r.uses(name))
     }
 
+    /// Flooding counters of a joined room.
+    pub(crate) fn stats(&self, room: &str) -> Option<RoomStats> {
+        self.rooms.get(room).map(|r| r.cast.stats())
+    }
+
+    /// Confirmed neighbours in a joined room, sorted.
+    pub(crate) fn neighbors(&self, room: &str) -> Vec<String> {
+        self.rooms
+            .get(room)
+            .map(|r| r.neighbors.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.rooms
             .values()
@@ -248,33 +222,33 @@ impl Rooms {
     }
 }
 
-impl Node {
+impl Rooms {
     // ----- commands -----
 
     /// `/say ROOM TEXT`, and plain lines while a room has the focus.
-    pub(crate) fn cmd_say(&mut self, now: Instant, room: String, text: String) {
-        let Some(me) = self.registry.name().map(str::to_string) else {
-            return self.error("not logged in");
+    pub(crate) fn cmd_say(&mut self, cx: &mut Cx<'_>, now: Instant, room: String, text: String) {
+        let Some(me) = cx.me.map(str::to_string) else {
+            return cx.error("not logged in");
         };
-        let Some(r) = self.rooms.rooms.get_mut(&room) else {
-            return self.error(format!("you are not in room {room}"));
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return cx.error(format!("you are not in room {room}"));
         };
         if r.neighbors.is_empty() && !r.online.is_empty() {
-            return self.error(format!(
+            return cx.error(format!(
                 "not connected to anyone in {room} yet; try again in a moment"
             ));
         }
-        let seq = self.rooms.next_seq;
-        self.rooms.next_seq += 1;
-        let sent_ms = self.wall_ms(now);
-        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let sent_ms = cx.wall_ms;
+        let Some(r) = self.rooms.get_mut(&room) else {
             return;
         };
         let mut actions = Vec::new();
         r.cast
             .originate(now, &me, seq, sent_ms, text.clone(), &mut actions);
-        self.run_actions(&room, actions);
-        self.event(NodeEvent::RoomMessageSent { room, text });
+        self.run_actions(cx, &room, actions);
+        cx.io.event(NodeEvent::RoomMessageSent { room, text });
     }
 
     // ----- registry outcomes -----
@@ -283,20 +257,21 @@ impl Node {
     /// list of our rooms at login or resume.
     pub(crate) fn room_joined(
         &mut self,
+        cx: &mut Cx<'_>,
         now: Instant,
         room: String,
         peers: Vec<PeerInfo>,
         reply: bool,
     ) {
-        if let Some(pushed) = &mut self.rooms.sync {
+        if let Some(pushed) = &mut self.sync {
             pushed.insert(room.clone());
         }
-        let me = self.registry.name().map(str::to_string);
+        let me = cx.me.map(str::to_string);
         let peers: Vec<PeerInfo> = peers
             .into_iter()
             .filter(|p| Some(p.name.as_str()) != me.as_deref())
             .collect();
-        if let Some(r) = self.rooms.rooms.get_mut(&room) {
+        if let Some(r) = self.rooms.get_mut(&room) {
             // Already in it: a re-join after a reconnect (or a `/join` of a room we are in).
             // After a registry restart the members resume one by one, so this list may lack
             // members that are alive and linked to us: a neighbour whose peer link is up stays
@@ -304,7 +279,7 @@ impl Node {
             let mut online: Members = peers.into_iter().map(|p| (p.name, p.addr)).collect();
             for n in &r.neighbors {
                 if let (false, Some(addr)) = (online.contains(n), r.online.addr(n)) {
-                    if self.links.is_ready(n) {
+                    if cx.io.is_ready(n) {
                         online.insert(n.clone(), addr);
                     }
                 }
@@ -318,48 +293,47 @@ impl Node {
                 .cloned()
                 .collect();
             for n in stale {
-                self.drop_neighbor(now, &room, &n, true);
+                self.drop_neighbor(cx, &room, &n, true);
             }
-            self.refresh_room(now, &room);
+            self.refresh_room(cx, now, &room);
             if reply {
                 // An explicit `/join` of a room we are in: the view is refreshed (that repairs
                 // a partial one) and the room gets the focus, but nothing was joined.
-                self.set_focus_room(&room);
-                self.error(format!("already in room {room}"));
+                cx.out.push(RoomOut::Focus(room.to_string()));
+                cx.error(format!("already in room {room}"));
             }
             return;
         }
-        let mut r = Room::new(&room, self.config.room_mode, peers);
+        let mut r = Room::new(&room, self.mode, peers);
         if r.online.is_empty() {
-            self.event(NodeEvent::RoomJoined { room: room.clone() });
+            cx.io.event(NodeEvent::RoomJoined { room: room.clone() });
         } else {
             r.announce = Some(now + JOIN_NOTICE_WAIT);
         }
-        self.rooms.rooms.insert(room.clone(), r);
-        self.set_focus_room(&room);
-        self.refresh_room(now, &room);
+        self.rooms.insert(room.clone(), r);
+        cx.out.push(RoomOut::Focus(room.to_string()));
+        self.refresh_room(cx, now, &room);
     }
 
-    pub(crate) fn room_created(&mut self, room: String) {
-        let r = Room::new(&room, self.config.room_mode, Vec::new());
-        self.rooms.rooms.insert(room.clone(), r);
-        self.set_focus_room(&room);
-        self.event(NodeEvent::RoomCreated { room });
+    pub(crate) fn room_created(&mut self, cx: &mut Cx<'_>, room: String) {
+        let r = Room::new(&room, self.mode, Vec::new());
+        self.rooms.insert(room.clone(), r);
+        cx.out.push(RoomOut::Focus(room.to_string()));
+        cx.io.event(NodeEvent::RoomCreated { room });
     }
 
-    pub(crate) fn room_left(&mut self, now: Instant, room: String) {
-        self.leave_locally(now, &room);
-        self.event(NodeEvent::RoomLeft { room });
+    pub(crate) fn room_left(&mut self, cx: &mut Cx<'_>, room: String) {
+        self.leave_locally(cx, &room);
+        cx.io.event(NodeEvent::RoomLeft { room });
     }
 
     /// Every room of the resumed session has been pushed: a room we hold that was not pushed is
     /// one we were removed from while away (kicked, most likely). Leave it here too.
-    pub(crate) fn rooms_synced(&mut self, now: Instant) {
-        let Some(pushed) = self.rooms.sync.take() else {
+    pub(crate) fn rooms_synced(&mut self, cx: &mut Cx<'_>) {
+        let Some(pushed) = self.sync.take() else {
             return;
         };
         let gone: Vec<String> = self
-            .rooms
             .rooms
             .keys()
             .filter(|r| !pushed.contains(*r))
@@ -367,116 +341,119 @@ impl Node {
             .collect();
         for room in gone {
             info!("no longer a member of {room} after the resume");
-            self.room_left(now, room);
+            self.room_left(cx, room);
         }
     }
 
     /// Forgets every room (logged out, or the session could not be resumed).
-    pub(crate) fn forget_rooms(&mut self, now: Instant) {
-        let rooms: Vec<String> = self.rooms.rooms.keys().cloned().collect();
+    pub(crate) fn forget_rooms(&mut self, cx: &mut Cx<'_>) {
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
-            self.leave_locally(now, &room);
+            self.leave_locally(cx, &room);
         }
     }
 
     /// Drops a room: unlinks every neighbour, forgets the state.
-    fn leave_locally(&mut self, now: Instant, room: &str) {
-        let Some(r) = self.rooms.rooms.remove(room) else {
+    fn leave_locally(&mut self, cx: &mut Cx<'_>, room: &str) {
+        let Some(r) = self.rooms.remove(room) else {
             return;
         };
         for n in r.neighbors.iter().chain(r.pending.iter()) {
             let msg = Msg::RoomUnlink {
                 room: room.to_string(),
             };
-            self.links.send_to(n, msg, &mut self.out);
-            self.release_link(now, n, false);
+            cx.io.send(n, msg);
+            cx.out.push(RoomOut::Release(n.to_string()));
         }
-        self.unfocus_room(room);
+        cx.out.push(RoomOut::Unfocus(room.to_string()));
     }
 
     /// A room event pushed by the registry.
-    pub(crate) fn room_event(&mut self, now: Instant, room: String, event: RoomEvent) {
-        if !self.rooms.rooms.contains_key(&room) {
+    pub(crate) fn room_event(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        room: String,
+        event: RoomEvent,
+    ) {
+        if !self.rooms.contains_key(&room) {
             debug!("event for room {room} we are not in: {event:?}");
             return;
         }
-        let me = self.registry.name().map(str::to_string);
+        let me = cx.me.map(str::to_string);
         match event {
             RoomEvent::Joined { name, addr } => {
-                self.set_online(&room, &name, Some(addr));
+                self.set_online(cx, &room, &name, Some(addr));
                 self.mark_since(&room, &name);
-                self.event(NodeEvent::MemberJoined {
+                cx.io.event(NodeEvent::MemberJoined {
                     room: room.clone(),
                     name,
                 });
             }
             RoomEvent::Online { name, addr } => {
-                self.set_online(&room, &name, Some(addr));
+                self.set_online(cx, &room, &name, Some(addr));
                 self.mark_since(&room, &name);
             }
             RoomEvent::Left { name } => {
-                self.set_online(&room, &name, None);
-                self.drop_neighbor(now, &room, &name, true);
-                self.event(NodeEvent::MemberLeft {
+                self.set_online(cx, &room, &name, None);
+                self.drop_neighbor(cx, &room, &name, true);
+                cx.io.event(NodeEvent::MemberLeft {
                     room: room.clone(),
                     name,
                 });
             }
             RoomEvent::Offline { name } => {
-                self.set_online(&room, &name, None);
+                self.set_online(cx, &room, &name, None);
                 // Told, because "offline" is the registry's view: the peer link may well be
                 // up. Dropping it silently would leave it counting us as a neighbour (and
                 // ignoring our `RoomLink` once it is back online), a one-way edge for good.
-                self.drop_neighbor(now, &room, &name, true);
+                self.drop_neighbor(cx, &room, &name, true);
             }
             RoomEvent::Kicked { name, .. } => {
                 if Some(name.as_str()) == me.as_deref() {
-                    self.leave_locally(now, &room);
-                    self.event(NodeEvent::MemberKicked { room, name });
+                    self.leave_locally(cx, &room);
+                    cx.io.event(NodeEvent::MemberKicked { room, name });
                     return;
                 }
-                self.set_online(&room, &name, None);
-                self.drop_neighbor(now, &room, &name, true);
-                self.event(NodeEvent::MemberKicked {
+                self.set_online(cx, &room, &name, None);
+                self.drop_neighbor(cx, &room, &name, true);
+                cx.io.event(NodeEvent::MemberKicked {
                     room: room.clone(),
                     name,
                 });
             }
             RoomEvent::Promoted { name } => {
-                self.event(NodeEvent::MemberPromoted {
+                cx.io.event(NodeEvent::MemberPromoted {
                     room: room.clone(),
                     name,
                 });
             }
             RoomEvent::Renamed { old, new } => {
-                if me.as_deref() != Some(new.as_str()) {
-                    // Refiles the link (and a chat) under the new name first, so the member
-                    // keeps its place in the overlay over the same link.
-                    self.peer_renamed(&old, &new);
-                }
-                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                // The node refiled the link (and a chat) under the new name first
+                // (`Node::room_event`), so the member keeps its place over the same link.
+                if let Some(r) = self.rooms.get_mut(&room) {
                     r.rename_member(&old, &new);
                 }
             }
         }
-        self.refresh_room(now, &room);
+        self.refresh_room(cx, now, &room);
     }
 
     /// `name` joined or came online now: remembered with its entry among the online members
     /// (no map of its own, so a 10,000-member room costs nothing more per event).
     fn mark_since(&mut self, room: &str, name: &str) {
-        if let Some(r) = self.rooms.rooms.get_mut(room) {
+        if let Some(r) = self.rooms.get_mut(room) {
             let mark = r.cast.mark();
             r.online.set_since(name, mark);
         }
     }
 
-    fn set_online(&mut self, room: &str, name: &str, addr: Option<SocketAddr>) {
-        let me = self.registry.name();
+    fn set_online(&mut self, cx: &mut Cx<'_>, room: &str, name: &str, addr: Option<SocketAddr>) {
+        let me = cx.me;
         if Some(name) == me {
             return;
         }
-        if let Some(r) = self.rooms.rooms.get_mut(room) {
+        if let Some(r) = self.rooms.get_mut(room) {
             match addr {
                 Some(a) => {
                     r.online.insert(name.to_string(), a);
@@ -492,12 +469,12 @@ impl Node {
     // ----- the overlay -----
 
     /// Links to the members the overlay wants and that are not linked yet.
-    fn refresh_room(&mut self, now: Instant, room: &str) {
-        let Some(me) = self.registry.name().map(str::to_string) else {
+    fn refresh_room(&mut self, cx: &mut Cx<'_>, now: Instant, room: &str) {
+        let Some(me) = cx.me.map(str::to_string) else {
             return;
         };
-        let degree = self.config.degree.max(1);
-        let Some(r) = self.rooms.rooms.get_mut(room) else {
+        let degree = self.degree.max(1);
+        let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
         r.retry.retain(|_, until| *until > now);
@@ -507,7 +484,7 @@ impl Node {
         // O(d log n) per event (see `overlay::targets`): rooms form in linear time.
         let held: BTreeSet<String> = r.retry.keys().cloned().collect();
         let linked: BTreeSet<String> = r.neighbors.union(&r.pending).cloned().collect();
-        let want = overlay::targets(&me, &r.online, &held, &linked, degree, &mut self.rng);
+        let want = overlay::targets(&me, &r.online, &held, &linked, degree, cx.rng);
         let to_add: Vec<String> = want.difference(&linked).cloned().collect();
         // Links we opened that the overlay no longer wants (a room that outgrew its full mesh,
         // say) are dropped, so each peer opens about `degree` links. Links others opened to us
@@ -519,43 +496,36 @@ impl Node {
             .cloned()
             .collect();
         for name in prune {
-            self.drop_neighbor(now, room, &name, true);
+            self.drop_neighbor(cx, room, &name, true);
         }
         for name in to_add {
-            let Some(addr) = self
-                .rooms
-                .rooms
-                .get(room)
-                .and_then(|r| r.online.addr(&name))
-            else {
+            let Some(addr) = self.rooms.get(room).and_then(|r| r.online.addr(&name)) else {
                 continue;
             };
-            if let Some(r) = self.rooms.rooms.get_mut(room) {
+            if let Some(r) = self.rooms.get_mut(room) {
                 r.pending.insert(name.clone());
                 r.initiated.insert(name.clone());
             }
-            if self.links.is_ready(&name) {
-                self.send_room_link(room, &name);
-            } else if !self.links.is_dialing(&name) {
-                let link = self.next_link();
-                self.links
-                    .dial(now, link, addr, &name, &self.config, &mut self.out);
+            if cx.io.is_ready(&name) {
+                self.send_room_link(cx, room, &name);
+            } else if !cx.io.is_dialing(&name) {
+                cx.io.dial(now, &name, addr);
             }
         }
     }
 
-    fn send_room_link(&mut self, room: &str, name: &str) {
+    fn send_room_link(&mut self, cx: &mut Cx<'_>, room: &str, name: &str) {
         debug!("room {room}: asking {name} to link");
-        self.links.set_idle(name, None);
+        cx.io.hold(name);
         let msg = Msg::RoomLink {
             room: room.to_string(),
         };
-        self.links.send_to(name, msg, &mut self.out);
+        cx.io.send(name, msg);
     }
 
     /// Ends the neighbour relation with `name` in `room` (telling it, if `tell`).
-    fn drop_neighbor(&mut self, now: Instant, room: &str, name: &str, tell: bool) {
-        let Some(r) = self.rooms.rooms.get_mut(room) else {
+    fn drop_neighbor(&mut self, cx: &mut Cx<'_>, room: &str, name: &str, tell: bool) {
+        let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
         if !r.forget_neighbor(name) {
@@ -566,36 +536,40 @@ impl Node {
             let msg = Msg::RoomUnlink {
                 room: room.to_string(),
             };
-            self.links.send_to(name, msg, &mut self.out);
+            cx.io.send(name, msg);
         }
-        self.release_link(now, name, false);
+        cx.out.push(RoomOut::Release(name.to_string()));
     }
 
     /// The link to `name` is ready: ask for the room links waiting for it.
-    pub(crate) fn room_link_ready(&mut self, name: &str) {
+    pub(crate) fn room_link_ready(&mut self, cx: &mut Cx<'_>, name: &str) {
         let rooms: Vec<String> = self
-            .rooms
             .rooms
             .iter()
             .filter(|(_, r)| r.pending.contains(name))
             .map(|(n, _)| n.clone())
             .collect();
         for room in rooms {
-            self.send_room_link(&room, name);
+            self.send_room_link(cx, &room, name);
         }
     }
 
     /// The link to `name` is gone (or could not be opened): repair every room that used it.
-    pub(crate) fn room_link_down(&mut self, now: Instant, name: &str, failed: bool) {
+    pub(crate) fn room_link_down(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        name: &str,
+        failed: bool,
+    ) {
         let rooms: Vec<String> = self
-            .rooms
             .rooms
             .iter()
             .filter(|(_, r)| r.uses(name))
             .map(|(n, _)| n.clone())
             .collect();
         for room in rooms {
-            if let Some(r) = self.rooms.rooms.get_mut(&room) {
+            if let Some(r) = self.rooms.get_mut(&room) {
                 r.forget_neighbor(name);
                 // Until the registry says it is gone, do not hammer a member we cannot reach.
                 r.retry.insert(name.to_string(), now + RETRY_AFTER);
@@ -603,20 +577,26 @@ impl Node {
                     debug!("could not link to {name} for room {room}");
                 }
             }
-            self.refresh_room(now, &room);
+            self.refresh_room(cx, now, &room);
         }
     }
 
     /// A room frame on the link from `from`.
-    pub(crate) fn handle_room_frame(&mut self, now: Instant, from: String, msg: Msg) {
+    pub(crate) fn handle_room_frame(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        from: String,
+        msg: Msg,
+    ) {
         match msg {
-            Msg::RoomLink { room } => self.handle_room_link(now, from, room),
+            Msg::RoomLink { room } => self.handle_room_link(cx, now, from, room),
             Msg::RoomUnlink { room } => {
-                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                if let Some(r) = self.rooms.get_mut(&room) {
                     r.retry.insert(from.clone(), now + RETRY_AFTER);
                 }
-                self.drop_neighbor(now, &room, &from, false);
-                self.refresh_room(now, &room);
+                self.drop_neighbor(cx, &room, &from, false);
+                self.refresh_room(cx, now, &room);
             }
             Msg::RoomMessage {
                 room,
@@ -625,24 +605,24 @@ impl Node {
                 hops,
                 sent_ms,
                 text,
-            } => self.handle_room_message(now, from, room, origin, seq, hops, sent_ms, text),
+            } => self.handle_room_message(cx, now, from, room, origin, seq, hops, sent_ms, text),
             Msg::RoomIhave { room, ids } => {
-                let Some(me) = self.registry.name().map(str::to_string) else {
+                let Some(me) = cx.me.map(str::to_string) else {
                     return;
                 };
-                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                if let Some(r) = self.rooms.get_mut(&room) {
                     r.cast.on_ihave(now, &me, &from, ids);
                 }
             }
             Msg::RoomGraft { room, ids } => {
-                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                if let Some(r) = self.rooms.get_mut(&room) {
                     let mut actions = Vec::new();
                     r.cast.on_graft(now, &from, ids, &mut actions);
-                    self.run_actions(&room, actions);
+                    self.run_actions(cx, &room, actions);
                 }
             }
             Msg::RoomPrune { room } => {
-                if let Some(r) = self.rooms.rooms.get_mut(&room) {
+                if let Some(r) = self.rooms.get_mut(&room) {
                     r.cast.on_prune(&from);
                 }
             }
@@ -650,19 +630,19 @@ impl Node {
         }
     }
 
-    fn handle_room_link(&mut self, now: Instant, from: String, room: String) {
-        let max = overlay::max_links(self.config.degree.max(1));
-        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+    fn handle_room_link(&mut self, cx: &mut Cx<'_>, now: Instant, from: String, room: String) {
+        let max = overlay::max_links(self.degree.max(1));
+        let Some(r) = self.rooms.get_mut(&room) else {
             let msg = Msg::RoomUnlink { room };
-            self.links.send_to(&from, msg, &mut self.out);
-            self.release_link(now, &from, false);
+            cx.io.send(&from, msg);
+            cx.out.push(RoomOut::Release(from.to_string()));
             return;
         };
         if r.neighbors.contains(&from) {
             return;
         }
         // Tree frames only on links whose both ends speak them (docs/protocol.md §9).
-        let tree = self.links.version(&from) >= PEER_VERSION;
+        let tree = cx.io.version(&from) >= PEER_VERSION;
         if r.pending.remove(&from) {
             // Our request crossed theirs, or this is their confirmation.
             r.neighbors.insert(from.clone());
@@ -672,36 +652,33 @@ impl Node {
             r.neighbors.insert(from.clone());
             r.cast.add_peer(&from, tree);
             let msg = Msg::RoomLink { room: room.clone() };
-            self.links.send_to(&from, msg, &mut self.out);
+            cx.io.send(&from, msg);
         } else {
             // Not a member we know online (kicked, say), or we are full.
             debug!("refusing a room link to {room} from {from}");
             let msg = Msg::RoomUnlink { room };
-            self.links.send_to(&from, msg, &mut self.out);
-            self.release_link(now, &from, false);
+            cx.io.send(&from, msg);
+            cx.out.push(RoomOut::Release(from.to_string()));
             return;
         }
-        if let Some(r) = self.rooms.rooms.get_mut(&room) {
+        if let Some(r) = self.rooms.get_mut(&room) {
             // A member the registry said joined or came online while we were in the room is
             // told only of messages since then: a newcomer is not shown what came before it.
             let since = r.online.since(&from);
             r.cast.catch_up(now, &from, since);
         }
         debug!("room {room}: linked with {from}");
-        self.links.set_idle(&from, None);
-        let announce = self
-            .rooms
-            .rooms
-            .get_mut(&room)
-            .and_then(|r| r.announce.take());
+        cx.io.hold(&from);
+        let announce = self.rooms.get_mut(&room).and_then(|r| r.announce.take());
         if announce.is_some() {
-            self.announce_joined(room);
+            self.announce_joined(cx, room);
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn handle_room_message(
         &mut self,
+        cx: &mut Cx<'_>,
         now: Instant,
         from: String,
         room: String,
@@ -711,10 +688,10 @@ impl Node {
         sent_ms: u64,
         text: String,
     ) {
-        let Some(me) = self.registry.name().map(str::to_string) else {
+        let Some(me) = cx.me.map(str::to_string) else {
             return;
         };
-        let Some(r) = self.rooms.rooms.get_mut(&room) else {
+        let Some(r) = self.rooms.get_mut(&room) else {
             return;
         };
         if !r.neighbors.contains(&from) {
@@ -733,25 +710,25 @@ impl Node {
             text,
             &mut actions,
         );
-        self.run_actions(&room, actions);
+        self.run_actions(cx, &room, actions);
     }
 
     /// Carries out what a room's [`Broadcast`] asks for: frames to neighbours (each encoded
     /// once), messages to show.
-    fn run_actions(&mut self, room: &str, actions: Vec<Action>) {
+    fn run_actions(&mut self, cx: &mut Cx<'_>, room: &str, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Send { to, msg } => {
                     let bytes = Frame::event(msg).to_bytes();
                     for n in &to {
-                        self.links.send_bytes_to(n, &bytes, &mut self.out);
+                        cx.io.send_bytes(n, &bytes);
                     }
                 }
                 Action::Deliver { origin, text } => {
                     // A muted room is kept as `#ROOM` (rooms and users are different
                     // namespaces).
-                    if !self.muted.contains(&format!("#{room}")) && !self.muted.contains(&origin) {
-                        self.event(NodeEvent::RoomMessage {
+                    if !cx.muted.contains(&format!("#{room}")) && !cx.muted.contains(&origin) {
+                        cx.io.event(NodeEvent::RoomMessage {
                             room: room.to_string(),
                             from: origin,
                             text,
@@ -765,19 +742,17 @@ impl Node {
     /// `Joined room ROOM`, shown once the overlay has taken us in. The room shown last gets the
     /// focus (after a login that puts us back in several rooms, plain lines go to the last one
     /// announced), unless the user has a chat in focus meanwhile.
-    fn announce_joined(&mut self, room: String) {
-        if !matches!(self.focus, Some(Target::User(_))) {
-            self.set_focus_room(&room);
-        }
-        self.event(NodeEvent::RoomJoined { room });
+    fn announce_joined(&mut self, cx: &mut Cx<'_>, room: String) {
+        cx.out.push(RoomOut::FocusUnlessChat(room.clone()));
+        cx.io.event(NodeEvent::RoomJoined { room });
     }
 
     /// Shows overdue "Joined room" notices and lets retry holds lapse.
-    pub(crate) fn room_timeouts(&mut self, now: Instant) {
+    pub(crate) fn room_timeouts(&mut self, cx: &mut Cx<'_>, now: Instant) {
         let mut due = Vec::new();
         let mut refresh = Vec::new();
         let mut casts = Vec::new();
-        for (name, r) in &mut self.rooms.rooms {
+        for (name, r) in &mut self.rooms {
             if r.cast.poll_timeout().is_some_and(|t| t <= now) {
                 let mut actions = Vec::new();
                 r.cast.on_timeout(now, &mut actions);
@@ -794,34 +769,15 @@ impl Node {
             }
         }
         for (room, actions) in casts {
-            self.run_actions(&room, actions);
+            self.run_actions(cx, &room, actions);
         }
         for room in due {
             info!("no neighbour confirmed in {room} yet");
-            self.announce_joined(room);
+            self.announce_joined(cx, room);
         }
         for room in refresh {
-            self.refresh_room(now, &room);
+            self.refresh_room(cx, now, &room);
         }
-    }
-
-    /// Flooding counters of a joined room.
-    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
-        self.rooms.rooms.get(room).map(|r| r.cast.stats())
-    }
-
-    /// Confirmed neighbours in a joined room, sorted.
-    pub fn room_neighbors(&self, room: &str) -> Vec<String> {
-        self.rooms
-            .rooms
-            .get(room)
-            .map(|r| r.neighbors.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Rooms we are in, sorted.
-    pub fn joined_rooms(&self) -> Vec<String> {
-        self.rooms.rooms.keys().cloned().collect()
     }
 }
 
@@ -898,3 +854,7 @@ mod tests {
         assert!(settled > 200, "the fast path fired only {settled} times");
     }
 }
+
+#[cfg(test)]
+#[path = "rooms_tests.rs"]
+mod rooms_tests;

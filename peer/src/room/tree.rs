@@ -59,6 +59,8 @@ pub const MAX_ANNOUNCERS: usize = 8;
 pub const MAX_GRAFTS: u8 = 4;
 /// Ids read from one `room-ihave` or `room-graft`; the rest are ignored.
 pub const MAX_IDS: usize = 1024;
+/// Messages sent back for one `room-graft`: a small frame must not make us send megabytes.
+pub const MAX_GRAFT_SERVE: usize = 256;
 /// A new link is told the ids of the messages of this long before it came up (see
 /// [`Broadcast::catch_up`]).
 pub const CATCH_UP: Duration = Duration::from_secs(10);
@@ -327,7 +329,7 @@ impl Broadcast {
     /// links were still forming grafts what it missed; one that has them ignores the
     /// announcement. Nothing for a version-1 link (it knows no announcements).
     pub fn catch_up(&mut self, now: Instant, name: &str, since: Option<u64>) {
-        if self.peers.get(name).map_or(true, |p| *p == Push::Legacy) {
+        if self.peers.get(name).is_none_or(|p| *p == Push::Legacy) {
             return;
         }
         self.expire_cache(now);
@@ -336,9 +338,7 @@ impl Broadcast {
             .cache_order
             .iter()
             .rev()
-            .take_while(|(at, n, _)| {
-                from.map_or(true, |f| *at >= f) && since.map_or(true, |s| *n >= s)
-            })
+            .take_while(|(at, n, _)| from.is_none_or(|f| *at >= f) && since.is_none_or(|s| *n >= s))
             .take(MAX_IHAVE_BATCH)
             .map(|(_, _, id)| id.clone())
             .collect();
@@ -437,13 +437,18 @@ impl Broadcast {
             *push = Push::Eager;
         }
         self.expire_cache(now);
+        let mut served = 0;
         for id in ids.into_iter().take(MAX_IDS) {
+            if served >= MAX_GRAFT_SERVE {
+                break;
+            }
             let Some(c) = self.cache.get(&id) else {
                 continue;
             };
             if c.hops == 0 {
                 continue;
             }
+            served += 1;
             self.stats.frames_sent += 1;
             out.push(Action::Send {
                 to: vec![from.to_string()],

@@ -305,8 +305,8 @@ fn ping_every_interval_and_silence_means_dead() {
     );
 }
 
-/// The registry goes away: one `Disconnected`, reconnect attempts whose delays double from
-/// 250 ms to 10 s with jitter in the upper half, then a resume with the stored token and
+/// The registry goes away: one `Disconnected`, reconnect attempts whose delays grow by 1.5
+/// from 250 ms to 10 s with jitter in the upper half, then a resume with the stored token and
 /// heartbeats with the new session.
 #[test]
 fn reconnect_backs_off_with_jitter_and_resumes_with_the_token() {
@@ -326,17 +326,19 @@ fn reconnect_backs_off_with_jitter_and_resumes_with_the_token() {
         delays.push(next - before);
         w.advance_to(next);
     }
-    let mut base = Duration::from_millis(250);
+    let mut base = 0.25_f64;
     for (k, d) in delays.iter().enumerate() {
+        // Whole milliseconds of jitter: allow the rounding below the exact half.
+        let (low, high) = (base / 2.0 - 0.001, base);
+        let secs = d.as_secs_f64();
         assert!(
-            *d >= base / 2 && *d <= base,
-            "attempt {k}: {d:?} not in [{:?}, {base:?}]",
-            base / 2
+            secs >= low && secs <= high,
+            "attempt {k}: {d:?} not in [{low} s, {high} s]"
         );
-        base = (base * 2).min(Duration::from_secs(10));
+        base = (base * 1.5).min(10.0);
     }
     assert!(
-        delays.windows(2).any(|p| p[0] != p[1] / 2),
+        delays.windows(2).any(|p| p[1] != p[0].mul_f64(1.5)),
         "jitter varies the delays"
     );
     assert!(

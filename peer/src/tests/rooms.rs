@@ -1032,7 +1032,7 @@ fn tree_mode_settles_on_one_full_frame_per_member() {
 #[test]
 fn flood_and_tree_peers_share_a_room() {
     let mode = |k: usize| {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             RoomMode::Tree
         } else {
             RoomMode::Flood

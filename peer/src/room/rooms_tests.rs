@@ -1,0 +1,233 @@
+//! The rooms' state machine on its own: a [`Rooms`] driven through [`Cx`] by a plain driver
+//! that keeps link state and records what the rooms did (no node, no registry).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomEvent, PEER_VERSION};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::*;
+
+/// Link state as the node would keep it, and a record of what the rooms asked for.
+#[derive(Default)]
+struct Driver {
+    ready: BTreeMap<String, u16>,
+    dialing: BTreeSet<String>,
+    dials: Vec<String>,
+    sent: Vec<(String, Msg)>,
+    events: Vec<NodeEvent>,
+}
+
+impl RoomIo for Driver {
+    fn is_ready(&self, name: &str) -> bool {
+        self.ready.contains_key(name)
+    }
+    fn is_dialing(&self, name: &str) -> bool {
+        self.dialing.contains(name)
+    }
+    fn version(&self, name: &str) -> u16 {
+        self.ready.get(name).copied().unwrap_or(0)
+    }
+    fn dial(&mut self, _now: Instant, name: &str, _addr: SocketAddr) {
+        self.dialing.insert(name.to_string());
+        self.dials.push(name.to_string());
+    }
+    fn send(&mut self, name: &str, msg: Msg) -> bool {
+        let ok = self.is_ready(name);
+        if ok {
+            self.sent.push((name.to_string(), msg));
+        }
+        ok
+    }
+    fn send_bytes(&mut self, name: &str, bytes: &Bytes) -> bool {
+        let msg = Frame::decode(&bytes[4..]).unwrap().msg;
+        self.send(name, msg)
+    }
+    fn hold(&mut self, _name: &str) {}
+    fn event(&mut self, event: NodeEvent) {
+        self.events.push(event);
+    }
+}
+
+struct Harness {
+    rooms: Rooms,
+    io: Driver,
+    rng: StdRng,
+    muted: BTreeSet<String>,
+    now: Instant,
+    outs: Vec<RoomOut>,
+}
+
+impl Harness {
+    fn new(mode: RoomMode) -> Harness {
+        Harness {
+            rooms: Rooms::new(1_700_000_000_000, 3, mode),
+            io: Driver::default(),
+            rng: StdRng::seed_from_u64(5),
+            muted: BTreeSet::new(),
+            // A virtual clock anchored at one real instant.
+            #[allow(clippy::disallowed_methods)]
+            now: Instant::now(),
+            outs: Vec::new(),
+        }
+    }
+
+    fn run<R>(&mut self, f: impl FnOnce(&mut Rooms, &mut Cx<'_>, Instant) -> R) -> R {
+        let mut cx = Cx {
+            me: Some("me"),
+            io: &mut self.io,
+            rng: &mut self.rng,
+            muted: &self.muted,
+            wall_ms: 1_700_000_000_000,
+            out: Vec::new(),
+        };
+        let r = f(&mut self.rooms, &mut cx, self.now);
+        self.outs.extend(cx.out);
+        r
+    }
+
+    /// The link to `name` came up (at `version`); the rooms send what waited for it.
+    fn link_up(&mut self, name: &str, version: u16) {
+        self.io.dialing.remove(name);
+        self.io.ready.insert(name.to_string(), version);
+        self.run(|r, cx, _| r.room_link_ready(cx, name));
+    }
+
+    fn frame(&mut self, from: &str, msg: Msg) {
+        self.run(|r, cx, now| r.handle_room_frame(cx, now, from.to_string(), msg));
+    }
+}
+
+fn peer(name: &str) -> PeerInfo {
+    PeerInfo {
+        name: name.into(),
+        addr: "127.0.0.1:9".parse().unwrap(),
+    }
+}
+
+const ROOM: &str = "lab";
+
+fn link() -> Msg {
+    Msg::RoomLink { room: ROOM.into() }
+}
+
+/// Joining: the rooms dial the members the overlay wants (the ring successor among them), ask
+/// each for a room link once its peer link is up, and announce "Joined" at the first
+/// confirmation, once.
+#[test]
+fn joining_links_to_the_overlay_and_announces_once() {
+    let mut h = Harness::new(RoomMode::Flood);
+    let members: Vec<PeerInfo> = ["a", "b", "c", "n", "x", "y", "z"]
+        .iter()
+        .map(|n| peer(n))
+        .collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, true));
+    assert_eq!(h.outs, [RoomOut::Focus(ROOM.into())]);
+    assert_eq!(h.io.dials.len(), 3, "degree 3: {:?}", h.io.dials);
+    assert!(
+        h.io.dials.contains(&"n".to_string()),
+        "the ring successor of me"
+    );
+    assert!(
+        h.io.events.is_empty(),
+        "not joined before a neighbour confirms"
+    );
+    let dials = h.io.dials.clone();
+    for d in &dials {
+        h.link_up(d, PEER_VERSION);
+    }
+    let asked: Vec<&String> = h.io.sent.iter().map(|(to, _)| to).collect();
+    assert_eq!(asked, dials.iter().collect::<Vec<_>>());
+    assert!(h.io.sent.iter().all(|(_, m)| *m == link()));
+    for d in &dials {
+        h.frame(d, link());
+    }
+    assert_eq!(
+        h.io.events,
+        [NodeEvent::RoomJoined { room: ROOM.into() }],
+        "shown at the first confirmation only"
+    );
+    assert_eq!(h.rooms.neighbors(ROOM), {
+        let mut d = dials.clone();
+        d.sort();
+        d
+    });
+}
+
+/// A settled room ignores membership events about others: no dial, no frame, whatever joins.
+#[test]
+fn events_about_others_cost_nothing_in_a_settled_room() {
+    let mut h = Harness::new(RoomMode::Tree);
+    let members: Vec<PeerInfo> = (0..50).map(|i| peer(&format!("m{i:02}"))).collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+    let dials = h.io.dials.clone();
+    for d in &dials {
+        h.link_up(d, PEER_VERSION);
+        h.frame(d, link());
+    }
+    let (sent, dialed) = (h.io.sent.len(), h.io.dials.len());
+    for i in 50..150 {
+        let name = format!("m{i:03}");
+        let event = RoomEvent::Joined {
+            name,
+            addr: "127.0.0.1:9".parse().unwrap(),
+        };
+        h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), event));
+    }
+    assert_eq!(h.io.dials.len(), dialed, "no new link");
+    assert_eq!(h.io.sent.len(), sent, "no frame");
+    assert_eq!(
+        h.io.events.len(),
+        1 + 100,
+        "Joined room, then one notice per member"
+    );
+}
+
+/// Tree mode through the rooms: a message from one neighbour is shown once and pushed on; a
+/// copy from another neighbour is pruned; a version-1 neighbour is never sent a tree frame.
+#[test]
+fn tree_frames_go_only_to_version_2_neighbours() {
+    let mut h = Harness::new(RoomMode::Tree);
+    let members: Vec<PeerInfo> = ["a", "b", "old"].iter().map(|n| peer(n)).collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+    for (n, v) in [("a", PEER_VERSION), ("b", PEER_VERSION), ("old", 1)] {
+        h.link_up(n, v);
+        h.frame(n, link());
+    }
+    h.io.sent.clear();
+    let msg = |hops| Msg::RoomMessage {
+        room: ROOM.into(),
+        origin: "zed".into(),
+        seq: 1,
+        hops,
+        sent_ms: 0,
+        text: "hi".into(),
+    };
+    h.frame("a", msg(5));
+    h.frame("old", msg(5));
+    h.frame("b", msg(5));
+    let shown: Vec<&NodeEvent> =
+        h.io.events
+            .iter()
+            .filter(|e| matches!(e, NodeEvent::RoomMessage { .. }))
+            .collect();
+    assert_eq!(shown.len(), 1);
+    let sent: Vec<(&str, &str)> =
+        h.io.sent
+            .iter()
+            .map(|(to, m)| (to.as_str(), m.kind_name()))
+            .collect();
+    assert_eq!(
+        sent,
+        [
+            ("b", "room-message"),
+            ("old", "room-message"),
+            ("b", "room-prune")
+        ],
+        "pushed to the others, the duplicate from b pruned, old never pruned"
+    );
+}
