@@ -103,6 +103,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let limit = t0 + Duration::from_secs(60) + Duration::from_millis(20 * n as u64);
     // Setup: log in, create, join, wait for the overlay.
     let mut join_sent = vec![false; n];
+    let mut logged_in = vec![false; n];
     let mut joined = vec![false; n];
     let mut joined_count = 0;
     let mut settled_at: Option<Instant> = None;
@@ -114,6 +115,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         for (i, e) in std::mem::take(&mut pool.events) {
             if logins.on_event(&mut pool, now, i, &e) {
                 if let NodeEvent::LoggedIn { .. } = e {
+                    logged_in[i] = true;
                     if plan.members[i].1 == 0 {
                         pool.command(i, now, Command::Create { room: room_of(i) });
                         join_sent[i] = true;
@@ -138,8 +140,8 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
             }
         }
         // Joins wait until the room exists (its creator may be on another thread).
-        for k in 0..n {
-            if !join_sent[k] && is_created(k) && pool.node(k).is_registry_ready() {
+        for k in 0..pool.len() {
+            if !join_sent[k] && logged_in[k] && is_created(k) && pool.node(k).is_registry_ready() {
                 pool.command(k, now, Command::Join { room: room_of(k) });
                 join_sent[k] = true;
             }
