@@ -60,6 +60,11 @@ pub(crate) struct Room {
     cast: Broadcast,
     /// While set, "Joined room" has not been shown yet; shown at the latest then.
     announce: Option<Instant>,
+    /// Set by `refresh_room` when the room was settled: our ring successor then. Until anything
+    /// but a member coming online changes, a member coming online outside (me, successor) in
+    /// ring order leaves it settled, so that event needs no refresh at all (see
+    /// `Rooms::room_event`). Cleared by every other change.
+    settled: Option<String>,
 }
 
 impl Room {
@@ -90,6 +95,7 @@ impl Room {
             retry: BTreeMap::new(),
             cast: Broadcast::new(name, mode),
             announce: None,
+            settled: None,
         }
     }
 
@@ -109,18 +115,22 @@ impl Room {
     /// opened is among those the overlay keeps (the successor and the first `degree - 1`
     /// others in name order). In a big room nearly every membership event is about somebody
     /// else and lands here, checked in O(d log n) without allocating.
+    #[cfg(test)]
     fn is_settled(&self, me: &str, degree: usize) -> bool {
+        self.settled_successor(me, degree).is_some()
+    }
+
+    /// [`Room::is_settled`], giving the ring successor when settled.
+    fn settled_successor(&self, me: &str, degree: usize) -> Option<&str> {
         let held = |n: &str| self.retry.contains_key(n);
         if self.online.len() <= degree + self.retry.len() + 1
             || self.neighbors.len() + self.pending.len() < degree
         {
-            return false;
+            return None;
         }
-        let Some(succ) = self.online.successor(me, held) else {
-            return false;
-        };
+        let succ = self.online.successor(me, held)?;
         if !self.uses(succ) {
-            return false;
+            return None;
         }
         let candidate = |n: &str| n != me && self.online.contains(n) && !held(n);
         // The links in name order, each once, as `targets` walks their union.
@@ -149,12 +159,28 @@ impl Room {
         }
         if kept < degree {
             // `targets` would draw random members to fill up.
-            return false;
+            return None;
         }
         self.initiated
             .iter()
             .filter(|n| self.neighbors.contains(*n))
             .all(|n| n == succ || (candidate(n) && last.is_some_and(|l| n.as_str() <= l)))
+            .then_some(succ)
+    }
+
+    /// Whether `name` coming online leaves a settled room settled: it is not us, not held back,
+    /// not linked, and not between us and our successor in ring order (so the successor stays;
+    /// our links and the other candidates are unchanged, and `targets` wants nothing new).
+    fn stays_settled_with(&self, me: &str, name: &str) -> bool {
+        let Some(succ) = self.settled.as_deref() else {
+            return false;
+        };
+        let between = if me < succ {
+            me < name && name < succ
+        } else {
+            name > me || name < succ
+        };
+        name != me && !between && !self.retry.contains_key(name) && !self.uses(name)
     }
 }
 
@@ -376,10 +402,26 @@ impl Rooms {
         room: String,
         event: RoomEvent,
     ) {
-        if !self.rooms.contains_key(&room) {
+        let Some(r) = self.rooms.get_mut(&room) else {
             debug!("event for room {room} we are not in: {event:?}");
             return;
+        };
+        // The common event in a big room: somebody else came online, far from us in the ring.
+        // A settled room stays settled; no refresh (it was most of the cost of forming a room).
+        if let (RoomEvent::Joined { name, addr } | RoomEvent::Online { name, addr }, Some(me)) =
+            (&event, cx.me)
+        {
+            if r.stays_settled_with(me, name) {
+                r.online.insert(name.clone(), *addr);
+                let mark = r.cast.mark();
+                r.online.set_since(name, mark);
+                if let RoomEvent::Joined { name, .. } = event {
+                    cx.io.event(NodeEvent::MemberJoined { room, name });
+                }
+                return;
+            }
         }
+        r.settled = None;
         let me = cx.me.map(str::to_string);
         match event {
             RoomEvent::Joined { name, addr } => {
@@ -478,9 +520,11 @@ impl Rooms {
             return;
         };
         r.retry.retain(|_, until| *until > now);
-        if r.is_settled(&me, degree) {
+        if let Some(succ) = r.settled_successor(&me, degree) {
+            r.settled = Some(succ.to_string());
             return;
         }
+        r.settled = None;
         // O(d log n) per event (see `overlay::targets`): rooms form in linear time.
         let held: BTreeSet<String> = r.retry.keys().cloned().collect();
         let linked: BTreeSet<String> = r.neighbors.union(&r.pending).cloned().collect();
@@ -641,6 +685,7 @@ impl Rooms {
         if r.neighbors.contains(&from) {
             return;
         }
+        r.settled = None;
         // Tree frames only on links whose both ends speak them (docs/protocol.md §9).
         let tree = cx.io.version(&from) >= PEER_VERSION;
         if r.pending.remove(&from) {
@@ -852,6 +897,67 @@ mod tests {
             );
         }
         assert!(settled > 200, "the fast path fired only {settled} times");
+    }
+
+    /// The event fast path (`Room::stays_settled_with`) is exact: in random settled rooms, a
+    /// member it lets through without a refresh leaves the room settled with the same
+    /// successor, as the full check confirms; and it does let most members through.
+    #[test]
+    fn a_member_coming_online_far_from_us_leaves_a_settled_room_settled() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut rng = StdRng::seed_from_u64(12);
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        let (mut passed, mut tried) = (0, 0);
+        for case in 0..20_000 {
+            let degree = rng.random_range(1..5usize);
+            let me = format!("m{:02}", rng.random_range(0..60usize));
+            let mut room = Room::new("r", RoomMode::Flood, Vec::new());
+            for i in 0..60 {
+                let name = format!("m{i:02}");
+                if name != me && rng.random_bool(0.5) {
+                    room.online.insert(name, addr);
+                }
+            }
+            let names: Vec<String> = room.online.names().map(str::to_string).collect();
+            for _ in 0..rng.random_range(0..8) {
+                let x = names[rng.random_range(0..names.len())].clone();
+                if rng.random_bool(0.8) {
+                    room.neighbors.insert(x.clone());
+                } else if !room.neighbors.contains(&x) {
+                    room.pending.insert(x.clone());
+                }
+                if rng.random_bool(0.5) {
+                    room.initiated.insert(x);
+                }
+            }
+            if rng.random_bool(0.2) {
+                room.retry
+                    .insert(names[rng.random_range(0..names.len())].clone(), t0);
+            }
+            let Some(succ) = room.settled_successor(&me, degree).map(str::to_string) else {
+                continue;
+            };
+            room.settled = Some(succ.clone());
+            for _ in 0..5 {
+                let name = format!("m{:02}", rng.random_range(0..60usize));
+                tried += 1;
+                if !room.stays_settled_with(&me, &name) {
+                    continue;
+                }
+                passed += 1;
+                room.online.insert(name.clone(), addr);
+                assert_eq!(
+                    room.settled_successor(&me, degree),
+                    Some(succ.as_str()),
+                    "case {case}: {name} came online and the room is no longer settled the same way"
+                );
+            }
+        }
+        assert!(
+            passed * 2 > tried,
+            "the fast path let only {passed} of {tried} through"
+        );
     }
 }
 
