@@ -150,7 +150,14 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
             let linked =
                 m == 1 || (0..n).all(|k| !pool.node(k).room_neighbors(&room_of(k)).is_empty());
             if linked {
-                settled_at = Some(now + Duration::from_millis(500));
+                // A room spread over threads is only linked here, not necessarily whole:
+                // give its overlay longer to join up before the common start.
+                let wait = if plan.origins[plan.members[0].0].len() > 1 {
+                    3_000
+                } else {
+                    500
+                };
+                settled_at = Some(now + Duration::from_millis(wait));
             }
         }
         let settled = settled_at.is_some_and(|t| now >= t);
