@@ -28,28 +28,79 @@ pub(crate) struct Room {
     pub(crate) name: String,
     /// Members by account: role and join order (admin succession picks the smallest).
     members: HashMap<AccountId, (Role, i64)>,
+    /// The same members in join order, so that pushes and member lists walk them in a fixed
+    /// order without collecting and sorting the whole room on every join (a join storm of n
+    /// peers would otherwise cost O(n² log n) at the registry).
+    order: BTreeMap<i64, AccountId>,
+    /// Members whose role is admin (kept so a leave need not count them).
+    admins: usize,
 }
 
 impl Room {
+    fn new(name: String) -> Room {
+        Room {
+            name,
+            members: HashMap::new(),
+            order: BTreeMap::new(),
+            admins: 0,
+        }
+    }
+
     fn admins(&self) -> usize {
-        self.members
-            .values()
-            .filter(|(r, _)| *r == Role::Admin)
-            .count()
+        self.admins
     }
 
     /// The oldest member by join order.
     fn oldest(&self) -> Option<AccountId> {
-        self.members
-            .iter()
-            .min_by_key(|(_, (_, seq))| *seq)
-            .map(|(a, _)| *a)
+        self.order.values().next().copied()
     }
 
     fn is_admin(&self, account: AccountId) -> bool {
         self.members
             .get(&account)
             .is_some_and(|(r, _)| *r == Role::Admin)
+    }
+
+    fn insert(&mut self, account: AccountId, role: Role, seq: i64) {
+        if let Some((old_role, old_seq)) = self.members.insert(account, (role, seq)) {
+            self.order.remove(&old_seq);
+            if old_role == Role::Admin {
+                self.admins -= 1;
+            }
+        }
+        self.order.insert(seq, account);
+        if role == Role::Admin {
+            self.admins += 1;
+        }
+    }
+
+    fn remove(&mut self, account: AccountId) -> bool {
+        let Some((role, seq)) = self.members.remove(&account) else {
+            return false;
+        };
+        self.order.remove(&seq);
+        if role == Role::Admin {
+            self.admins -= 1;
+        }
+        true
+    }
+
+    fn make_admin(&mut self, account: AccountId) -> bool {
+        match self.members.get_mut(&account) {
+            Some(m) => {
+                if m.0 != Role::Admin {
+                    m.0 = Role::Admin;
+                    self.admins += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Members in join order.
+    fn in_order(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.order.values().copied()
     }
 }
 
@@ -66,13 +117,7 @@ impl Rooms {
         let mut rooms = Rooms::default();
         for r in &snapshot.rooms {
             rooms.by_name.insert(r.name.clone(), r.id);
-            rooms.by_id.insert(
-                r.id,
-                Room {
-                    name: r.name.clone(),
-                    members: HashMap::new(),
-                },
-            );
+            rooms.by_id.insert(r.id, Room::new(r.name.clone()));
         }
         for m in &snapshot.members {
             rooms.add_member(m.room_id, m.account_id, m.role, m.joined_seq);
@@ -82,16 +127,13 @@ impl Rooms {
 
     fn add_member(&mut self, room: RoomId, account: AccountId, role: Role, seq: i64) {
         if let Some(r) = self.by_id.get_mut(&room) {
-            r.members.insert(account, (role, seq));
+            r.insert(account, role, seq);
             self.of_account.entry(account).or_default().insert(room);
         }
     }
 
     fn remove_member(&mut self, room: RoomId, account: AccountId) -> bool {
-        let removed = self
-            .by_id
-            .get_mut(&room)
-            .is_some_and(|r| r.members.remove(&account).is_some());
+        let removed = self.by_id.get_mut(&room).is_some_and(|r| r.remove(account));
         if let Some(set) = self.of_account.get_mut(&account) {
             set.remove(&room);
             if set.is_empty() {
@@ -217,14 +259,11 @@ impl Registry {
         let Some(r) = self.rooms.by_id.get(&room_id) else {
             return Vec::new();
         };
-        let mut members: Vec<(&AccountId, &(Role, i64))> = r.members.iter().collect();
-        members.sort_by_key(|(_, (_, seq))| *seq);
-        members
-            .into_iter()
-            .filter(|(a, _)| **a != except)
-            .filter_map(|(a, _)| {
-                let addr = self.presence.addr_of(*a)?;
-                let name = self.accounts.by_id(*a)?.name.clone();
+        r.in_order()
+            .filter(|a| *a != except)
+            .filter_map(|a| {
+                let addr = self.presence.addr_of(a)?;
+                let name = self.accounts.by_id(a)?.name.clone();
                 Some(PeerInfo { name, addr })
             })
             .collect()
@@ -306,24 +345,20 @@ impl Registry {
         let Some(r) = self.rooms.by_id.get(&room_id) else {
             return;
         };
-        let mut list: Vec<(i64, MemberInfo)> = r
-            .members
-            .iter()
-            .filter_map(|(a, (role, seq))| {
+        let members = r
+            .order
+            .values()
+            .filter_map(|a| {
+                let (role, _) = r.members.get(a)?;
                 let name = self.accounts.by_id(*a)?.name.clone();
                 let online = self.presence.session_of(*a).is_some();
-                Some((
-                    *seq,
-                    MemberInfo {
-                        name,
-                        admin: *role == Role::Admin,
-                        online,
-                    },
-                ))
+                Some(MemberInfo {
+                    name,
+                    admin: *role == Role::Admin,
+                    online,
+                })
             })
             .collect();
-        list.sort_by_key(|(seq, _)| *seq);
-        let members = list.into_iter().map(|(_, m)| m).collect();
         let room = room.to_owned();
         self.reply_paged(conn, id, paging::member_list(room, members, PAGE));
     }
@@ -420,17 +455,17 @@ impl Registry {
             room: r.name.clone(),
             event,
         });
-        let mut conns: Vec<ConnId> = r
-            .members
-            .keys()
-            .filter(|a| Some(**a) != except)
+        // Join order, not a sorted copy: the pushes go out in a fixed order (the simulator's
+        // runs stay reproducible) at O(1) per online member.
+        let conns: Vec<ConnId> = r
+            .in_order()
+            .filter(|a| Some(*a) != except)
             .filter_map(|a| {
                 self.presence
-                    .get(self.presence.session_of(*a)?)
+                    .get(self.presence.session_of(a)?)
                     .map(|s| s.conn)
             })
             .collect();
-        conns.sort();
         for conn in conns {
             self.send_frame(conn, &frame);
         }
@@ -495,13 +530,7 @@ impl Registry {
                 match done.result {
                     Ok(StoreOk::Room { id, joined_seq }) => {
                         self.rooms.by_name.insert(room.clone(), id);
-                        self.rooms.by_id.insert(
-                            id,
-                            Room {
-                                name: room,
-                                members: HashMap::new(),
-                            },
-                        );
+                        self.rooms.by_id.insert(id, Room::new(room));
                         self.rooms.add_member(id, account, Role::Admin, joined_seq);
                         self.reply(conn, req, Msg::Ok);
                     }
@@ -586,18 +615,11 @@ impl Registry {
                     }
                     return;
                 }
-                let still_member = match self
+                let still_member = self
                     .rooms
                     .by_id
                     .get_mut(&room_id)
-                    .and_then(|r| r.members.get_mut(&target))
-                {
-                    Some(m) => {
-                        m.0 = Role::Admin;
-                        true
-                    }
-                    None => false,
-                };
+                    .is_some_and(|r| r.make_admin(target));
                 if still_member {
                     let name = self
                         .accounts

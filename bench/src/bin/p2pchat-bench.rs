@@ -3,10 +3,11 @@
 //! - `load --scenario NAME`: the real registry binary and synthetic peers (real peer nodes
 //!   multiplexed on engine reactors) over loopback; see `p2pchat_bench::load`.
 //! - `compare OLD.json NEW.json`: two runs side by side; exit 1 on a regression.
-//! - `sim-flood`: the cost of flooding room messages in the deterministic simulator
-//!   (`p2pchat_bench::sim`): for each room size and overlay degree, the frames sent per message
-//!   against the `n - 1` a spanning tree would need, duplicates, hops, and whether every member
-//!   showed every message exactly once.
+//! - `sim-flood`: the cost of room broadcast in the deterministic simulator
+//!   (`p2pchat_bench::sim`): for each room size, overlay degree and room mode (flood, tree), the
+//!   full-message frames per message against the `n - 1` a spanning tree needs, announcement
+//!   bytes, duplicates, hops, time to the last member, delivery and whether every member showed
+//!   every message exactly once, under loss, jitter, churn and partitions.
 //! - `sim-presence`: many peers log in and heartbeat for a while in the simulator; counts the
 //!   sessions that expired although their peer was alive (false expiries).
 //! - `login-stall`: kept as a shortcut for `load --scenario login-stall`.
@@ -25,10 +26,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use p2pchat_bench::load::{self, LoadArgs, ScenarioName};
 use p2pchat_bench::report::threshold::{self, Threshold};
-use p2pchat_bench::report::{compare, BarPlot, LinePlot, Report};
+use p2pchat_bench::report::{compare, LinePlot, Report};
+use p2pchat_bench::sim::flood_cmd::{self, FloodArgs, Mode as FloodMode};
+use p2pchat_bench::sim::measure::FaultPlan;
 use p2pchat_bench::sim::{self, scenario};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -89,7 +90,8 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Flooding cost in the simulator: frames per message against the n-1 bound.
+    /// Room broadcast in the simulator: frames per message against the n-1 bound, delivery,
+    /// duplicates, hops, per room mode, with loss, jitter, churn and partitions.
     SimFlood {
         /// Room sizes (peers), comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [8, 32, 128, 512])]
@@ -97,9 +99,32 @@ enum Cmd {
         /// Overlay degrees, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [2, 3, 4, 6])]
         degrees: Vec<usize>,
+        /// Room modes, comma-separated (`flood,tree` runs both, side by side).
+        #[arg(long = "room-mode", value_delimiter = ',', default_value = "flood")]
+        room_mode: Vec<FloodMode>,
         /// Messages per room, each from a random member.
         #[arg(long, default_value_t = 100)]
         messages: usize,
+        /// Messages sent first (no faults) and not measured: steady state starts after them.
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
+        /// Virtual milliseconds between two sends.
+        #[arg(long, default_value_t = 10)]
+        gap_ms: u64,
+        /// Probability that a chunk of room data between two peers is lost.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Fraction of the members that go down once while messages are sent (half crash and
+        /// restart, half leave and join again), each for 1-3 virtual seconds.
+        #[arg(long, default_value_t = 0.0)]
+        churn: f64,
+        /// Cut this fraction of the members off from the rest for the middle third of the
+        /// sending window.
+        #[arg(long)]
+        partition: Option<f64>,
+        /// Largest extra delay of a chunk, in ms (uniform from 0; never reorders a connection).
+        #[arg(long, default_value_t = 2)]
+        jitter_ms: u64,
         /// The simulation seed (default: `SIM_SEED`, else 1).
         #[arg(long)]
         seed: Option<u64>,
@@ -224,12 +249,38 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::SimFlood {
             peers,
             degrees,
+            room_mode,
             messages,
+            warmup,
+            gap_ms,
+            loss,
+            churn,
+            partition,
+            jitter_ms,
             seed,
             json,
             report,
         } => {
-            let r = sim_flood(&peers, &degrees, messages, seed, json)?;
+            let gap = Duration::from_millis(gap_ms);
+            let window = gap * messages as u32;
+            let args = FloodArgs {
+                peers,
+                degrees,
+                modes: room_mode,
+                messages,
+                warmup,
+                gap,
+                plan: FaultPlan {
+                    loss,
+                    churn,
+                    partition: partition.map(|f| flood_cmd::partition_plan(f, window)),
+                    ..FaultPlan::default()
+                },
+                jitter: Duration::from_millis(jitter_ms),
+                seed: sim_seed(seed),
+                json,
+            };
+            let r = flood_cmd::run(&args)?;
             let code = finish(&r, false, true, report.out.as_ref(), &report.thresholds)?;
             if !r.problems.is_empty() {
                 bail!("{}", r.problems.join("; "));
@@ -253,216 +304,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn sim_seed(seed: Option<u64>) -> u64 {
     seed.unwrap_or_else(|| sim::seed_from_env(1))
-}
-
-fn sim_flood(
-    peers: &[usize],
-    degrees: &[usize],
-    messages: usize,
-    seed: Option<u64>,
-    json: bool,
-) -> anyhow::Result<Report> {
-    let seed = sim_seed(seed);
-    let gap = Duration::from_millis(10);
-    let mut report = Report::new("sim-flood", "sim-flood");
-    report.headline = format!("sim-flood: seed {seed}, {messages} messages per room, rooms {peers:?}, degrees {degrees:?}");
-    report.params.insert("peers".into(), json!(peers));
-    report.params.insert("degrees".into(), json!(degrees));
-    report.params.insert("messages".into(), json!(messages));
-    report.params.insert("seed".into(), json!(seed));
-    report
-        .params
-        .insert("gap_ms".into(), json!(gap.as_millis() as u64));
-    let mut latency = p2pchat_bench::report::Series::new(
-        "delivery_virtual",
-        "virtual time from a message's send to its first display at a member",
-    );
-    latency.cdf = true;
-    let mut runs = Vec::new();
-    let mut curves = Vec::new();
-    let mut frames_bars = Vec::new();
-    let (mut delivered_total, mut expected_total) = (0u64, 0u64);
-    if !json {
-        println!("sim-flood: seed {seed}, {messages} messages per room from random members");
-        println!(
-            "| n | d | mean nbrs | links L | frames/msg | n-1 | ratio | 2L-(n-1) | dups/msg | max hops | mean hops | exactly once | setup (real) | flood (real) |"
-        );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    }
-    let mut all_ok = true;
-    for &n in peers {
-        for &d in degrees {
-            let t = Instant::now();
-            let mut config = sim::SimConfig::new(seed);
-            config.keep_event = scenario::scenario_events;
-            let mut w = sim::World::new(config);
-            let limit = Duration::from_secs(600);
-            let ids = scenario::add_users(&mut w, n, d, limit).map_err(anyhow::Error::msg)?;
-            scenario::form_room(&mut w, &ids, "flood", limit).map_err(anyhow::Error::msg)?;
-            let setup = t.elapsed();
-            w.track_hops("flood");
-            let flood_start = w.elapsed();
-            let t = Instant::now();
-            let mut rng = StdRng::seed_from_u64(seed ^ 0xf100d);
-            let r = scenario::flood(&mut w, &ids, "flood", d, messages, gap, &mut rng)
-                .map_err(anyhow::Error::msg)?;
-            let flood_wall = t.elapsed();
-            let expected = (r.messages * r.peers.saturating_sub(1)) as u64;
-            delivered_total += r.delivered;
-            expected_total += expected;
-            let times = delivery_times(&w, &ids, flood_start, gap, &mut latency.hist);
-            curves.push((format!("n={n} d={d}"), cumulative(&times, expected)));
-            report.bars.push(BarPlot {
-                file: format!("hops-n{n}-d{d}.svg"),
-                title: format!("First deliveries by hops, n={n} d={d}"),
-                x_label: "hops".into(),
-                y_label: "first deliveries".into(),
-                bars: r
-                    .hops
-                    .iter()
-                    .enumerate()
-                    .skip(1)
-                    .map(|(h, c)| (h.to_string(), *c as f64))
-                    .collect(),
-            });
-            all_ok &= r.exactly_once;
-            let m = r.messages.max(1) as f64;
-            let per_msg = r.frames as f64 / m;
-            let bound = r.peers.saturating_sub(1);
-            let tree_excess = 2.0 * r.links - bound as f64;
-            if r.one_way > 0 {
-                eprintln!("  n={n} d={d}: {} one-way overlay links", r.one_way);
-            }
-            let row = json!({
-                "peers": r.peers, "degree": d, "messages": r.messages, "seed": seed,
-                "frames": r.frames, "frames_per_message": per_msg,
-                "lower_bound": bound, "ratio": per_msg / bound.max(1) as f64,
-                "links": r.links, "one_way_links": r.one_way,
-                "two_links_minus_bound": tree_excess,
-                "duplicates_per_message": r.duplicates as f64 / m,
-                "delivered": r.delivered,
-                "mean_neighbours": r.mean_neighbours, "max_neighbours": r.max_neighbours,
-                "max_hops": r.max_hops, "mean_hops": r.mean_hops,
-                "exactly_once": r.exactly_once, "problems": r.problems,
-                "virtual_s": r.virtual_time.as_secs_f64(),
-                "setup_wall_s": setup.as_secs_f64(), "flood_wall_s": flood_wall.as_secs_f64(),
-                "steps": w.steps(), "trace_hash": format!("{:016x}", w.trace_hash()),
-                "hops": r.hops,
-            });
-            frames_bars.push((format!("n={n} d={d}"), per_msg));
-            report.figure(&format!("n{n}_d{d}_frames_per_message"), per_msg);
-            report.figure(
-                &format!("n{n}_d{d}_frames_to_bound"),
-                per_msg / bound.max(1) as f64,
-            );
-            report.figure(
-                &format!("n{n}_d{d}_duplicates_per_message"),
-                r.duplicates as f64 / m,
-            );
-            report.figure(&format!("n{n}_d{d}_mean_hops"), r.mean_hops);
-            if json {
-                println!("{row}");
-            } else {
-                println!(
-                    "| {n} | {d} | {:.2} (max {}) | {} | {per_msg:.1} | {bound} | {:.2} | {tree_excess:.0} | {:.1} | {} | {:.2} | {} | {:.2} s | {:.2} s |",
-                    r.mean_neighbours,
-                    r.max_neighbours,
-                    r.links,
-                    per_msg / bound.max(1) as f64,
-                    r.duplicates as f64 / m,
-                    r.max_hops,
-                    r.mean_hops,
-                    if r.exactly_once { "yes" } else { "NO" },
-                    setup.as_secs_f64(),
-                    flood_wall.as_secs_f64(),
-                );
-                for p in &r.problems {
-                    eprintln!("  n={n} d={d}: {p}");
-                }
-            }
-            for p in &r.problems {
-                report.problems.push(format!("n={n} d={d}: {p}"));
-            }
-            runs.push(row);
-        }
-    }
-    let ratio = if expected_total == 0 {
-        0.0
-    } else {
-        delivered_total as f64 / expected_total as f64
-    };
-    println!("delivery ratio: {ratio:.6} ({delivered_total} of {expected_total} first deliveries)");
-    report.figure("delivery", ratio);
-    report.figure("exactly_once", if all_ok { 1.0 } else { 0.0 });
-    report.figure("messages", (messages * peers.len() * degrees.len()) as f64);
-    report.tables.insert("runs".into(), json!(runs));
-    report.series = vec![latency];
-    report.lines.push(LinePlot {
-        file: "delivery.svg".into(),
-        title: "Deliveries over virtual time (fraction of n-1 per message)".into(),
-        x_label: "virtual time since the first send (ms)".into(),
-        y_label: "fraction delivered".into(),
-        lines: curves,
-    });
-    report.bars.push(BarPlot {
-        file: "frames.svg".into(),
-        title: "Room-message frames per message, by room size and degree".into(),
-        x_label: "room".into(),
-        y_label: "frames per message".into(),
-        bars: frames_bars,
-    });
-    if !all_ok {
-        report.problems.push(format!(
-            "some member did not show some message exactly once (seed {seed})"
-        ));
-    }
-    report.finish();
-    Ok(report)
-}
-
-/// Virtual times (ms since `start`) of every first display of a `flood-K` message at a member,
-/// sorted; records each delivery's latency from its send (`start + K * gap`) in `hist` (ns).
-fn delivery_times(
-    w: &sim::World,
-    ids: &[sim::NodeId],
-    start: Duration,
-    gap: Duration,
-    hist: &mut hdrhistogram::Histogram<u64>,
-) -> Vec<f64> {
-    let mut times = Vec::new();
-    for id in ids {
-        for (t, e) in w.timed_events(*id) {
-            let p2pchat_peer::NodeEvent::RoomMessage { text, .. } = e else {
-                continue;
-            };
-            let Some(k) = text
-                .strip_prefix("flood-")
-                .and_then(|k| k.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if *t < start {
-                continue;
-            }
-            let sent = start + gap * k;
-            hist.saturating_record(t.saturating_sub(sent).as_nanos() as u64);
-            times.push((*t - start).as_secs_f64() * 1e3);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    times
-}
-
-/// A cumulative curve of `times` as a fraction of `expected`, at most ~200 points.
-fn cumulative(times: &[f64], expected: u64) -> Vec<(f64, f64)> {
-    let step = (times.len() / 200).max(1);
-    let mut pts = vec![(0.0, 0.0)];
-    for (i, t) in times.iter().enumerate() {
-        if i % step == 0 || i + 1 == times.len() {
-            pts.push((*t, (i + 1) as f64 / expected.max(1) as f64));
-        }
-    }
-    pts
 }
 
 fn sim_presence(

@@ -96,6 +96,9 @@ pub struct LoadArgs {
     /// Room overlay degree of the synthetic peers.
     #[arg(long, default_value_t = 4)]
     pub degree: usize,
+    /// room-flood: how rooms spread messages, `flood` or `tree` (the peer's `--room-mode`).
+    #[arg(long, default_value = "flood")]
+    pub room_mode: p2pchat_peer::RoomMode,
     /// churn: fraction of the peers that vanish without logout.
     #[arg(long, default_value_t = 0.1)]
     pub churn: f64,

@@ -70,6 +70,8 @@ pub struct Pool {
     pub events: Vec<(usize, NodeEvent)>,
     /// Counters.
     pub stats: PoolStats,
+    /// Room mode of the peers added from now on.
+    pub room_mode: p2pchat_peer::RoomMode,
 }
 
 impl Pool {
@@ -92,6 +94,7 @@ impl Pool {
             secure: SecureLinks::default(),
             events: Vec::new(),
             stats: PoolStats::default(),
+            room_mode: p2pchat_peer::RoomMode::default(),
         })
     }
 
@@ -117,6 +120,7 @@ impl Pool {
         let mut config = Config::new(registry, addr);
         config.registry_udp = registry_udp;
         config.degree = degree;
+        config.room_mode = self.room_mode;
         // The heartbeat timestamp only needs a wall-clock anchor.
         #[allow(clippy::disallowed_methods)]
         let wall_ms = SystemTime::now()

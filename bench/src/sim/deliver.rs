@@ -47,7 +47,9 @@ impl World {
                             remote: source,
                         });
                     }
-                    Some(Host::Node(id)) if self.nodes[id.0].alive => {
+                    Some(Host::Node(id))
+                        if self.nodes[id.0].alive && !self.cut(dialer, Host::Node(id)) =>
+                    {
                         let n = &mut self.nodes[id.0];
                         n.next_accept += 1;
                         let link = LinkId::Accepted(n.next_accept);

@@ -35,6 +35,9 @@
 //! ```
 
 mod deliver;
+pub mod faults;
+pub mod flood_cmd;
+pub mod measure;
 mod net;
 mod registry_host;
 pub mod scenario;
@@ -45,11 +48,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use p2pchat_peer::{Input, LinkId, Node, NodeEvent, Output};
 use p2pchat_registry::Registry;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+pub use faults::{KindCount, WireStats};
 pub use net::{NetConfig, NetStats};
 pub use registry_host::{RegistryEvent, Tapped};
 
@@ -124,7 +129,13 @@ impl SimConfig {
         SimConfig {
             seed,
             net: NetConfig::default(),
-            registry: crate::bench_config(),
+            registry: p2pchat_registry::Config {
+                // Every simulated peer dials at the same virtual instant: a join storm, not
+                // an attack; the connection admission limits would turn some away.
+                max_unauthenticated: usize::MAX,
+                max_per_source: usize::MAX,
+                ..crate::bench_config()
+            },
             store_delay: Duration::from_millis(2),
             trace_lines: false,
             keep_event: |_| true,
@@ -135,6 +146,12 @@ impl SimConfig {
 
 struct SimNode {
     node: Node,
+    /// The configuration it was made with (a restart reuses it).
+    config: p2pchat_peer::Config,
+    /// Restarts so far.
+    incarnation: u32,
+    /// Indices into `events` where each restart began.
+    restarts: Vec<usize>,
     ip: Ipv4Addr,
     listen: SocketAddr,
     alive: bool,
@@ -166,6 +183,12 @@ pub struct World {
     listeners: HashMap<SocketAddr, Host>,
     wakeups: BTreeSet<(Instant, Host)>,
     drop_udp: BTreeSet<NodeId>,
+    /// The nodes on one side of a partition (see [`World::partition`]).
+    partition: Option<BTreeSet<NodeId>>,
+    /// Draws for frame loss (its own stream: turning loss on leaves the network's draws as
+    /// they were).
+    fault_rng: StdRng,
+    wire: WireStats,
     next_port: u16,
     trace: Trace,
     hops: Option<HopTracker>,
@@ -174,7 +197,7 @@ pub struct World {
 }
 
 /// Mixes a seed with a stream number (splitmix64), so nearby seeds give unrelated streams.
-fn derive(seed: u64, stream: u64) -> u64 {
+pub(crate) fn derive(seed: u64, stream: u64) -> u64 {
     let mut z = seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -206,6 +229,9 @@ impl World {
             listeners,
             wakeups: BTreeSet::new(),
             drop_udp: BTreeSet::new(),
+            partition: None,
+            fault_rng: StdRng::seed_from_u64(derive(seed, u64::MAX - 2)),
+            wire: WireStats::default(),
             next_port: 0,
             trace: Trace::new(config.trace_lines),
             hops: None,
@@ -344,7 +370,10 @@ impl World {
         let wall = WALL0_MS + (self.now - self.t0).as_millis() as u64;
         let rng = StdRng::seed_from_u64(derive(self.seed, i as u64));
         self.nodes.push(SimNode {
-            node: Node::new(config, self.now, wall, rng),
+            node: Node::new(config.clone(), self.now, wall, rng),
+            config,
+            incarnation: 0,
+            restarts: Vec::new(),
             ip,
             listen,
             alive: true,
@@ -586,6 +615,13 @@ impl World {
             }
             Output::Send { link, bytes } => {
                 if let Some(&(conn, side)) = self.nodes[id.0].links.get(&link) {
+                    let to = self.net.conn(conn).map(|c| c.ends[1 - side].host);
+                    if let Some(to @ Host::Node(_)) = to {
+                        if self.peer_chunk_dropped(Host::Node(id), to, &bytes) {
+                            self.net.stats.dropped_chunks += 1;
+                            return;
+                        }
+                    }
                     self.net.send(now, conn, side, bytes, &mut self.rng);
                 }
             }
@@ -621,22 +657,33 @@ impl World {
         self.drain_registry();
     }
 
+    /// Carries out what the registry produced. The frames for one connection go out as one
+    /// chunk, as the engine writes a connection's whole output buffer once per loop turn: a
+    /// group commit of k joins reaches each member as one delivery, not k.
     fn drain_registry(&mut self) {
         use p2pchat_registry::Output as R;
         let now = self.now;
+        // Network connection -> bytes for it, in the order first written.
+        let mut chunks: Vec<(u64, BytesMut)> = Vec::new();
+        let mut slot: HashMap<u64, usize> = HashMap::new();
         while let Some(out) = self.reg.registry.poll_output() {
             match out {
                 R::Send { conn, bytes } => {
                     let Some(&c) = self.reg.conns.get(&conn) else {
                         continue;
                     };
-                    if self.reg.tap.is_some() {
-                        self.tap(c, &bytes);
-                    }
-                    self.net.send(now, c, ACCEPTOR, bytes, &mut self.rng);
+                    let i = *slot.entry(c).or_insert_with(|| {
+                        chunks.push((c, BytesMut::new()));
+                        chunks.len() - 1
+                    });
+                    chunks[i].1.extend_from_slice(&bytes);
                 }
                 R::Close { conn, .. } => {
                     if let Some(c) = self.reg.conns.remove(&conn) {
+                        if let Some(i) = slot.remove(&c) {
+                            let bytes = std::mem::take(&mut chunks[i].1).freeze();
+                            self.registry_send(c, bytes);
+                        }
                         self.net.close(now, c, ACCEPTOR, &mut self.rng);
                         self.net
                             .schedule(now, Delivery::LocalClosed { conn: conn.0 });
@@ -659,7 +706,19 @@ impl World {
                 }
             }
         }
+        for (c, bytes) in chunks {
+            if !bytes.is_empty() {
+                self.registry_send(c, bytes.freeze());
+            }
+        }
         self.reindex(Host::Registry);
+    }
+
+    fn registry_send(&mut self, c: u64, bytes: Bytes) {
+        if self.reg.tap.is_some() {
+            self.tap(c, &bytes);
+        }
+        self.net.send(self.now, c, ACCEPTOR, bytes, &mut self.rng);
     }
 
     /// Re-reads one host's deadline into the wake-up index.

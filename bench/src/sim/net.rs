@@ -29,6 +29,9 @@ pub struct NetConfig {
     pub jitter: Duration,
     /// Probability that any datagram is lost.
     pub udp_loss: f64,
+    /// Probability that a chunk of room data between two peers is lost (see
+    /// [`super::faults`]).
+    pub frame_loss: f64,
 }
 
 impl Default for NetConfig {
@@ -38,6 +41,7 @@ impl Default for NetConfig {
             spread: Duration::from_millis(20),
             jitter: Duration::from_millis(2),
             udp_loss: 0.0,
+            frame_loss: 0.0,
         }
     }
 }
@@ -382,6 +386,7 @@ mod tests {
             spread: Duration::from_millis(5),
             jitter: Duration::from_millis(50),
             udp_loss: 0.0,
+            frame_loss: 0.0,
         });
         let a = Host::Node(NodeId(0));
         let addr: SocketAddr = "10.0.0.9:4000".parse().unwrap();

@@ -5,8 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use p2pchat_peer::NodeEvent;
-use rand::rngs::StdRng;
-use rand::Rng;
 
 use super::{NodeId, World};
 
@@ -38,10 +36,20 @@ pub fn add_users(
     degree: usize,
     limit: Duration,
 ) -> Result<Vec<NodeId>, String> {
+    add_users_with(w, n, limit, |c| c.degree = degree)
+}
+
+/// [`add_users`] with any configuration: `tweak` is applied to each node's default config.
+pub fn add_users_with(
+    w: &mut World,
+    n: usize,
+    limit: Duration,
+    tweak: impl Fn(&mut p2pchat_peer::Config),
+) -> Result<Vec<NodeId>, String> {
     let first = w.node_count();
     let mut ids = Vec::with_capacity(n);
     for i in first..first + n {
-        let id = w.add_node(|c| c.degree = degree);
+        let id = w.add_node(&tweak);
         let name = user_name(i);
         w.command(id, &format!("/register {name} {PASSWORD}"));
         w.command(id, &format!("/login {name} {PASSWORD}"));
@@ -54,8 +62,20 @@ pub fn add_users(
             .copied()
             .filter(|id| w.node(*id).name().is_none())
             .collect();
+        let why: Vec<String> = missing
+            .first()
+            .map(|id| {
+                w.events(*id)
+                    .filter_map(|e| match e {
+                        NodeEvent::Error { message } => Some(message.clone()),
+                        _ => None,
+                    })
+                    .take(3)
+                    .collect()
+            })
+            .unwrap_or_default();
         return Err(format!(
-            "{} of {n} not logged in after {limit:?}: {:?}",
+            "{} of {n} not logged in after {limit:?}: {:?} (first one's errors: {why:?})",
             missing.len(),
             &missing[..missing.len().min(10)]
         ));
@@ -76,10 +96,7 @@ pub fn form_room(
         return Ok(());
     };
     w.command(creator, &format!("/create {room}"));
-    let created = w.run_until(
-        |w| w.node(creator).joined_rooms().iter().any(|r| r == room),
-        limit,
-    );
+    let created = w.run_until(|w| w.node(creator).room_stats(room).is_some(), limit);
     if !created {
         return Err(format!("{creator} could not create {room}"));
     }
@@ -87,11 +104,12 @@ pub fn form_room(
         w.command(id, &format!("/join {room}"));
     }
     let left = end.saturating_sub(w.elapsed());
+    // Checked often: only the members not in yet are looked at, without allocating.
+    let mut waiting: Vec<NodeId> = members.to_vec();
     let joined = w.run_until(
         |w| {
-            members
-                .iter()
-                .all(|id| w.node(*id).joined_rooms().iter().any(|r| r == room))
+            waiting.retain(|id| w.node(*id).room_stats(room).is_none());
+            waiting.is_empty()
         },
         left,
     );
@@ -314,118 +332,6 @@ pub fn totals(w: &World, members: &[NodeId], room: &str) -> Totals {
         }
     }
     t
-}
-
-/// What one flooding measurement found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FloodReport {
-    /// Peers in the room.
-    pub peers: usize,
-    /// Configured overlay degree.
-    pub degree: usize,
-    /// Messages sent.
-    pub messages: usize,
-    /// Room-message frames sent by all peers, for all messages.
-    pub frames: u64,
-    /// Duplicates dropped by all peers.
-    pub duplicates: u64,
-    /// First deliveries (should be `messages * (peers - 1)`).
-    pub delivered: u64,
-    /// Overlay links ([`link_count`]).
-    pub links: f64,
-    /// Links only one end lists ([`one_way_links`]); they cost frames and carry nothing.
-    pub one_way: usize,
-    /// Mean confirmed neighbours per peer.
-    pub mean_neighbours: f64,
-    /// Most confirmed neighbours of one peer.
-    pub max_neighbours: usize,
-    /// Largest hop count of a first delivery.
-    pub max_hops: usize,
-    /// Mean hop count of first deliveries.
-    pub mean_hops: f64,
-    /// Whether every member showed every message of others exactly once and none its own.
-    pub exactly_once: bool,
-    /// The first problems found, when not.
-    pub problems: Vec<String>,
-    /// Virtual time the flood took (first send to quiet network).
-    pub virtual_time: Duration,
-    /// First deliveries by hops travelled (index 1: a direct neighbour of the origin).
-    pub hops: Vec<u64>,
-}
-
-/// Sends `messages` messages in `room` from random live `members`, `gap` of virtual time
-/// apart, runs until the network is quiet, and measures what the flooding cost. Call on a
-/// settled room ([`form_room`]) with [`World::track_hops`] on for hop counts.
-pub fn flood(
-    w: &mut World,
-    members: &[NodeId],
-    room: &str,
-    degree: usize,
-    messages: usize,
-    gap: Duration,
-    rng: &mut StdRng,
-) -> Result<FloodReport, String> {
-    let live: Vec<NodeId> = members
-        .iter()
-        .copied()
-        .filter(|id| w.is_alive(*id))
-        .collect();
-    if live.is_empty() {
-        return Err("no live member".into());
-    }
-    let before = totals(w, &live, room);
-    let hops_before: Vec<u64> = w.hop_histogram().to_vec();
-    let (mean_neighbours, max_neighbours) = neighbour_counts(w, &live, room);
-    let links = link_count(w, &live, room);
-    let one_way = one_way_links(w, &live, room).len();
-    let start = w.elapsed();
-    let mut sent = Vec::with_capacity(messages);
-    for k in 0..messages {
-        let from = live[rng.random_range(0..live.len())];
-        sent.push(say(w, from, room, format!("flood-{k}")));
-        w.run_for(gap);
-    }
-    if !w.run_until_idle(Duration::from_secs(600)) {
-        return Err("the network did not go quiet within 600 s".into());
-    }
-    let virtual_time = w.elapsed() - start;
-    let after = totals(w, &live, room);
-    let hist: Vec<u64> = w
-        .hop_histogram()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| n - hops_before.get(i).copied().unwrap_or(0))
-        .collect();
-    let counted: u64 = hist.iter().sum();
-    let max_hops = hist.iter().rposition(|n| *n > 0).unwrap_or(0);
-    let mean_hops = if counted == 0 {
-        0.0
-    } else {
-        hist.iter()
-            .enumerate()
-            .map(|(i, n)| i as f64 * *n as f64)
-            .sum::<f64>()
-            / counted as f64
-    };
-    let problems = check_exactly_once(w, &live, room, &sent, 10);
-    Ok(FloodReport {
-        peers: live.len(),
-        degree,
-        messages,
-        frames: after.frames_sent - before.frames_sent,
-        duplicates: after.duplicates - before.duplicates,
-        delivered: after.delivered - before.delivered,
-        links,
-        one_way,
-        mean_neighbours,
-        max_neighbours,
-        max_hops,
-        mean_hops,
-        exactly_once: problems.is_empty(),
-        problems,
-        virtual_time,
-        hops: hist,
-    })
 }
 
 /// Overlay links among the live `members`: half the sum of their neighbour counts (a mutual

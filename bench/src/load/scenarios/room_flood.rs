@@ -12,11 +12,15 @@
 //!   password hashing) and until it is back in all its rooms (re-join answered).
 //!
 //! Peer links need a listener per peer; the engine has 255 listener slots per reactor, so a
-//! thread carries at most 250 room members with links. Larger reconnect storms use
-//! `--room-size 1` (each peer alone in its room: the registry side of the re-join, no links).
+//! thread carries at most 250 room members with links. A room larger than that is spread over
+//! the threads member by member (member `g` of all members on thread `g % threads`): its first
+//! member creates it, the others join once any thread has seen it created, and each message
+//! is sent by one of the room's threads (message `j` by the `j % k`-th of its `k` threads)
+//! from a random member there; each thread counts the displays at its own members. Larger
+//! reconnect storms use `--room-size 1` (each peer alone in its room: no links).
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,7 +64,16 @@ struct Out {
 
 struct Plan {
     storm: bool,
-    rooms: Vec<usize>,
+    /// This thread's members: (room, index in the room).
+    members: Vec<(usize, usize)>,
+    /// This thread's number.
+    thread: usize,
+    /// Per room: the threads holding its members, in order (message `j` is sent by
+    /// `origins[r][j % len]`).
+    origins: Arc<Vec<Vec<usize>>>,
+    /// Per room: whether some thread has seen it created.
+    created: Arc<Vec<AtomicBool>>,
+    room_mode: p2pchat_peer::RoomMode,
     room_size: usize,
     tag: String,
     target: Target,
@@ -75,21 +88,22 @@ fn room_name(tag: &str, r: usize) -> String {
 
 fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let m = plan.room_size;
-    // Peer index k belongs to room plan.rooms[k / m], member k % m.
     let names: Vec<String> = plan
-        .rooms
+        .members
         .iter()
-        .flat_map(|r| (0..m).map(move |i| (*r, i)))
         .map(|(r, i)| format!("{}_{r}_{i}", plan.tag))
         .collect();
     let n = names.len();
-    let room_of = |k: usize| room_name(&plan.tag, plan.rooms[k / m]);
+    let room_of = |k: usize| room_name(&plan.tag, plan.members[k].0);
+    let is_created = |k: usize| plan.created[plan.members[k].0].load(Ordering::Relaxed);
     let mut pool = Pool::new()?;
+    pool.room_mode = plan.room_mode;
     let mut logins = Logins::new(names.clone(), plan.target, 64, None);
     let t0 = Instant::now();
     let limit = t0 + Duration::from_secs(60) + Duration::from_millis(20 * n as u64);
     // Setup: log in, create, join, wait for the overlay.
-    let mut created = vec![false; plan.rooms.len()];
+    let mut join_sent = vec![false; n];
+    let mut logged_in = vec![false; n];
     let mut joined = vec![false; n];
     let mut joined_count = 0;
     let mut settled_at: Option<Instant> = None;
@@ -101,25 +115,19 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
         for (i, e) in std::mem::take(&mut pool.events) {
             if logins.on_event(&mut pool, now, i, &e) {
                 if let NodeEvent::LoggedIn { .. } = e {
-                    if i % m == 0 {
+                    logged_in[i] = true;
+                    if plan.members[i].1 == 0 {
                         pool.command(i, now, Command::Create { room: room_of(i) });
-                    } else if created[i / m] {
-                        pool.command(i, now, Command::Join { room: room_of(i) });
+                        join_sent[i] = true;
                     }
                 }
                 continue;
             }
             match e {
                 NodeEvent::RoomCreated { .. } => {
-                    created[i / m] = true;
+                    plan.created[plan.members[i].0].store(true, Ordering::Relaxed);
                     joined[i] = true;
                     joined_count += 1;
-                    let base = (i / m) * m;
-                    for j in base + 1..base + m {
-                        if j < pool.len() && pool.node(j).is_registry_ready() {
-                            pool.command(j, now, Command::Join { room: room_of(j) });
-                        }
-                    }
                 }
                 NodeEvent::RoomJoined { .. } if !joined[i] => {
                     joined[i] = true;
@@ -131,11 +139,25 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
                 _ => {}
             }
         }
+        // Joins wait until the room exists (its creator may be on another thread).
+        for k in 0..pool.len() {
+            if !join_sent[k] && logged_in[k] && is_created(k) && pool.node(k).is_registry_ready() {
+                pool.command(k, now, Command::Join { room: room_of(k) });
+                join_sent[k] = true;
+            }
+        }
         if joined_count == n && settled_at.is_none() {
             let linked =
                 m == 1 || (0..n).all(|k| !pool.node(k).room_neighbors(&room_of(k)).is_empty());
             if linked {
-                settled_at = Some(now + Duration::from_millis(500));
+                // A room spread over threads is only linked here, not necessarily whole:
+                // give its overlay longer to join up before the common start.
+                let wait = if plan.origins[plan.members[0].0].len() > 1 {
+                    3_000
+                } else {
+                    500
+                };
+                settled_at = Some(now + Duration::from_millis(wait));
             }
         }
         let settled = settled_at.is_some_and(|t| now >= t);
@@ -172,31 +194,49 @@ fn flood(
     start: Instant,
     out: &mut Out,
 ) -> anyhow::Result<()> {
-    let m = plan.room_size;
-    let rooms = plan.rooms.len();
-    let n = rooms * m;
+    let n = plan.members.len();
+    // Room -> this thread's members of it.
+    let mut local: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (k, (r, _)) in plan.members.iter().enumerate() {
+        local.entry(*r).or_default().push(k);
+    }
     let stats0: Vec<_> = (0..n)
         .map(|k| pool.node(k).room_stats(&room_of(k)).unwrap_or_default())
         .collect();
     let bytes0 = pool.engine_stats().bytes_out;
     let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
-    let scheds: Vec<Schedule> = (0..rooms)
-        .map(|_| Schedule::new(start, plan.rate, total))
-        .collect();
-    let mut sent = vec![0u64; rooms];
-    // Message id -> (intended send, deliveries).
-    let mut msgs: HashMap<u64, (Instant, u32)> = HashMap::new();
+    // Every room runs the same schedule from the common start, so any thread knows when
+    // message j of any room was meant to be sent.
+    let sched = Schedule::new(start, plan.rate, total);
+    let origin_is_here = |r: usize, j: u64| {
+        let o = &plan.origins[r];
+        o[j as usize % o.len()] == plan.thread
+    };
+    // Displays expected at this thread's members: every message of each of its rooms, at
+    // every local member but the origin.
+    let mut expected = 0u64;
+    for (r, ks) in &local {
+        for j in 0..total {
+            expected += ks.len() as u64 - u64::from(origin_is_here(*r, j));
+        }
+    }
+    let mut sent = 0u64;
+    let mut due_done = 0u64;
+    let mut delivered = 0u64;
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut hist = new_hist();
     let end = start + plan.duration;
     let mut now = Instant::now();
     loop {
         if now < end {
-            for r in 0..rooms {
-                while sent[r] < scheds[r].due(now) {
-                    let id = (r as u64) << 32 | sent[r];
-                    let origin = r * m + rng.random_range(0..m);
-                    msgs.insert(id, (scheds[r].intended(sent[r]), 0));
+            let due = sched.due(now);
+            for j in due_done..due {
+                for (r, ks) in &local {
+                    if !origin_is_here(*r, j) {
+                        continue;
+                    }
+                    let origin = ks[rng.random_range(0..ks.len())];
+                    let id = (*r as u64) << 32 | j;
                     pool.command(
                         origin,
                         now,
@@ -205,27 +245,18 @@ fn flood(
                             text: format!("m{id}"),
                         },
                     );
-                    sent[r] += 1;
+                    sent += 1;
                 }
             }
+            due_done = due_done.max(due);
         }
-        let expected = msgs.len() as u64 * (m as u64 - 1);
-        let delivered: u64 = msgs.values().map(|v| u64::from(v.1)).sum();
         if now >= end && (delivered >= expected || now >= end + FLOOD_DRAIN) {
-            out.delivered = delivered;
-            out.expected = expected;
             break;
         }
         let cap = if now >= end {
             end + FLOOD_DRAIN
         } else {
-            scheds
-                .iter()
-                .zip(&sent)
-                .filter_map(|(s, k)| s.next_after(*k))
-                .min()
-                .unwrap_or(end)
-                .min(end)
+            sched.next_after(due_done).unwrap_or(end).min(end)
         };
         now = pool.turn(cap.max(now))?;
         for (_, e) in std::mem::take(&mut pool.events) {
@@ -233,15 +264,21 @@ fn flood(
                 let Some(id) = text.strip_prefix('m').and_then(|s| s.parse::<u64>().ok()) else {
                     continue;
                 };
-                if let Some(v) = msgs.get_mut(&id) {
-                    v.1 += 1;
-                    hist.saturating_record(now.saturating_duration_since(v.0).as_nanos() as u64);
+                let j = id & 0xffff_ffff;
+                if j < total {
+                    delivered += 1;
+                    let intended = sched.intended(j);
+                    hist.saturating_record(
+                        now.saturating_duration_since(intended).as_nanos() as u64
+                    );
                     phase.ops.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
     }
-    out.messages = msgs.len() as u64;
+    out.delivered = delivered;
+    out.expected = expected;
+    out.messages = sent;
     for (k, before) in stats0.iter().enumerate() {
         let s = pool.node(k).room_stats(&room_of(k)).unwrap_or_default();
         out.frames += s.frames_sent - before.frames_sent;
@@ -341,9 +378,33 @@ pub fn run(
     if storm && !reg.is_owned() {
         bail!("reconnect-storm kills and restarts the registry: it must start it (no --registry)");
     }
-    let threads = args.threads().min(args.rooms);
-    let parts = split(args.rooms, threads);
-    let per_thread = parts.iter().map(|p| p.len()).max().unwrap_or(0) * args.room_size;
+    let threads = args.threads().max(1);
+    // Whole rooms per thread while they fit (a room's traffic stays on one reactor);
+    // otherwise every room is spread over the threads member by member.
+    let room_parts = split(args.rooms, threads.min(args.rooms));
+    let per_thread = room_parts.iter().map(|p| p.len()).max().unwrap_or(0) * args.room_size;
+    let spread = args.room_size > 1 && per_thread > MAX_LINKED_PER_THREAD;
+    let parts: Vec<Vec<(usize, usize)>> = if spread {
+        let all = args.rooms * args.room_size;
+        split(all, threads)
+            .into_iter()
+            .map(|g| {
+                g.into_iter()
+                    .map(|g| (g / args.room_size, g % args.room_size))
+                    .collect()
+            })
+            .collect()
+    } else {
+        room_parts
+            .into_iter()
+            .map(|rs| {
+                rs.into_iter()
+                    .flat_map(|r| (0..args.room_size).map(move |i| (r, i)))
+                    .collect()
+            })
+            .collect()
+    };
+    let per_thread = parts.iter().map(Vec::len).max().unwrap_or(0);
     let listen = if args.room_size == 1 {
         Listen::Shared
     } else if per_thread <= MAX_LINKED_PER_THREAD {
@@ -354,13 +415,28 @@ pub fn run(
              use more --threads, fewer or smaller rooms, or --room-size 1 for a large reconnect-storm"
         );
     };
+    let mut origins = vec![Vec::new(); args.rooms];
+    for (t, members) in parts.iter().enumerate() {
+        for (r, _) in members {
+            if origins[*r].last() != Some(&t) {
+                origins[*r].push(t);
+            }
+        }
+    }
+    let origins = Arc::new(origins);
+    let created: Arc<Vec<AtomicBool>> =
+        Arc::new((0..args.rooms).map(|_| AtomicBool::new(false)).collect());
     let tag = run_tag();
     let rate = args.rate.unwrap_or(10.0);
     let mut handles = Vec::new();
-    for (t, rooms) in parts.into_iter().enumerate() {
+    for (t, members) in parts.into_iter().enumerate() {
         let plan = Plan {
             storm,
-            rooms,
+            members,
+            thread: t,
+            origins: Arc::clone(&origins),
+            created: Arc::clone(&created),
+            room_mode: args.room_mode,
             room_size: args.room_size,
             tag: tag.clone(),
             target: Target {
@@ -409,6 +485,10 @@ pub fn run(
     report
         .params
         .insert("peer_links".into(), json!(listen == Listen::Own));
+    report
+        .params
+        .insert("room_mode".into(), json!(args.room_mode.as_str()));
+    report.params.insert("rooms_spread".into(), json!(spread));
     if storm {
         let mut resume = Series::new(
             "resume",
@@ -461,10 +541,11 @@ pub fn run(
         let (delivered, expected) = (sum(&|o| o.delivered), sum(&|o| o.expected));
         let per = messages.max(1) as f64;
         report.headline = format!(
-            "load room-flood: {} rooms of {} peers (degree {}), {rate} messages/s per room for {:.0}s",
+            "load room-flood: {} rooms of {} peers (degree {}, {} mode), {rate} messages/s per room for {:.0}s",
             args.rooms,
             args.room_size,
             args.degree,
+            args.room_mode.as_str(),
             args.duration.as_secs_f64()
         );
         report.figure("messages", messages as f64);
