@@ -70,9 +70,6 @@ pub struct FloodArgs {
     pub json: bool,
 }
 
-/// Rooms above this size get a larger peer frame limit (see [`run`]).
-const BIG_ROOM: usize = 2_000;
-
 /// Runs `sim-flood`; prints the table (or JSON lines) as it goes and returns the report.
 pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
     let seed = a.seed;
@@ -132,12 +129,8 @@ pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
                 let limit = Duration::from_secs(600);
                 let ids = scenario::add_users_with(&mut w, n, limit, |c| {
                     c.degree = d;
+                    // Big rooms need no larger frame limit: the registry pages its answers.
                     mode.configure(c);
-                    // A room-joined frame lists every online member (about 22 bytes each),
-                    // over the default 64 KiB limit from about 3,000 members on.
-                    if n > BIG_ROOM {
-                        c.max_frame = c.max_frame.max(64 * n as u32);
-                    }
                 })
                 .map_err(anyhow::Error::msg)?;
                 scenario::form_room(&mut w, &ids, "flood", limit).map_err(anyhow::Error::msg)?;
