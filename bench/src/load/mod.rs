@@ -99,6 +99,10 @@ pub struct LoadArgs {
     /// room-flood: how rooms spread messages, `flood` or `tree` (the peer's `--room-mode`).
     #[arg(long, default_value = "flood")]
     pub room_mode: p2pchat_peer::RoomMode,
+    /// room-flood: every synthetic peer has an identity key and a registry ticket and signs its
+    /// room messages; every member checks them (docs/security.md, layer 4), as real clients do.
+    #[arg(long)]
+    pub sign: bool,
     /// churn: fraction of the peers that vanish without logout.
     #[arg(long, default_value_t = 0.1)]
     pub churn: f64,

@@ -13,11 +13,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use p2pchat_engine::{ConnId, ListenerId, NetEvent, Reactor, UdpId};
-use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output};
+use p2pchat_peer::{Command, Config, Input, LinkId, Node, NodeEvent, Output, RoomSigner};
+use p2pchat_protocol::secure::Identity;
 
 use crate::load::secure::SecureLinks;
 use rand::rngs::StdRng;
@@ -72,6 +74,8 @@ pub struct Pool {
     pub stats: PoolStats,
     /// Room mode of the peers added from now on.
     pub room_mode: p2pchat_peer::RoomMode,
+    /// Whether peers added from now on sign their room messages and check others'.
+    pub sign: bool,
 }
 
 impl Pool {
@@ -95,6 +99,7 @@ impl Pool {
             events: Vec::new(),
             stats: PoolStats::default(),
             room_mode: p2pchat_peer::RoomMode::default(),
+            sign: false,
         })
     }
 
@@ -121,6 +126,11 @@ impl Pool {
         config.registry_udp = registry_udp;
         config.degree = degree;
         config.room_mode = self.room_mode;
+        if self.sign {
+            let identity = Arc::new(Identity::generate_from_os()?);
+            config.identity_key = Some(identity.public_key().0);
+            config.identity = Some(RoomSigner::new(identity));
+        }
         // The heartbeat timestamp only needs a wall-clock anchor.
         #[allow(clippy::disallowed_methods)]
         let wall_ms = SystemTime::now()

@@ -55,6 +55,8 @@ struct Out {
     expected: u64,
     delivered: u64,
     duplicates: u64,
+    /// Room messages refused by a member's signature check (`--sign`); 0 when all is well.
+    refused: u64,
     frames: u64,
     bytes: u64,
     peers: u64,
@@ -74,6 +76,7 @@ struct Plan {
     /// Per room: whether some thread has seen it created.
     created: Arc<Vec<AtomicBool>>,
     room_mode: p2pchat_peer::RoomMode,
+    sign: bool,
     room_size: usize,
     tag: String,
     target: Target,
@@ -98,6 +101,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let is_created = |k: usize| plan.created[plan.members[k].0].load(Ordering::Relaxed);
     let mut pool = Pool::new()?;
     pool.room_mode = plan.room_mode;
+    pool.sign = plan.sign;
     let mut logins = Logins::new(names.clone(), plan.target, 64, None);
     let t0 = Instant::now();
     let limit = t0 + Duration::from_secs(60) + Duration::from_millis(20 * n as u64);
@@ -283,6 +287,7 @@ fn flood(
         let s = pool.node(k).room_stats(&room_of(k)).unwrap_or_default();
         out.frames += s.frames_sent - before.frames_sent;
         out.duplicates += s.duplicates - before.duplicates;
+        out.refused += s.refused - before.refused;
     }
     out.bytes = pool.engine_stats().bytes_out - bytes0;
     out.latency = Some(hist);
@@ -437,6 +442,7 @@ pub fn run(
             origins: Arc::clone(&origins),
             created: Arc::clone(&created),
             room_mode: args.room_mode,
+            sign: args.sign,
             room_size: args.room_size,
             tag: tag.clone(),
             target: Target {
@@ -488,6 +494,7 @@ pub fn run(
     report
         .params
         .insert("room_mode".into(), json!(args.room_mode.as_str()));
+    report.params.insert("signed".into(), json!(args.sign));
     report.params.insert("rooms_spread".into(), json!(spread));
     if storm {
         let mut resume = Series::new(
@@ -564,6 +571,7 @@ pub fn run(
             sum(&|o| o.duplicates) as f64 / per,
         );
         report.figure("bytes_per_message", sum(&|o| o.bytes) as f64 / per);
+        report.figure("refused", sum(&|o| o.refused) as f64);
         report.figure("frames_per_message_bound", (args.room_size - 1) as f64);
         report.figure(
             "throughput_per_s",
