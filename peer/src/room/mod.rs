@@ -41,6 +41,12 @@ pub use tree::HOP_LIMIT;
 use tree::{Action, Broadcast};
 /// A member whose link failed or who refused us is not picked again for this long.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Refused (forged or unsigned) room messages from one neighbour before it is unlinked: each
+/// costs one or two Ed25519 checks, so a member that keeps sending them would otherwise make
+/// every neighbour spend its CPU on them. A few are tolerated: a ticket can lapse in flight.
+const REFUSALS_TO_UNLINK: u32 = 8;
+/// How long an unlinked forger is neither picked nor accepted as a neighbour.
+const BANNED_FOR: Duration = Duration::from_secs(600);
 /// "Joined room" is shown once the first neighbour confirms (from then on every message sent
 /// in the room reaches us), or after this long if none does.
 const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
@@ -59,6 +65,10 @@ pub(crate) struct Room {
     initiated: BTreeSet<String>,
     /// Members not to pick until the instant given.
     retry: BTreeMap<String, Instant>,
+    /// Refused messages per neighbour (see `REFUSALS_TO_UNLINK`).
+    refusals: BTreeMap<String, u32>,
+    /// Neighbours unlinked for forged messages, and until when their room links are refused.
+    banned: BTreeMap<String, Instant>,
     /// Dedup, flooding and the broadcast tree over `neighbors`.
     cast: Broadcast,
     /// While set, "Joined room" has not been shown yet; shown at the latest then.
@@ -96,6 +106,8 @@ impl Room {
             pending: BTreeSet::new(),
             initiated: BTreeSet::new(),
             retry: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            banned: BTreeMap::new(),
             cast: Broadcast::new(name, mode),
             announce: None,
             settled: None,
@@ -725,6 +737,13 @@ impl Rooms {
         if r.neighbors.contains(&from) {
             return;
         }
+        if r.banned.get(&from).is_some_and(|until| *until > now) {
+            debug!("refusing a room link to {room} from {from}: it sent forged messages");
+            let msg = Msg::RoomUnlink { room };
+            cx.io.send(&from, msg);
+            cx.out.push(RoomOut::Release(from.to_string()));
+            return;
+        }
         r.settled = None;
         // Tree frames only on links whose both ends speak them (docs/protocol.md §9).
         let tree = cx.io.version(&from) >= PEER_VERSION;
@@ -801,6 +820,16 @@ impl Rooms {
                 ) {
                     warn!("room {room}: message claiming to be from {origin} (via {from}) refused: {why}");
                     r.cast.refused();
+                    let refused = r.refusals.entry(from.clone()).or_insert(0);
+                    *refused += 1;
+                    if *refused >= REFUSALS_TO_UNLINK {
+                        warn!("room {room}: unlinking {from}, which relayed {refused} refused messages");
+                        r.refusals.remove(&from);
+                        r.banned.insert(from.clone(), now + BANNED_FOR);
+                        r.retry.insert(from.clone(), now + BANNED_FOR);
+                        self.drop_neighbor(cx, &room, &from, true);
+                        self.refresh_room(cx, now, &room);
+                    }
                     return;
                 }
             }
@@ -870,6 +899,7 @@ impl Rooms {
                 r.announce = None;
                 due.push(name.clone());
             }
+            r.banned.retain(|_, until| *until > now);
             let before = r.retry.len();
             r.retry.retain(|_, until| *until > now);
             if r.retry.len() != before {

@@ -60,6 +60,8 @@ struct Harness {
     muted: BTreeSet<String>,
     now: Instant,
     outs: Vec<RoomOut>,
+    /// Our ticket and the registry key, when we hold one (then messages must be signed).
+    ticket: Option<(Vec<u8>, [u8; 32])>,
 }
 
 impl Harness {
@@ -73,6 +75,7 @@ impl Harness {
             #[allow(clippy::disallowed_methods)]
             now: Instant::now(),
             outs: Vec::new(),
+            ticket: None,
         }
     }
 
@@ -84,7 +87,7 @@ impl Harness {
             muted: &self.muted,
             wall_ms: 1_700_000_000_000,
             signer: None,
-            ticket: None,
+            ticket: self.ticket.as_ref().map(|(t, k)| (t.as_slice(), *k)),
             out: Vec::new(),
         };
         let r = f(&mut self.rooms, &mut cx, self.now);
@@ -282,4 +285,51 @@ fn a_member_that_leaves_and_rejoins_does_not_show_a_message_twice() {
         h.frame("a", msg(2));
         assert_eq!(shown(&h), 2, "{mode:?}: a new message is shown");
     }
+}
+
+/// A neighbour that keeps relaying messages that fail the signature check (forged, or unsigned
+/// where signatures are required) is unlinked after a few and its room links are refused for a
+/// while, so it cannot make us spend CPU on Ed25519 checks without end; the others stay.
+#[test]
+fn a_neighbour_relaying_forged_messages_is_unlinked_and_refused() {
+    let mut h = Harness::new(RoomMode::Tree);
+    // With a ticket of our own (any bytes do here), every new message must be signed.
+    h.ticket = Some((vec![1; 8], [7; 32]));
+    let members: Vec<PeerInfo> = ["a", "mal"].iter().map(|n| peer(n)).collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+    for n in ["a", "mal"] {
+        h.link_up(n, PEER_VERSION);
+        h.frame(n, link());
+    }
+    assert_eq!(h.rooms.neighbors(ROOM), ["a", "mal"]);
+    let forged = |seq| Msg::RoomMessage {
+        room: ROOM.into(),
+        origin: "a".into(),
+        seq,
+        hops: 5,
+        sent_ms: 0,
+        text: "forged".into(),
+        auth: None,
+    };
+    h.io.sent.clear();
+    for seq in 1..super::REFUSALS_TO_UNLINK as u64 {
+        h.frame("mal", forged(seq));
+    }
+    assert_eq!(h.rooms.neighbors(ROOM), ["a", "mal"], "a few are tolerated");
+    h.frame("mal", forged(99));
+    assert_eq!(h.rooms.neighbors(ROOM), ["a"], "unlinked");
+    let unlink = Msg::RoomUnlink { room: ROOM.into() };
+    assert!(h.io.sent.contains(&("mal".to_string(), unlink.clone())));
+    assert!(
+        !h.io
+            .events
+            .iter()
+            .any(|e| matches!(e, NodeEvent::RoomMessage { .. })),
+        "nothing forged was shown"
+    );
+    // It asks to link again: refused.
+    h.io.sent.clear();
+    h.frame("mal", link());
+    assert_eq!(h.rooms.neighbors(ROOM), ["a"]);
+    assert_eq!(h.io.sent, [("mal".to_string(), unlink)]);
 }

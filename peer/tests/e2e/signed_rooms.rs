@@ -243,3 +243,65 @@ fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
     assert!(refused[1].contains("mallory's"), "{refused:#?}");
     assert!(refused[2].contains("does not verify"), "{refused:#?}");
 }
+
+/// The flood variant: a member that keeps relaying forged messages (each one costs the
+/// receiver an Ed25519 check) is unlinked from the room after a few and its next room link is
+/// refused; genuine messages between the others still flow.
+#[test]
+fn a_member_flooding_forged_messages_is_unlinked() {
+    let reg = Registry::start();
+    let mut alice = reg.user_logging("alice", &[], Some("warn"));
+    let mut bob = reg.user_logging("bob", &[], Some("warn"));
+    alice.send("/create lab");
+    alice.expect("Created room lab");
+    bob.send("/join lab");
+    bob.expect("Joined room lab");
+    let bob_at = address_of(&mut alice, "bob");
+
+    let mallory = Arc::new(Identity::generate_from_os().unwrap());
+    let (_session, ticket, registry) = raw_member(&reg, "mallory", &mallory, "lab");
+    bob.expect("mallory joined lab");
+    let cred = Credential::Ticket {
+        identity: Arc::clone(&mallory),
+        ticket,
+    };
+    let mut to_bob = link_in_room(bob_at, cred, registry, "mallory", "lab");
+    let seq0 = unix_now() * 1_000_000;
+    for k in 0..50u64 {
+        to_bob.send(Frame::event(Msg::RoomMessage {
+            room: "lab".into(),
+            origin: "alice".into(),
+            seq: seq0 + k,
+            hops: 10,
+            sent_ms: unix_now() * 1000,
+            text: format!("forged {k}"),
+            auth: None,
+        }));
+    }
+    // Bob unlinks mallory from the room; the peer link itself may stay (or be released).
+    loop {
+        match to_bob.next().msg {
+            Msg::RoomUnlink { room } if room == "lab" => break,
+            _ => {}
+        }
+    }
+    to_bob.send(Frame::event(Msg::RoomLink { room: "lab".into() }));
+    loop {
+        match to_bob.next().msg {
+            Msg::RoomUnlink { room } if room == "lab" => break,
+            Msg::RoomLink { .. } => panic!("bob linked mallory again"),
+            _ => {}
+        }
+    }
+    alice.send("/say lab after the flood");
+    bob.expect("Message from alice at lab: after the flood");
+    bob.assert_no_line(|l| l.contains("forged"));
+    let unlinked = bob
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("unlinking mallory"))
+        .count();
+    assert_eq!(unlinked, 1, "one unlink, logged");
+}
