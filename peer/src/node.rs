@@ -11,6 +11,9 @@ use p2pchat_protocol::{Msg, RoomEvent};
 use rand::rngs::StdRng;
 
 use crate::chat::Chat;
+
+/// Room messages held while a rename's new ticket is on its way (one registry round trip).
+const MAX_HELD_SAYS: usize = 64;
 use crate::command::{Command, FocusCommand, Password};
 use crate::io::{CloseReason, Config, Input, LinkId, NodeEvent, Output};
 use crate::link::Links;
@@ -68,6 +71,10 @@ pub struct Node {
     pub(crate) out: VecDeque<Output>,
     /// Registry commands typed while another registry request is in flight, run in order.
     deferred: VecDeque<Command>,
+    /// Room messages typed between a rename and the ticket for the new name (signed with the
+    /// old one, every member would refuse them), sent once it is here; at most
+    /// `MAX_HELD_SAYS`.
+    held_says: VecDeque<(String, String)>,
     quit: Option<Quitting>,
     exited: bool,
 }
@@ -124,6 +131,7 @@ impl Node {
             next_dial: 0,
             out: VecDeque::new(),
             deferred: VecDeque::new(),
+            held_says: VecDeque::new(),
             quit: None,
             exited: false,
         }
@@ -367,9 +375,17 @@ impl Node {
             }
             Outcome::RoomLeft { room } => self.with_rooms(now, |r, cx| r.room_left(cx, room)),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
-            Outcome::SessionEnded => self.forget_rooms(now),
+            Outcome::SessionEnded => {
+                self.held_says.clear();
+                self.forget_rooms(now)
+            }
             Outcome::Resumed => self.rooms.start_sync(),
             Outcome::RoomsSynced => self.with_rooms(now, |r, cx| r.rooms_synced(cx)),
+            Outcome::TicketSettled => {
+                for (room, text) in std::mem::take(&mut self.held_says) {
+                    self.with_rooms(now, |r, cx| r.cmd_say(cx, now, room, text));
+                }
+            }
         }
     }
 
@@ -731,6 +747,12 @@ impl Node {
 
     /// `/say ROOM TEXT`, and plain lines while a room has the focus.
     pub(crate) fn cmd_say(&mut self, now: Instant, room: String, text: String) {
+        if self.registry.ticket_outdated() {
+            if self.held_says.len() >= MAX_HELD_SAYS {
+                return self.error("too many room messages waiting for the new name's ticket");
+            }
+            return self.held_says.push_back((room, text));
+        }
         self.with_rooms(now, |r, cx| r.cmd_say(cx, now, room, text));
     }
 

@@ -123,6 +123,9 @@ pub(crate) enum Outcome {
     Resumed,
     /// Every room of the resumed session has been pushed (see [`Request::SyncRooms`]).
     RoomsSynced,
+    /// The ticket asked for after a rename came (or was refused): room messages held since the
+    /// rename can go.
+    TicketSettled,
 }
 
 /// The TCP connection to the registry, named for what it waits for.
@@ -155,6 +158,9 @@ struct Session {
     /// Our identity ticket and the registry key that signed it (docs/security.md), kept
     /// across resumes and renewed every `TICKET_RENEW_PINGS` keepalive pings.
     ticket: Option<(Vec<u8>, [u8; 32])>,
+    /// A rename made `ticket` name the old name and a new one is on its way: room messages
+    /// signed now would be refused by every member, so the node holds them until it comes.
+    ticket_outdated: bool,
     pings: u32,
     /// Stopped while the connection is down or the session not yet resumed.
     heartbeats: Heartbeats,
@@ -230,6 +236,19 @@ impl RegistryLink {
     pub(crate) fn ticket(&self) -> Option<(&[u8], [u8; 32])> {
         let (ticket, key) = self.session.as_ref()?.ticket.as_ref()?;
         Some((ticket, *key))
+    }
+
+    /// Whether a rename left us with a ticket for the old name, the new one still on its way.
+    pub(crate) fn ticket_outdated(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.ticket_outdated)
+    }
+
+    pub(super) fn ticket_settled(&mut self, outcomes: &mut Vec<Outcome>) {
+        if let Some(s) = &mut self.session {
+            if std::mem::take(&mut s.ticket_outdated) {
+                outcomes.push(Outcome::TicketSettled);
+            }
+        }
     }
 
     /// Asks for a ticket for our key, if we have one and the link is up; whether it did.
@@ -550,6 +569,7 @@ impl RegistryLink {
             (Request::Ping, Msg::Error { message, .. }) => debug!("ping refused: {message}"),
             (Request::Ticket, Msg::Error { message, .. }) => {
                 info!("no ticket: {message}");
+                self.ticket_settled(outcomes);
                 if let Some(ev) = self.announce_login.take() {
                     event(out, ev);
                 }
@@ -564,6 +584,7 @@ impl RegistryLink {
                 if let Some(s) = &mut self.session {
                     s.ticket = Some((ticket, registry_key));
                 }
+                self.ticket_settled(outcomes);
                 if let Some(ev) = self.announce_login.take() {
                     event(out, ev);
                 }
@@ -637,7 +658,11 @@ impl RegistryLink {
                 }
                 event(out, NodeEvent::Renamed { name });
                 // Our ticket names the old name: new peer links need one for the new name.
-                let _ = self.request_ticket(config, out);
+                if self.request_ticket(config, out) {
+                    if let Some(s) = &mut self.session {
+                        s.ticket_outdated = true;
+                    }
+                }
             }
             (
                 Request::Search {
@@ -717,15 +742,16 @@ impl RegistryLink {
             .registry_udp
             .unwrap_or_else(|| SocketAddr::new(config.registry.ip(), udp_port));
         // A resume keeps the ticket until the new one comes (peer links go on meanwhile).
-        let ticket = self
+        let (ticket, ticket_outdated) = self
             .session
             .take()
             .filter(|s| s.name == name)
-            .and_then(|s| s.ticket);
+            .map_or((None, false), |s| (s.ticket, s.ticket_outdated));
         self.session = Some(Session {
             name: name.clone(),
             token: resume_token,
             ticket,
+            ticket_outdated,
             pings: 0,
             heartbeats: Heartbeats::start(now, session, &heartbeat_key, heartbeat_interval_ms, udp),
         });

@@ -46,6 +46,9 @@ impl RegistryLink {
                     query: name,
                     result: Err(MESSAGE.into()),
                 }),
+                // Room messages held for the new name's ticket go now (with the old one)
+                // rather than wait for the next renewal.
+                Request::Ticket => self.ticket_settled(outcomes),
                 _ if !told => {
                     told = true;
                     event(out, NodeEvent::error(MESSAGE));

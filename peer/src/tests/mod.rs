@@ -20,6 +20,7 @@
 mod chat;
 mod registry;
 mod rooms;
+mod signed;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
