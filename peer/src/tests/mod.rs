@@ -369,6 +369,23 @@ impl World {
         assert!(self.peers[i].exited);
     }
 
+    /// Takes node `i`'s events; returns the messages of `room` among them as (from, text).
+    pub(crate) fn shown_in(&mut self, i: usize, room: &str) -> Vec<(String, String)> {
+        self.peers[i]
+            .take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                NodeEvent::RoomMessage {
+                    room: r,
+                    from,
+                    text,
+                    ..
+                } if r == room => Some((from, text)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Types a line on node `i`.
     pub(crate) fn line(&mut self, i: usize, line: &str) {
         let command: Command = parse(line).unwrap().unwrap();

@@ -133,14 +133,7 @@ fn stats(w: &World, i: usize) -> RoomStats {
 
 /// Takes node `i`'s events; returns the room messages among them as (from, text).
 fn shown(w: &mut World, i: usize) -> Vec<(String, String)> {
-    w.peers[i]
-        .take_events()
-        .into_iter()
-        .filter_map(|e| match e {
-            NodeEvent::RoomMessage { room, from, text } if room == ROOM => Some((from, text)),
-            _ => None,
-        })
-        .collect()
+    w.shown_in(i, ROOM)
 }
 
 /// Node `i` says `text` in the room; checks that it was sent.

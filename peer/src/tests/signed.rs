@@ -18,14 +18,7 @@ fn with_identity(c: &mut Config) {
 }
 
 fn shown(w: &mut World, i: usize) -> Vec<(String, String)> {
-    w.peers[i]
-        .take_events()
-        .into_iter()
-        .filter_map(|e| match e {
-            NodeEvent::RoomMessage { room, from, text } if room == ROOM => Some((from, text)),
-            _ => None,
-        })
-        .collect()
+    w.shown_in(i, ROOM)
 }
 
 /// A room message typed after a rename is answered but before the ticket for the new name
