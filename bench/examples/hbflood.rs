@@ -18,7 +18,6 @@
 // A measuring tool: it reads the wall clock to pace and time its run.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use p2pchat_protocol::{Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Role, VERSION};
+use p2pchat_bench::load::secure::BlockingLink;
+use p2pchat_protocol::{Frame, Heartbeat, HeartbeatKey, Msg, Role, VERSION};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -113,52 +113,45 @@ fn rcvbuf_errors() -> anyhow::Result<u64> {
 }
 
 struct Session {
-    _stream: TcpStream,
+    _link: BlockingLink,
     id: u64,
     key: HeartbeatKey,
 }
 
-fn request(stream: &mut TcpStream, dec: &mut FrameDecoder, msg: Msg) -> anyhow::Result<Msg> {
-    stream.write_all(&Frame::new(1, msg).to_bytes())?;
-    let mut buf = [0u8; 4096];
+/// Sends a request (id 1) and returns its answer; events in between are skipped.
+fn request(link: &mut BlockingLink, msg: Msg) -> anyhow::Result<Msg> {
+    link.send(&Frame::new(1, msg))?;
     loop {
-        if let Some(f) = dec.next_frame()? {
+        let f = link.recv()?;
+        if f.id == 1 {
             return Ok(f.msg);
         }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            bail!("registry closed the connection");
-        }
-        dec.push(&buf[..n]);
     }
 }
 
-fn hello(args: &Args) -> anyhow::Result<(TcpStream, FrameDecoder)> {
-    let mut stream = TcpStream::connect(args.tcp)?;
+/// A registry connection over a secure link (as every client's is), past its hello.
+fn hello(args: &Args) -> anyhow::Result<BlockingLink> {
+    let stream = TcpStream::connect(args.tcp)?;
     stream.set_nodelay(true)?;
-    let mut dec = FrameDecoder::new(1 << 20);
-    request(
-        &mut stream,
-        &mut dec,
+    let hello = Frame::new(
+        1,
         Msg::Hello {
             version: VERSION,
             role: Role::Client,
             name: String::new(),
             ticket: vec![],
         },
-    )?;
-    Ok((stream, dec))
+    );
+    let mut link = BlockingLink::open(stream, &hello.to_bytes())?;
+    match link.recv()?.msg {
+        Msg::Welcome { .. } => Ok(link),
+        other => bail!("hello: {other:?}"),
+    }
 }
 
-fn register(
-    args: &Args,
-    stream: &mut TcpStream,
-    dec: &mut FrameDecoder,
-    i: usize,
-) -> anyhow::Result<()> {
+fn register(args: &Args, link: &mut BlockingLink, i: usize) -> anyhow::Result<()> {
     request(
-        stream,
-        dec,
+        link,
         Msg::Register {
             name: format!("{}{i}", args.prefix),
             password: "password1".into(),
@@ -168,15 +161,14 @@ fn register(
 }
 
 fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
-    let (mut stream, mut dec) = hello(args)?;
+    let mut link = hello(args)?;
     if !args.register_first {
-        register(args, &mut stream, &mut dec, i)?;
+        register(args, &mut link, i)?;
     }
     let name = format!("{}{i}", args.prefix);
     let password = "password1".to_string();
     match request(
-        &mut stream,
-        &mut dec,
+        &mut link,
         Msg::Login {
             name: name.clone(),
             password,
@@ -188,7 +180,7 @@ fn login(args: &Args, i: usize) -> anyhow::Result<Session> {
             heartbeat_key,
             ..
         } => Ok(Session {
-            _stream: stream,
+            _link: link,
             id: session,
             key: HeartbeatKey::new(&heartbeat_key),
         }),
@@ -201,8 +193,8 @@ fn main() -> anyhow::Result<()> {
     let threads = args.threads.max(1);
     if args.register_first {
         for i in 0..args.sessions {
-            let (mut stream, mut dec) = hello(&args)?;
-            register(&args, &mut stream, &mut dec, i).with_context(|| format!("register {i}"))?;
+            let mut link = hello(&args)?;
+            register(&args, &mut link, i).with_context(|| format!("register {i}"))?;
         }
         // Let the registry see those connections close before the first reading.
         thread::sleep(Duration::from_millis(500));

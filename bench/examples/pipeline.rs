@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
+use p2pchat_protocol::secure::SecureStream;
 use p2pchat_protocol::{Frame, FrameDecoder, Msg, Role, VERSION};
+use p2pchat_registry::secure::client_handshake;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 enum Target {
@@ -95,6 +97,9 @@ const TICKS_PER_SEC: f64 = 100.0;
 /// One connection's request burst and the way to count its replies.
 struct Conn {
     stream: TcpStream,
+    /// The registry: a secure link, as every client's (the burst is sealed as one record per
+    /// round, like a client writing its pipelined requests at once). Redis: none.
+    secure: Option<SecureStream>,
     decoder: FrameDecoder,
     burst: Vec<u8>,
     target: Target,
@@ -103,10 +108,21 @@ struct Conn {
 
 impl Conn {
     fn open(args: &Args, i: usize) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(args.addr).context("connect")?;
+        let mut stream = TcpStream::connect(args.addr).context("connect")?;
         stream.set_nodelay(true)?;
+        let secure = match args.target {
+            Target::Redis => None,
+            Target::Registry => {
+                let timeout = Duration::from_secs(10);
+                let s = client_handshake(&mut stream, None, &[], timeout)
+                    .context("secure handshake with the registry")?;
+                stream.set_read_timeout(None)?;
+                Some(s)
+            }
+        };
         let mut c = Conn {
             stream,
+            secure,
             decoder: FrameDecoder::new(1 << 20),
             burst: Vec::new(),
             target: args.target,
@@ -149,7 +165,7 @@ impl Conn {
     }
 
     fn request(&mut self, msg: Msg) -> anyhow::Result<Msg> {
-        self.stream.write_all(&Frame::new(1, msg).to_bytes())?;
+        self.write(&Frame::new(1, msg).to_bytes())?;
         loop {
             if let Some(f) = self.decoder.next_frame()? {
                 return Ok(f.msg);
@@ -158,13 +174,41 @@ impl Conn {
             if n == 0 {
                 bail!("server closed the connection");
             }
-            self.decoder.push(&self.buf[..n]);
+            self.received(n)?;
         }
+    }
+
+    /// Writes `plain` in one `write` (sealed first on a secure link).
+    fn write(&mut self, plain: &[u8]) -> anyhow::Result<()> {
+        match &mut self.secure {
+            None => self.stream.write_all(plain)?,
+            Some(s) => {
+                s.send(plain)?;
+                self.stream.write_all(&s.take_outgoing())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `n` bytes just read into `buf` go to the frame decoder (opened first on a secure
+    /// link).
+    fn received(&mut self, n: usize) -> anyhow::Result<()> {
+        match &mut self.secure {
+            None => self.decoder.push(&self.buf[..n]),
+            Some(s) => {
+                s.receive(&self.buf[..n])?;
+                self.decoder.push(&s.take_plaintext());
+            }
+        }
+        Ok(())
     }
 
     /// Writes one burst and waits for its `depth` replies.
     fn round(&mut self, depth: usize) -> anyhow::Result<()> {
-        self.stream.write_all(&self.burst)?;
+        let burst = std::mem::take(&mut self.burst);
+        let wrote = self.write(&burst);
+        self.burst = burst;
+        wrote?;
         let mut got = 0;
         // Redis: every reply is `+PONG\r\n`, so count line ends.
         while got < depth {
@@ -182,7 +226,7 @@ impl Conn {
             }
             match self.target {
                 Target::Redis => got += self.buf[..n].iter().filter(|&&b| b == b'\n').count(),
-                Target::Registry => self.decoder.push(&self.buf[..n]),
+                Target::Registry => self.received(n)?,
             }
         }
         Ok(())
