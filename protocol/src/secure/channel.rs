@@ -27,8 +27,13 @@ fn aead_key(key: &[u8; KEY_LEN]) -> LessSafeKey {
 }
 
 /// The sending half: seals plaintext into records.
+///
+/// Both halves keep the raw 32-byte key and build ring's key for each record: ring's
+/// `LessSafeKey` is 544 bytes whatever the algorithm (its largest variant, AES-GCM's key
+/// schedule, sets the size), so two of them made a link cost ~1.1 KiB per connection, most of
+/// an online peer's memory at the registry; building a ChaCha20 key is a 32-byte copy.
 pub struct Sealer {
-    key: LessSafeKey,
+    key: [u8; KEY_LEN],
     counter: u64,
 }
 
@@ -41,7 +46,7 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     pub(crate) fn new(key: &[u8; KEY_LEN]) -> Sealer {
         Sealer {
-            key: aead_key(key),
+            key: *key,
             counter: 0,
         }
     }
@@ -68,8 +73,7 @@ impl Sealer {
         let aad_end = out.len();
         out.put_slice(plain);
         let (head, body) = out[start..].split_at_mut(aad_end - start);
-        let tag = self
-            .key
+        let tag = aead_key(&self.key)
             .seal_in_place_separate_tag(nonce(counter), Aad::from(&*head), body)
             .map_err(|_| SecureError::Local("seal"))?;
         out.put_slice(tag.as_ref());
@@ -90,9 +94,9 @@ impl Sealer {
     }
 }
 
-/// The receiving half: opens records in order.
+/// The receiving half: opens records in order (keeps the raw key, as [`Sealer`] does).
 pub struct Opener {
-    key: LessSafeKey,
+    key: [u8; KEY_LEN],
     counter: u64,
 }
 
@@ -105,7 +109,7 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     pub(crate) fn new(key: &[u8; KEY_LEN]) -> Opener {
         Opener {
-            key: aead_key(key),
+            key: *key,
             counter: 0,
         }
     }
@@ -126,8 +130,7 @@ impl Opener {
             .ok_or(SecureError::CounterExhausted)?;
         let (head, sealed) = record.split_at(aad_len);
         let mut buf = sealed.to_vec();
-        let plain_len = self
-            .key
+        let plain_len = aead_key(&self.key)
             .open_in_place(nonce(counter), Aad::from(head), &mut buf)
             .map_err(|_| SecureError::Open)?
             .len();
@@ -220,7 +223,7 @@ mod tests {
         /// A copy of the opener's state, for trying several next records.
         fn clone_fresh_counter(&self, counter: u64) -> Opener {
             Opener {
-                key: aead_key(&[7u8; KEY_LEN]),
+                key: [7u8; KEY_LEN],
                 counter,
             }
         }

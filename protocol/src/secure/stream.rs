@@ -17,13 +17,13 @@ use crate::secure::channel::{Opener, Sealer};
 use crate::secure::handshake::{self, InitiatorWait, Keys, ResponderStart, ResponderWait};
 use crate::secure::{Credential, Expect, RecordReader, Remote, SecureError};
 
-// `Open` is the largest variant and the state a link spends its life in: boxing it would save
-// nothing while open and add a pointer chase per record.
-#[allow(clippy::large_enum_variant)]
+// The handshake states are boxed: a link spends its life `Open` (two raw keys and counters),
+// and an unboxed handshake variant (keys, transcript) set the size of every open link's state,
+// one per connection at the registry.
 enum State {
-    Initiating(InitiatorWait),
-    AwaitHello(ResponderStart),
-    AwaitFinish(ResponderWait),
+    Initiating(Box<InitiatorWait>),
+    AwaitHello(Box<ResponderStart>),
+    AwaitFinish(Box<ResponderWait>),
     Open { sealer: Sealer, opener: Opener },
     Failed(SecureError),
 }
@@ -79,7 +79,7 @@ impl SecureStream {
     ) -> Result<SecureStream, SecureError> {
         let rng = SystemRandom::new();
         let (wait, msg1) = handshake::initiate(role, cred, expect, &rng)?;
-        let mut s = SecureStream::with_state(State::Initiating(wait), rng);
+        let mut s = SecureStream::with_state(State::Initiating(Box::new(wait)), rng);
         s.outgoing.extend_from_slice(&msg1);
         Ok(s)
     }
@@ -87,7 +87,7 @@ impl SecureStream {
     /// The side that accepted; its hello must have role `role`.
     pub fn responder(role: Role, cred: Credential, expect: Expect) -> SecureStream {
         SecureStream::with_state(
-            State::AwaitHello(ResponderStart { role, cred, expect }),
+            State::AwaitHello(Box::new(ResponderStart { role, cred, expect })),
             SystemRandom::new(),
         )
     }
@@ -131,7 +131,7 @@ impl SecureStream {
             }
             State::AwaitHello(start) => {
                 let wait = start.on_hello(record, &mut self.outgoing, &self.rng)?;
-                self.state = State::AwaitFinish(wait);
+                self.state = State::AwaitFinish(Box::new(wait));
                 Ok(())
             }
             State::AwaitFinish(wait) => {
@@ -178,12 +178,14 @@ impl SecureStream {
 
     /// Bytes to write to the socket (empty if none).
     pub fn take_outgoing(&mut self) -> BytesMut {
-        self.outgoing.split()
+        // The whole buffer, not `split()`: that would leave the allocation's unused capacity
+        // here, kept for every idle link.
+        std::mem::take(&mut self.outgoing)
     }
 
     /// Plaintext opened since the last call (empty if none): the plain frame stream.
     pub fn take_plaintext(&mut self) -> BytesMut {
-        self.plaintext.split()
+        std::mem::take(&mut self.plaintext)
     }
 
     /// Whether this responder has not yet answered a hello: nothing was said on the link, so
