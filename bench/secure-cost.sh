@@ -2,7 +2,13 @@
 # Registry CPU per request over clear and secure links, one session (docs/performance.md,
 # "What secure links cost per request"). Edit the binary paths: a pre-secure build of the
 # registry and of bench/examples/pipeline.rs (commit 08e2453), and the current ones.
-# One session: the registry before secure links (branch hotpath) and after (integ), same load.
+#
+#   CLEAR_REGISTRY=... CLEAR_PIPELINE=... bench/secure-cost.sh
+set -u
+: "${CLEAR_REGISTRY:?a registry built before secure links}" "${CLEAR_PIPELINE:?its pipeline example}"
+T=${CARGO_TARGET_DIR:-target}
+SECURE_REGISTRY=${SECURE_REGISTRY:-$T/release/p2pchat-registry}
+SECURE_PIPELINE=${SECURE_PIPELINE:-$T/release/examples/pipeline}
 echo -15 > /proc/$$/autogroup
 run() { # label registry pipeline
   local dir=$(mktemp -d)
@@ -16,6 +22,6 @@ run() { # label registry pipeline
   kill $pid; wait $pid 2>/dev/null; rm -rf $dir
 }
 for round in 1 2; do
-run clear /work/wt/hotpath/target/release/p2pchat-registry /work/wt/hotpath/target/release/examples/pipeline
-run secure /work/wt/integ/target/release/p2pchat-registry /work/wt/integ/target/release/examples/pipeline
+run clear "$CLEAR_REGISTRY" "$CLEAR_PIPELINE"
+run secure "$SECURE_REGISTRY" "$SECURE_PIPELINE"
 done
