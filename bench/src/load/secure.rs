@@ -136,20 +136,17 @@ impl BlockingLink {
 
     /// The next frame (blocking, under the socket's read timeout).
     pub fn recv(&mut self) -> anyhow::Result<Frame> {
-        loop {
-            if let Some(f) = self.decoder.next_frame()? {
-                return Ok(f);
-            }
-            // The handshake helper left a read timeout on the socket; blocking readers want
-            // none.
-            self.sock.set_read_timeout(None)?;
-            let n = self.sock.read(&mut self.buf)?;
-            if n == 0 {
-                bail!("the registry closed the connection");
-            }
-            self.stream.receive(&self.buf[..n])?;
-            self.decoder.push(&self.stream.take_plaintext());
-        }
+        let stream = &mut self.stream;
+        recv_frame(
+            &mut self.sock,
+            &mut self.buf,
+            &mut self.decoder,
+            |sealed, decoder| {
+                stream.receive(sealed)?;
+                decoder.push(&stream.take_plaintext());
+                Ok(())
+            },
+        )
     }
 }
 
@@ -180,17 +177,37 @@ pub struct LinkReader {
 impl LinkReader {
     /// The next frame (blocking).
     pub fn recv(&mut self) -> anyhow::Result<Frame> {
-        loop {
-            if let Some(f) = self.decoder.next_frame()? {
-                return Ok(f);
-            }
-            self.sock.set_read_timeout(None)?;
-            let n = self.sock.read(&mut self.buf)?;
-            if n == 0 {
-                bail!("the registry closed the connection");
-            }
-            let plain = self.open.receive(&self.buf[..n])?;
-            self.decoder.push(&plain);
+        let open = &mut self.open;
+        recv_frame(
+            &mut self.sock,
+            &mut self.buf,
+            &mut self.decoder,
+            |sealed, decoder| {
+                decoder.push(&open.receive(sealed)?);
+                Ok(())
+            },
+        )
+    }
+}
+
+/// The next frame from a blocking socket: reads until `decoder` has a whole frame, passing
+/// what arrives through `open` (which unseals it into the decoder).
+fn recv_frame(
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+    decoder: &mut FrameDecoder,
+    mut open: impl FnMut(&[u8], &mut FrameDecoder) -> anyhow::Result<()>,
+) -> anyhow::Result<Frame> {
+    loop {
+        if let Some(f) = decoder.next_frame()? {
+            return Ok(f);
         }
+        // The handshake helper left a read timeout on the socket; blocking readers want none.
+        sock.set_read_timeout(None)?;
+        let n = sock.read(buf)?;
+        if n == 0 {
+            bail!("the registry closed the connection");
+        }
+        open(&buf[..n], decoder)?;
     }
 }
