@@ -149,8 +149,21 @@ fn link_in_room(
     }
 }
 
-#[test]
-fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
+/// Both attacks' stage: alice creates `lab`, bob joins it, and mallory, a raw member of the room
+/// with a real ticket of its own (for "mallory"), has a room link to bob. A test binds every
+/// field (`..` would drop the rest, the registry with it, at once); the registry and the
+/// session are bound first, so they drop last.
+struct Lab {
+    to_bob: Raw,
+    _session: Raw,
+    mallory: Arc<Identity>,
+    ticket: Vec<u8>,
+    bob: Proc,
+    alice: Proc,
+    _reg: Registry,
+}
+
+fn lab_with_mallory_linked_to_bob() -> Lab {
     let reg = Registry::start();
     let mut alice = reg.user_logging("alice", &[], Some("warn"));
     let mut bob = reg.user_logging("bob", &[], Some("warn"));
@@ -160,15 +173,36 @@ fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
     bob.expect("Joined room lab");
     let bob_at = address_of(&mut alice, "bob");
 
-    // Mallory is a member of the room with a real ticket (for "mallory").
     let mallory = Arc::new(Identity::generate_from_os().unwrap());
-    let (_session, ticket, registry) = raw_member(&reg, "mallory", &mallory, "lab");
+    let (session, ticket, registry) = raw_member(&reg, "mallory", &mallory, "lab");
     bob.expect("mallory joined lab");
     let cred = Credential::Ticket {
         identity: Arc::clone(&mallory),
         ticket: ticket.clone(),
     };
-    let mut to_bob = link_in_room(bob_at, cred, registry, "mallory", "lab");
+    let to_bob = link_in_room(bob_at, cred, registry, "mallory", "lab");
+    Lab {
+        to_bob,
+        _session: session,
+        mallory,
+        ticket,
+        bob,
+        alice,
+        _reg: reg,
+    }
+}
+
+#[test]
+fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
+    let Lab {
+        _reg,
+        _session,
+        mut to_bob,
+        mallory,
+        ticket,
+        mut bob,
+        mut alice,
+    } = lab_with_mallory_linked_to_bob();
 
     let signer = RoomSigner::new(Arc::clone(&mallory));
     let sent_ms = unix_now() * 1000;
@@ -249,23 +283,14 @@ fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
 /// refused; genuine messages between the others still flow.
 #[test]
 fn a_member_flooding_forged_messages_is_unlinked() {
-    let reg = Registry::start();
-    let mut alice = reg.user_logging("alice", &[], Some("warn"));
-    let mut bob = reg.user_logging("bob", &[], Some("warn"));
-    alice.send("/create lab");
-    alice.expect("Created room lab");
-    bob.send("/join lab");
-    bob.expect("Joined room lab");
-    let bob_at = address_of(&mut alice, "bob");
-
-    let mallory = Arc::new(Identity::generate_from_os().unwrap());
-    let (_session, ticket, registry) = raw_member(&reg, "mallory", &mallory, "lab");
-    bob.expect("mallory joined lab");
-    let cred = Credential::Ticket {
-        identity: Arc::clone(&mallory),
-        ticket,
-    };
-    let mut to_bob = link_in_room(bob_at, cred, registry, "mallory", "lab");
+    let Lab {
+        _reg,
+        _session,
+        mut to_bob,
+        mut bob,
+        mut alice,
+        ..
+    } = lab_with_mallory_linked_to_bob();
     let seq0 = unix_now() * 1_000_000;
     for k in 0..50u64 {
         to_bob.send(Frame::event(Msg::RoomMessage {
