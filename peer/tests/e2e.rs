@@ -201,6 +201,12 @@ impl Proc {
         }
     }
 
+    /// The lines of its stderr so far that contain `needle`.
+    fn stderr_lines(&self, needle: &str) -> Vec<String> {
+        let err = self.stderr.lock().unwrap();
+        err.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
     /// Waits for the process to exit.
     fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -653,13 +659,7 @@ fn a_pre_login_deadline_close_is_quiet_and_login_still_works() {
     let mut p = reg.peer_logging("idle", &[], Some("p2pchat_peer=debug"));
     let deadline = Instant::now() + WAIT;
     loop {
-        let closed = p
-            .stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("idle pre-login connection"));
-        if closed {
+        if !p.stderr_lines("idle pre-login connection").is_empty() {
             break;
         }
         assert!(

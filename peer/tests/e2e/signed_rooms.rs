@@ -264,14 +264,7 @@ fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
         "nothing forged was relayed to alice"
     );
     // The three forgeries reached bob and were refused (not lost on the way).
-    let refused = bob
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("message claiming to be from"))
-        .cloned()
-        .collect::<Vec<_>>();
+    let refused = bob.stderr_lines("message claiming to be from");
     assert_eq!(refused.len(), 3, "{refused:#?}");
     assert!(refused[0].contains("unsigned"), "{refused:#?}");
     assert!(refused[1].contains("mallory's"), "{refused:#?}");
@@ -321,12 +314,9 @@ fn a_member_flooding_forged_messages_is_unlinked() {
     alice.send("/say lab after the flood");
     bob.expect("Message from alice at lab: after the flood");
     bob.assert_no_line(|l| l.contains("forged"));
-    let unlinked = bob
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("unlinking mallory"))
-        .count();
-    assert_eq!(unlinked, 1, "one unlink, logged");
+    assert_eq!(
+        bob.stderr_lines("unlinking mallory").len(),
+        1,
+        "one unlink, logged"
+    );
 }
