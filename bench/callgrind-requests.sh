@@ -22,7 +22,7 @@ for bin in "$@"; do
   tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' $d/out)
   $PIPELINE --target registry --addr $tcp --pid $vpid --op ${OP:-ping} --conns 50 --depth $depth --secs 5 --warmup 4 > $d/pl 2>&1 &
   pl=$!
-  sleep 4; callgrind_control -i on $vpid >/dev/null; sleep 5; callgrind_control -i off $vpid >/dev/null
+  sleep 4; callgrind_control -i on $vpid >/dev/null 2>&1; sleep 5; callgrind_control -i off $vpid >/dev/null 2>&1
   wait $pl
   kill $vpid; wait $vpid 2>/dev/null
   ir=$(grep -h '^totals:' $d/cg.out* | awk '{s+=$2} END {print s}')
