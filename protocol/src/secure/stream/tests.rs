@@ -621,6 +621,24 @@ fn a_link_refuses_bad_lengths_before_buffering_and_replays() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// Bytes from the network are data: whatever arrives after the handshake, in whatever
+    /// pieces, an open link neither panics nor opens anything.
+    #[test]
+    fn arbitrary_bytes_never_panic_or_open_on_a_link(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8),
+    ) {
+        let w = World::new();
+        let (_, mut link) = open_link(&w);
+        let mut plain = BytesMut::new();
+        for chunk in &chunks {
+            if link.receive(chunk, &mut plain).is_err() {
+                break;
+            }
+            prop_assert!(plain.is_empty());
+        }
+        prop_assert!(plain.is_empty());
+    }
+
     #[test]
     fn any_altered_byte_fails_on_an_open_link(at in any::<usize>(), xor in 1u8.., len in 1usize..2000) {
         let w = World::new();
