@@ -8,6 +8,11 @@
 //! machine, outputs drained), `heartbeat` (one valid heartbeat through the registry), `hmac`
 //! and `hmac-new` (one heartbeat tag verified with a prebuilt key, and with the key built
 //! first from its 32 bytes, as the registry now does).
+//!
+//! Secure links, per 16 pipelined `ping` replies or requests: `seal16-each` seals each reply
+//! as its own record through a `SecureStream` (the registry before `OpenLink`), `seal16-once`
+//! gathers them and seals one record through an `OpenLink` into a reused buffer (the registry
+//! now); `open16-stream` and `open16-link` open one record holding 16 requests each way.
 
 // The registry's clock is anchored at one real instant; it never reads the clock itself.
 #![allow(clippy::disallowed_methods)]
@@ -18,7 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::BytesMut;
 use p2pchat_bench::{bench_config, RegistryDriver};
-use p2pchat_protocol::{Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Presence, LEN_PREFIX};
+use p2pchat_protocol::secure::{Credential, Expect, Identity, SecureStream};
+use p2pchat_protocol::{
+    Frame, FrameDecoder, Heartbeat, HeartbeatKey, Msg, Presence, Role, LEN_PREFIX,
+};
 use p2pchat_registry::Input;
 
 fn main() -> anyhow::Result<()> {
@@ -136,7 +144,72 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        "seal16-each" | "seal16-once" | "open16-stream" | "open16-link" => {
+            secure_op(op, iters, prepared)?;
+        }
         other => bail!("unknown op {other}"),
+    }
+    Ok(())
+}
+
+/// The secure-link ops (see the module comment): a real handshake first, then `ITERS` rounds of
+/// 16 replies sealed or of one 16-request record opened (all `PREPARED` records sealed up front).
+fn secure_op(op: &str, iters: usize, prepared: usize) -> anyhow::Result<()> {
+    let id = std::sync::Arc::new(Identity::generate_from_os()?);
+    let mut client =
+        SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(None))?;
+    let mut server = SecureStream::responder(Role::Client, Credential::Key(id), Expect::Anonymous);
+    server.receive(&client.take_outgoing())?;
+    client.receive(&server.take_outgoing())?;
+    server.receive(&client.take_outgoing())?;
+    if !server.is_open() {
+        bail!("handshake did not finish");
+    }
+    let ping = Frame::new(7, Msg::Ping).to_bytes();
+    let pong = Frame::new(7, Msg::Pong).to_bytes();
+    let burst: Vec<u8> = (0..16).flat_map(|_| ping.iter().copied()).collect();
+    let records: Vec<BytesMut> = (0..prepared)
+        .map(|_| {
+            client.send(&burst)?;
+            Ok(client.take_outgoing())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (mut plain, mut sealed) = (BytesMut::new(), BytesMut::new());
+    match op {
+        "seal16-each" => {
+            for _ in 0..iters {
+                for _ in 0..16 {
+                    server.send(black_box(&pong))?;
+                    black_box(server.take_outgoing());
+                }
+            }
+        }
+        "seal16-once" => {
+            let mut link = server.into_link()?;
+            for _ in 0..iters {
+                plain.clear();
+                for _ in 0..16 {
+                    plain.extend_from_slice(black_box(&pong));
+                }
+                sealed.clear();
+                link.seal(&plain, &mut sealed)?;
+                black_box(sealed.len());
+            }
+        }
+        "open16-stream" => {
+            for rec in records.iter().take(iters) {
+                server.receive(black_box(rec))?;
+                black_box(server.take_plaintext());
+            }
+        }
+        _ => {
+            let mut link = server.into_link()?;
+            for rec in records.iter().take(iters) {
+                plain.clear();
+                link.receive(black_box(rec), &mut plain)?;
+                black_box(plain.len());
+            }
+        }
     }
     Ok(())
 }

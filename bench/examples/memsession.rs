@@ -5,7 +5,9 @@
 //!
 //! 0. the `N` accounts are registered first, one connection at a time, so the account cache
 //!    (which every registered user costs, online or not) is in place before the baseline;
-//! 1. `online total`: `N` clients connected and logged in (what peers cost while online);
+//! 1. `online total`: `N` clients connected and logged in (what peers cost while online),
+//!    each over a secure link as the binary keeps it (`SecureConns`, a real handshake per
+//!    connection; the client's side is freed), whose share is shown on its own line too;
 //! 2. then every session logged out and every connection closed: what that frees is the
 //!    per-entry heap (names, buffers); the hash tables keep their capacity, so what stays is
 //!    their share.
@@ -13,6 +15,10 @@
 //! Bytes are counted twice: as requested, and as glibc malloc chunks (`max(32, size + 8)`
 //! rounded up to 16), which is what the resident set pays. Usage: `memsession N [N ...]`; run one `N` per process for
 //! figures unaffected by the allocations of an earlier round.
+//!
+//! A last line per `N` keeps `N` open links as the registry kept them before `OpenLink` (a
+//! whole `SecureStream` per connection in a `HashMap`), for the same figure before and after
+//! in one run.
 
 // The registry's clock is anchored at one real instant; it never reads the clock itself.
 #![allow(clippy::disallowed_methods)]
@@ -25,7 +31,13 @@ use anyhow::Context;
 use p2pchat_bench::{bench_config, RegistryDriver};
 use std::net::SocketAddr;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use p2pchat_protocol::secure::{Credential, Expect, Identity, SecureStream};
 use p2pchat_protocol::{Frame, Msg, Role, VERSION};
+use p2pchat_registry::secure::SecureConns;
 use p2pchat_registry::{ConnId, Input};
 
 struct Counting;
@@ -110,6 +122,46 @@ fn register(d: &mut RegistryDriver, t0: Instant, i: usize) {
     let _ = d.take_frames();
 }
 
+/// Runs a client's handshake with the registry's side of link `i`; the client's side is
+/// dropped, so only what the registry keeps stays on the heap.
+fn secure_link(secure: &mut SecureConns, i: usize) -> anyhow::Result<()> {
+    let conn = p2pchat_engine::ConnId::from_parts(i as u32, 1);
+    secure.accepted(conn);
+    let mut client =
+        SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(None))?;
+    let (mut plain, mut reply) = (BytesMut::new(), BytesMut::new());
+    secure.received(conn, &client.take_outgoing(), &mut plain, &mut reply)?;
+    client.receive(&reply)?;
+    reply.clear();
+    secure.received(conn, &client.take_outgoing(), &mut plain, &mut reply)?;
+    anyhow::ensure!(client.is_open(), "link {i} did not open");
+    Ok(())
+}
+
+/// `n` open links kept as the registry kept them before `OpenLink`: each side's whole
+/// `SecureStream` in a hash map. Returns the heap they hold.
+fn links_as_before(identity: &Arc<Identity>, n: usize) -> anyhow::Result<(i64, i64)> {
+    let start = heap();
+    let mut streams = HashMap::new();
+    for i in 0..n {
+        let mut r = SecureStream::responder(
+            Role::Client,
+            Credential::Key(Arc::clone(identity)),
+            Expect::Anonymous,
+        );
+        let mut client =
+            SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(None))?;
+        r.receive(&client.take_outgoing())?;
+        client.receive(&r.take_outgoing())?;
+        r.receive(&client.take_outgoing())?;
+        anyhow::ensure!(r.is_open(), "link {i} did not open");
+        streams.insert(ConnId(i as u64), r);
+    }
+    let end = heap();
+    drop(streams);
+    Ok((end.0 - start.0, end.1 - start.1))
+}
+
 /// Logs `user{i}` in on a new connection, one client at a time as a live registry serves
 /// them (every output carried out before the next input), and returns the connection.
 fn login(d: &mut RegistryDriver, t0: Instant, i: usize) -> anyhow::Result<ConnId> {
@@ -151,10 +203,17 @@ fn main() -> anyhow::Result<()> {
         for i in 0..n {
             register(&mut d, t0, i);
         }
+        let identity = Arc::new(Identity::generate_from_os()?);
         let base = heap();
         let mut conns = Vec::with_capacity(n);
+        let mut secure = SecureConns::new(Arc::clone(&identity));
         let held = heap();
+        let mut links = (0, 0);
         for i in 0..n {
+            let before = heap();
+            secure_link(&mut secure, i)?;
+            let after = heap();
+            links = (links.0 + after.0 - before.0, links.1 + after.1 - before.1);
             conns.push(login(&mut d, t0, i)?);
         }
         let online = heap();
@@ -169,13 +228,22 @@ fn main() -> anyhow::Result<()> {
         for &conn in &conns {
             d.feed(t0, Input::Closed { conn });
         }
+        for i in 0..n {
+            secure.closed(p2pchat_engine::ConnId::from_parts(i as u32, 1));
+        }
         let _ = d.take_frames();
         let closed = heap();
         let per = |a: (i64, i64), b: (i64, i64)| {
             ((a.0 - b.0) as f64 / n as f64, (a.1 - b.1) as f64 / n as f64)
         };
+        let before = links_as_before(&identity, n)?;
         for (layer, (r, c)) in [
             ("online total", per(online, base)),
+            ("of which secure links (OpenLink table)", per(links, (0, 0))),
+            (
+                "secure links as kept before (SecureStream in a HashMap; not in the total)",
+                per(before, (0, 0)),
+            ),
             ("freed by logout", per(online, logout_h)),
             ("freed by close", per(logout_h, closed)),
             (

@@ -14,7 +14,7 @@ use crate::accounts::Accounts;
 use crate::admission::{Admission, Caps, Refusal};
 use crate::config::Config;
 use crate::hasher::{HashDone, HashJob, HashRequest};
-use crate::io::{CloseReason, ConnId, Event, Input, OfflineReason, Output};
+use crate::io::{CloseReason, ConnId, ConnTable, Event, Input, OfflineReason, Output};
 use crate::limits::{Backoff, RateLimit};
 use crate::presence::{HeartbeatRejection, Presence};
 use crate::rooms::Rooms;
@@ -39,7 +39,7 @@ pub struct Registry {
     pub(crate) rng: StdRng,
     epoch: Instant,
     epoch_wall_ms: i64,
-    pub(crate) conns: HashMap<ConnId, Conn>,
+    pub(crate) conns: ConnTable<Conn>,
     pub(crate) accounts: Accounts,
     pub(crate) presence: Presence,
     pub(crate) rooms: Rooms,
@@ -259,7 +259,7 @@ impl Registry {
             rng,
             epoch,
             epoch_wall_ms,
-            conns: HashMap::new(),
+            conns: ConnTable::default(),
             accounts: Accounts::load(snapshot),
             presence: Presence::default(),
             rooms: Rooms::load(snapshot),

@@ -10,7 +10,6 @@
 //! Also a blocking client handshake over any `Read + Write`, for tests and tools that talk to
 //! the registry with a plain socket.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,12 +18,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use p2pchat_protocol::secure::{
-    Credential, Expect, Fingerprint, Identity, Remote, SecureError, SecureStream,
+    Credential, Expect, Fingerprint, Identity, OpenLink, Remote, SecureError, SecureStream,
 };
 use p2pchat_protocol::Role;
 use ring::rand::SystemRandom;
 
-use crate::io::ConnId;
+pub use p2pchat_engine::ConnId;
 
 /// Where the key lives by default: beside the database, same name, extension `.key`.
 pub fn key_path_for(db: &Path) -> PathBuf {
@@ -97,21 +96,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
-/// What one read from a connection produced.
-#[derive(Debug, Default)]
-pub struct Received {
-    /// Opened plaintext for the core (plain frames).
-    pub plaintext: BytesMut,
-    /// Bytes to write back at once (handshake messages, or a clear refusal).
-    pub reply: BytesMut,
-    /// Set when the link failed: write `reply`, then close the connection.
-    pub error: Option<SecureError>,
+/// A connection's secure state: the whole stream while the handshake runs (boxed: a few
+/// hundred bytes for the few connections in it), then only what sealing and opening need.
+enum Link {
+    Handshake(Box<SecureStream>),
+    Open(OpenLink),
 }
 
-/// The secure stream of every open connection.
+/// One connection's entry: its id (the slot is reused by later connections) and its link.
+struct Slot {
+    conn: ConnId,
+    link: Link,
+}
+
+/// The secure link of every open connection, in a table indexed by the engine's slab index:
+/// the engine reuses the lowest free index, so the table is as long as the most connections
+/// open at once, and it costs one ~120-byte slot per connection with no hash table around it
+/// (a `HashMap<_, SecureStream>` cost ~650 bytes per connection at 10,000; docs/performance.md).
 pub struct SecureConns {
     identity: Arc<Identity>,
-    streams: HashMap<ConnId, SecureStream>,
+    slots: Vec<Option<Slot>>,
+    live: usize,
 }
 
 impl SecureConns {
@@ -119,8 +124,16 @@ impl SecureConns {
     pub fn new(identity: Arc<Identity>) -> SecureConns {
         SecureConns {
             identity,
-            streams: HashMap::new(),
+            slots: Vec::new(),
+            live: 0,
         }
+    }
+
+    fn slot(&mut self, conn: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(conn.index() as usize)?
+            .as_mut()
+            .filter(|s| s.conn == conn)
     }
 
     /// A connection was accepted: it starts with the handshake.
@@ -130,52 +143,131 @@ impl SecureConns {
             Credential::Key(Arc::clone(&self.identity)),
             Expect::Anonymous,
         );
-        self.streams.insert(conn, stream);
-    }
-
-    /// Bytes read from `conn`.
-    pub fn received(&mut self, conn: ConnId, bytes: &[u8]) -> Received {
-        let Some(stream) = self.streams.get_mut(&conn) else {
-            return Received::default();
-        };
-        let error = stream.receive(bytes).err();
-        Received {
-            plaintext: stream.take_plaintext(),
-            reply: stream.take_outgoing(),
-            error,
+        let at = conn.index() as usize;
+        if at >= self.slots.len() {
+            // Grow by an eighth (not doubling): the table stays within 12.5 % of the peak
+            // number of connections, and growing costs a copy of the table now and then.
+            let more = (at + 1 - self.slots.len())
+                .max(self.slots.len() / 8)
+                .max(64);
+            self.slots.reserve_exact(more);
+            self.slots.resize_with(at + 1, || None);
+        }
+        let old = self.slots[at].replace(Slot {
+            conn,
+            link: Link::Handshake(Box::new(stream)),
+        });
+        if old.is_none() {
+            self.live += 1;
         }
     }
 
-    /// Seals the core's output for `conn` (kept until the handshake is done); empty when the
-    /// connection is unknown or failed. Before the client's hello the core can only be
-    /// refusing the connection (server full, no hello in time, shutting down), and that goes
-    /// in the clear so the client can read why.
-    pub fn seal(&mut self, conn: ConnId, plain: &[u8]) -> BytesMut {
-        let Some(stream) = self.streams.get_mut(&conn) else {
-            return BytesMut::new();
+    /// Bytes read from `conn`: opened plaintext (plain frames for the core) is appended to
+    /// `plain`, and bytes to write back at once (handshake messages, a clear refusal) to
+    /// `reply`. An error means the link failed for good: write `reply`, then close the
+    /// connection; later calls for it do nothing.
+    pub fn received(
+        &mut self,
+        conn: ConnId,
+        bytes: &[u8],
+        plain: &mut BytesMut,
+        reply: &mut BytesMut,
+    ) -> Result<(), SecureError> {
+        let Some(entry) = self.slots.get_mut(conn.index() as usize) else {
+            return Ok(());
         };
-        if stream.awaiting_hello() {
-            return BytesMut::from(plain);
+        let link = match entry {
+            Some(slot) if slot.conn == conn => &mut slot.link,
+            _ => return Ok(()),
+        };
+        if let Link::Open(link) = link {
+            let result = link.receive(bytes, plain);
+            if result.is_err() {
+                *entry = None;
+                self.live -= 1;
+            }
+            return result;
         }
-        match stream.send(plain) {
-            Ok(()) => stream.take_outgoing(),
-            Err(_) => BytesMut::new(),
+        // Still in the handshake: the entry is taken out, and put back as what it became.
+        let Some(Slot {
+            link: Link::Handshake(mut stream),
+            ..
+        }) = entry.take()
+        else {
+            unreachable!("an open link returned above")
+        };
+        let result = stream.receive(bytes);
+        plain.extend_from_slice(&stream.take_plaintext());
+        reply.extend_from_slice(&stream.take_outgoing());
+        let link = match result {
+            // Keep only what sealing and opening need; the handshake state goes.
+            Ok(()) if stream.is_open() => stream.into_link().map(Link::Open),
+            Ok(()) => Ok(Link::Handshake(stream)),
+            Err(err) => Err(err),
+        };
+        match link {
+            Ok(link) => {
+                *entry = Some(Slot { conn, link });
+                Ok(())
+            }
+            Err(err) => {
+                self.live -= 1;
+                Err(err)
+            }
         }
+    }
+
+    /// Seals the core's output for `conn` and appends it to `out` (kept until the handshake
+    /// is done); `false` when the connection is unknown or its link failed. Before the
+    /// client's hello the core can only be refusing the connection (server full, no hello in
+    /// time, shutting down), and that goes in the clear so the client can read why.
+    pub fn seal(&mut self, conn: ConnId, plain: &[u8], out: &mut BytesMut) -> bool {
+        let Some(slot) = self.slot(conn) else {
+            return false;
+        };
+        let sealed = match &mut slot.link {
+            Link::Open(link) => link.seal(plain, out),
+            Link::Handshake(stream) if stream.awaiting_hello() => {
+                out.extend_from_slice(plain);
+                Ok(())
+            }
+            Link::Handshake(stream) => stream.send(plain).map(|()| {
+                out.extend_from_slice(&stream.take_outgoing());
+            }),
+        };
+        if sealed.is_err() {
+            self.remove(conn);
+        }
+        sealed.is_ok()
     }
 
     /// A connection closed.
     pub fn closed(&mut self, conn: ConnId) {
-        self.streams.remove(&conn);
+        self.remove(conn);
     }
 
-    /// Connections with a stream.
+    fn remove(&mut self, conn: ConnId) {
+        if let Some(entry) = self.slots.get_mut(conn.index() as usize) {
+            if entry.as_ref().is_some_and(|s| s.conn == conn) {
+                *entry = None;
+                self.live -= 1;
+            }
+        }
+    }
+
+    /// Connections with a link.
     pub fn len(&self) -> usize {
-        self.streams.len()
+        self.live
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
+        self.live == 0
+    }
+
+    /// Bytes of one entry of the table (what each connection costs besides the handshake).
+    pub fn slot_size() -> usize {
+        std::mem::size_of::<Option<Slot>>()
     }
 }
 
@@ -272,30 +364,146 @@ mod tests {
         );
     }
 
-    #[test]
-    fn connections_carry_plain_frames_through_sealed_records() {
-        let id = Arc::new(Identity::generate(&SystemRandom::new()).unwrap());
-        let fp = id.public_key().fingerprint();
-        let mut conns = SecureConns::new(id);
-        let conn = ConnId(7);
-        conns.accepted(conn);
-        assert_eq!(&conns.seal(conn, b"server full")[..], b"server full");
+    /// A client handshake with `conns` on `conn`, its first frame sent early; returns the
+    /// open client stream and what the registry opened.
+    fn handshake(conns: &mut SecureConns, conn: ConnId, fp: Fingerprint) -> SecureStream {
         let mut client =
             SecureStream::initiator(Role::Client, Credential::Anonymous, Expect::Key(Some(fp)))
                 .unwrap();
         client.send(b"plain hello frame").unwrap();
-        let r = conns.received(conn, &client.take_outgoing());
-        assert!(r.error.is_none() && r.plaintext.is_empty());
-        client.receive(&r.reply).unwrap();
+        let (mut plain, mut reply) = (BytesMut::new(), BytesMut::new());
+        conns
+            .received(conn, &client.take_outgoing(), &mut plain, &mut reply)
+            .unwrap();
+        assert!(plain.is_empty());
+        client.receive(&reply).unwrap();
         assert!(client.is_open());
-        let r = conns.received(conn, &client.take_outgoing());
-        assert_eq!(&r.plaintext[..], b"plain hello frame");
-        let sealed = conns.seal(conn, b"welcome");
+        // The finish and the early frame, cut in two reads.
+        let out = client.take_outgoing();
+        let (mut plain, mut reply) = (BytesMut::new(), BytesMut::new());
+        conns
+            .received(conn, &out[..out.len() - 3], &mut plain, &mut reply)
+            .unwrap();
+        conns
+            .received(conn, &out[out.len() - 3..], &mut plain, &mut reply)
+            .unwrap();
+        assert_eq!(&plain[..], b"plain hello frame");
+        assert!(reply.is_empty());
+        client
+    }
+
+    fn registry_key() -> (Arc<Identity>, Fingerprint) {
+        let id = Arc::new(Identity::generate(&SystemRandom::new()).unwrap());
+        let fp = id.public_key().fingerprint();
+        (id, fp)
+    }
+
+    #[test]
+    fn connections_carry_plain_frames_through_sealed_records() {
+        let (id, fp) = registry_key();
+        let mut conns = SecureConns::new(id);
+        let conn = ConnId::from_parts(5, 1);
+        conns.accepted(conn);
+        let mut out = BytesMut::new();
+        assert!(conns.seal(conn, b"server full", &mut out));
+        assert_eq!(
+            &out[..],
+            b"server full",
+            "a refusal before the hello is clear"
+        );
+        let mut client = handshake(&mut conns, conn, fp);
+        let mut sealed = BytesMut::new();
+        assert!(conns.seal(conn, b"welcome", &mut sealed));
+        assert!(conns.seal(conn, b" back", &mut sealed));
         assert!(!sealed.windows(7).any(|w| w == b"welcome"));
         client.receive(&sealed).unwrap();
-        assert_eq!(&client.take_plaintext()[..], b"welcome");
+        assert_eq!(&client.take_plaintext()[..], b"welcome back");
         conns.closed(conn);
         assert!(conns.is_empty());
-        assert!(conns.seal(conn, b"late").is_empty());
+        assert!(!conns.seal(conn, b"late", &mut BytesMut::new()));
+    }
+
+    #[test]
+    fn a_reused_slot_never_serves_the_connection_that_had_it_before() {
+        let (id, fp) = registry_key();
+        let mut conns = SecureConns::new(id);
+        let old = ConnId::from_parts(3, 1);
+        let new = ConnId::from_parts(3, 2);
+        conns.accepted(old);
+        let _ = handshake(&mut conns, old, fp);
+        conns.closed(old);
+        conns.accepted(new);
+        // A late output or read for the old id must not advance the new link's counters.
+        let mut out = BytesMut::new();
+        assert!(!conns.seal(old, b"late reply", &mut out));
+        assert!(out.is_empty());
+        let (mut plain, mut reply) = (BytesMut::new(), BytesMut::new());
+        conns
+            .received(old, b"junk", &mut plain, &mut reply)
+            .unwrap();
+        assert!(plain.is_empty() && reply.is_empty());
+        conns.closed(old);
+        assert_eq!(conns.len(), 1);
+        let mut client = handshake(&mut conns, new, fp);
+        assert!(conns.seal(new, b"for the new one", &mut out));
+        client.receive(&out).unwrap();
+        assert_eq!(&client.take_plaintext()[..], b"for the new one");
+    }
+
+    #[test]
+    fn a_failed_link_is_dropped_and_says_nothing_more() {
+        let (id, fp) = registry_key();
+        let mut conns = SecureConns::new(id);
+        let conn = ConnId::from_parts(0, 1);
+        conns.accepted(conn);
+        let _client = handshake(&mut conns, conn, fp);
+        let (mut plain, mut reply) = (BytesMut::new(), BytesMut::new());
+        let bogus = [
+            0, 0, 0, 20, 0x52, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+        ];
+        assert_eq!(
+            conns.received(conn, &bogus, &mut plain, &mut reply),
+            Err(SecureError::Open)
+        );
+        assert!(plain.is_empty());
+        assert!(conns.is_empty());
+        assert!(!conns.seal(conn, b"after the failure", &mut BytesMut::new()));
+        // A hello that is not one fails in the handshake, with a clear refusal to send.
+        let conn = ConnId::from_parts(1, 1);
+        conns.accepted(conn);
+        let (mut plain, mut reply) = (BytesMut::new(), BytesMut::new());
+        assert!(conns
+            .received(conn, b"GET / HTTP/1.1\r\n\r\n", &mut plain, &mut reply)
+            .is_err());
+        assert!(!reply.is_empty() && plain.is_empty());
+        assert!(conns.is_empty());
+    }
+
+    #[test]
+    fn many_connections_keep_their_own_links() {
+        let (id, fp) = registry_key();
+        let mut conns = SecureConns::new(id);
+        let ids: Vec<ConnId> = (0..200).map(|i| ConnId::from_parts(i, 7)).collect();
+        let mut clients = Vec::new();
+        for &c in &ids {
+            conns.accepted(c);
+            clients.push(handshake(&mut conns, c, fp));
+        }
+        assert_eq!(conns.len(), 200);
+        for (i, (&c, client)) in ids.iter().zip(&mut clients).enumerate().rev() {
+            let mut out = BytesMut::new();
+            assert!(conns.seal(c, format!("to {i}").as_bytes(), &mut out));
+            client.receive(&out).unwrap();
+            assert_eq!(client.take_plaintext(), format!("to {i}").as_bytes());
+        }
+        for &c in &ids {
+            conns.closed(c);
+        }
+        assert!(conns.is_empty());
+        assert!(
+            SecureConns::slot_size() <= 128,
+            "{}",
+            SecureConns::slot_size()
+        );
     }
 }

@@ -215,3 +215,56 @@ fn an_altered_byte_on_the_wire_closes_the_link() {
         }
     }
 }
+
+#[test]
+fn pipelined_requests_are_answered_in_order_in_few_records() {
+    let reg = Registry::start(&[]);
+    let mut sock = TcpStream::connect(reg.tcp).unwrap();
+    let hello = Frame::new(1, hello(p2pchat_protocol::VERSION, Role::Client)).to_bytes();
+    let mut link = p2pchat_registry::secure::client_handshake(
+        &mut sock,
+        Some(reg.key()),
+        &hello,
+        REPLY_TIMEOUT,
+    )
+    .unwrap();
+    // 16 pings in one record and one write, as a pipelining client sends them.
+    let burst: Vec<u8> = (100..116u32)
+        .flat_map(|id| Frame::new(id, Msg::Ping).to_bytes())
+        .collect();
+    link.send(&burst).unwrap();
+    sock.write_all(&link.take_outgoing()).unwrap();
+    // Read raw bytes, count the records they hold, open them, until the 16th pong.
+    let mut records = p2pchat_protocol::secure::RecordReader::new();
+    let mut frames = p2pchat_protocol::FrameDecoder::new(1 << 16);
+    let (mut count, mut ids) = (0, Vec::new());
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut buf = [0u8; 4096];
+    while ids.len() < 16 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} pongs: {ids:?}",
+            ids.len()
+        );
+        sock.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "the registry closed the link");
+        records.push(&buf[..n]);
+        while let Some(rec) = records.next_record().unwrap() {
+            count += 1;
+            link.receive(&rec).unwrap();
+        }
+        frames.push(&link.take_plaintext());
+        while let Some(f) = frames.next_frame().unwrap() {
+            match f.msg {
+                Msg::Welcome { .. } => {}
+                Msg::Pong => ids.push(f.id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(ids, (100..116).collect::<Vec<u32>>(), "in order");
+    // The welcome's record plus the replies: one record for the 16 in practice (a read cut
+    // in two would make it two), never a record per reply.
+    assert!(count <= 4, "{count} records for the welcome and 16 pongs");
+}

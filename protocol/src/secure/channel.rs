@@ -121,6 +121,20 @@ impl Opener {
         record: &[u8],
         aad_len: usize,
     ) -> Result<Vec<u8>, SecureError> {
+        let mut out = BytesMut::new();
+        self.open_into(record, aad_len, &mut out)?;
+        Ok(out.to_vec())
+    }
+
+    /// As [`open_as`](Self::open_as), but the plaintext is appended to `out`: the ciphertext
+    /// is copied there once and opened in place, with no buffer of its own per record. On
+    /// failure `out` is left as it was.
+    pub(crate) fn open_into(
+        &mut self,
+        record: &[u8],
+        aad_len: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), SecureError> {
         if record.len() < aad_len + TAG_LEN {
             return Err(SecureError::Open);
         }
@@ -129,19 +143,37 @@ impl Opener {
             .checked_add(1)
             .ok_or(SecureError::CounterExhausted)?;
         let (head, sealed) = record.split_at(aad_len);
-        let mut buf = sealed.to_vec();
-        let plain_len = aead_key(&self.key)
-            .open_in_place(nonce(counter), Aad::from(head), &mut buf)
-            .map_err(|_| SecureError::Open)?
-            .len();
-        buf.truncate(plain_len);
-        Ok(buf)
+        let start = out.len();
+        out.extend_from_slice(sealed);
+        match aead_key(&self.key).open_in_place(nonce(counter), Aad::from(head), &mut out[start..])
+        {
+            Ok(plain) => {
+                let end = start + plain.len();
+                out.truncate(end);
+                Ok(())
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(SecureError::Open)
+            }
+        }
     }
 
     /// Opens one sealed data record (kind `0x52`).
     pub fn open(&mut self, record: &[u8]) -> Result<Vec<u8>, SecureError> {
+        let mut out = BytesMut::new();
+        self.open_sealed_into(record, &mut out)?;
+        Ok(out.to_vec())
+    }
+
+    /// Opens one sealed data record (kind `0x52`), appending its plaintext to `out`.
+    pub fn open_sealed_into(
+        &mut self,
+        record: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), SecureError> {
         match record.get(4) {
-            Some(&record_kind::SEALED) => self.open_as(record, RECORD_HEADER),
+            Some(&record_kind::SEALED) => self.open_into(record, RECORD_HEADER, out),
             Some(&other) => Err(SecureError::Unexpected(format!(
                 "record kind 0x{other:02x} after the handshake"
             ))),

@@ -77,6 +77,12 @@ impl RecordReader {
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
+
+    /// The bytes buffered and not yet returned (the start of a record), for a reader of
+    /// another shape to carry on from.
+    pub(crate) fn into_buffered(self) -> Vec<u8> {
+        self.buf.to_vec()
+    }
 }
 
 #[cfg(test)]

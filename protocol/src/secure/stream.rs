@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use crate::msg::Role;
 use crate::secure::channel::{Opener, Sealer};
 use crate::secure::handshake::{self, InitiatorWait, Keys, ResponderStart, ResponderWait};
-use crate::secure::{Credential, Expect, RecordReader, Remote, SecureError};
+use crate::secure::{Credential, Expect, OpenLink, RecordReader, Remote, SecureError};
 
 // The handshake states are boxed: a link spends its life `Open` (two raw keys and counters),
 // and an unboxed handshake variant (keys, transcript) set the size of every open link's state,
@@ -139,10 +139,9 @@ impl SecureStream {
                 self.open(keys, remote, false)
             }
             State::Open { sealer, mut opener } => {
-                let plain = opener.open(record);
+                let opened = opener.open_sealed_into(record, &mut self.plaintext);
                 self.state = State::Open { sealer, opener };
-                self.plaintext.extend_from_slice(&plain?);
-                Ok(())
+                opened
             }
             State::Failed(err) => Err(err),
         }
@@ -224,6 +223,22 @@ impl SecureStream {
         self.reader.has_partial()
     }
 
+    /// What an open stream keeps for the rest of the link's life (see [`OpenLink`]): its keys,
+    /// counters and the start of a record not yet read whole. Plaintext and outgoing bytes not
+    /// yet taken are lost (take them first); the remote's identity and the session hash are
+    /// dropped (read them first if they are needed).
+    pub fn into_link(self) -> Result<OpenLink, SecureError> {
+        match self.state {
+            State::Open { sealer, opener } => {
+                Ok(OpenLink::new(sealer, opener, self.reader.into_buffered()))
+            }
+            State::Failed(err) => Err(err),
+            _ => Err(SecureError::Unexpected(
+                "link taken before the handshake".into(),
+            )),
+        }
+    }
+
     /// The two directions of an open stream, for a writer and a reader on different threads.
     /// Plaintext not yet taken is lost; take it first.
     pub fn into_halves(self) -> Result<(Sealer, OpenHalf), SecureError> {
@@ -254,7 +269,7 @@ impl OpenHalf {
         self.reader.push(bytes);
         let mut plain = BytesMut::new();
         while let Some(record) = self.reader.next_record()? {
-            plain.extend_from_slice(&self.opener.open(&record)?);
+            self.opener.open_sealed_into(&record, &mut plain)?;
         }
         Ok(plain)
     }

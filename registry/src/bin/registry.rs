@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use bytes::BytesMut;
 use clap::Parser;
 use log::{debug, info, warn};
 use p2pchat_engine::{NetEvent, Reactor, Signal};
 use p2pchat_protocol::parse_duration;
+use p2pchat_protocol::secure::MAX_RECORD_PLAINTEXT;
 use p2pchat_registry::hasher::{HashDone, HashPool, HashResult};
 use p2pchat_registry::secure::{key_path_for, load_or_create_key, SecureConns};
 use p2pchat_registry::store::{SqliteStore, StoreDone, StoreError, StoreHandle};
@@ -150,6 +152,16 @@ struct Driver {
     blocked: HashSet<ConnId>,
     /// The secure link of every connection (the core below it reads plain frames).
     secure: SecureConns,
+    /// Replies for one connection gathered while the core's outputs are carried out, sealed
+    /// as one record when the outputs turn to another connection or run out: 16 pipelined
+    /// requests cost one seal (one key setup and tag) and one queue append, not 16.
+    pending: Option<ConnId>,
+    /// Scratch buffers kept across calls, so a request costs no allocation here: the pending
+    /// plaintext, the sealed records, the plaintext opened from a read and handshake replies.
+    pending_plain: BytesMut,
+    sealed: BytesMut,
+    opened: BytesMut,
+    reply: BytesMut,
 }
 
 /// Heartbeat intake figures as last logged, so each log line also shows the interval's share.
@@ -344,6 +356,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         feedback: VecDeque::new(),
         blocked: HashSet::new(),
         secure: SecureConns::new(identity),
+        pending: None,
+        pending_plain: BytesMut::new(),
+        sealed: BytesMut::new(),
+        opened: BytesMut::new(),
+        reply: BytesMut::new(),
     };
     driver.run()?;
     let Driver { store, hasher, .. } = driver;
@@ -374,33 +391,20 @@ impl Driver {
             for ev in events.drain(..) {
                 match ev {
                     NetEvent::Accepted { conn, remote, .. } => {
-                        let id = ConnMap::id(conn);
-                        self.secure.accepted(id);
-                        self.feed(now, Input::Connected { conn: id, remote });
+                        self.secure.accepted(conn);
+                        self.feed(
+                            now,
+                            Input::Connected {
+                                conn: ConnMap::id(conn),
+                                remote,
+                            },
+                        );
                     }
-                    NetEvent::Received { conn, bytes } => {
-                        let id = ConnMap::id(conn);
-                        let got = self.secure.received(id, &bytes);
-                        if !got.reply.is_empty() {
-                            self.reactor.send(conn, &got.reply);
-                        }
-                        if let Some(err) = got.error {
-                            debug!("{id}: secure link failed: {err}");
-                            self.reactor.close(conn);
-                        } else if !got.plaintext.is_empty() {
-                            self.feed(
-                                now,
-                                Input::Received {
-                                    conn: id,
-                                    bytes: &got.plaintext,
-                                },
-                            );
-                        }
-                    }
+                    NetEvent::Received { conn, bytes } => self.received(now, conn, &bytes),
                     NetEvent::Closed { conn, reason } => {
                         let id = ConnMap::id(conn);
                         debug!("{id} closed: {reason}");
-                        self.secure.closed(id);
+                        self.secure.closed(conn);
                         self.blocked.remove(&id);
                         self.feed(now, Input::Closed { conn: id });
                     }
@@ -496,11 +500,43 @@ impl Driver {
         }
     }
 
+    /// Bytes read from a connection: opened, and the plain frames fed to the core.
+    fn received(&mut self, now: Instant, conn: p2pchat_engine::ConnId, bytes: &[u8]) {
+        let id = ConnMap::id(conn);
+        let (mut opened, mut reply) = (
+            std::mem::take(&mut self.opened),
+            std::mem::take(&mut self.reply),
+        );
+        let result = self.secure.received(conn, bytes, &mut opened, &mut reply);
+        if !reply.is_empty() {
+            self.reactor.send(conn, &reply);
+        }
+        match result {
+            Err(err) => {
+                debug!("{id}: secure link failed: {err}");
+                self.reactor.close(conn);
+            }
+            Ok(()) if !opened.is_empty() => self.feed(
+                now,
+                Input::Received {
+                    conn: id,
+                    bytes: &opened,
+                },
+            ),
+            Ok(()) => {}
+        }
+        opened.clear();
+        reply.clear();
+        (self.opened, self.reply) = (opened, reply);
+    }
+
     fn feed(&mut self, now: Instant, input: Input<'_>) {
         self.registry.handle_input(now, input);
         loop {
             if let Some(out) = self.registry.poll_output() {
                 self.apply(out);
+            } else if self.pending.is_some() {
+                self.seal_pending();
             } else if let Some(input) = self.feedback.pop_front() {
                 self.registry.handle_input(now, input);
             } else {
@@ -534,26 +570,48 @@ impl Driver {
         }
     }
 
+    /// Seals the gathered replies of one connection and queues them on it.
+    fn seal_pending(&mut self) {
+        let Some(conn) = self.pending.take() else {
+            return;
+        };
+        let c = ConnMap::engine(conn);
+        self.sealed.clear();
+        // False: the secure link is gone (closed, or it failed), nothing to send.
+        let sealed = self.secure.seal(c, &self.pending_plain, &mut self.sealed);
+        self.pending_plain.clear();
+        if !sealed || self.sealed.is_empty() {
+            return;
+        }
+        if !self.reactor.send(c, &self.sealed) {
+            // Closed (a slow consumer, a broken pipe): its `Closed` event comes next turn;
+            // say so now so the rest of its input is not served.
+            self.feedback.push_back(Input::Closed { conn });
+        } else if self.reactor.queued_bytes(c) > self.reactor.config().write_soft_cap
+            && self.blocked.insert(conn)
+        {
+            self.feedback.push_back(Input::Backpressure {
+                conn,
+                blocked: true,
+            });
+        }
+    }
+
     fn apply(&mut self, out: Output) {
         match out {
             Output::Send { conn, bytes } => {
-                let c = ConnMap::engine(conn);
-                // Empty: the secure link is gone (closed, or it failed), nothing to send.
-                let sealed = self.secure.seal(conn, &bytes);
-                if !sealed.is_empty() && !self.reactor.send(c, &sealed) {
-                    // Closed (a slow consumer, a broken pipe): its `Closed` event comes
-                    // next turn; say so now so the rest of its input is not served.
-                    self.feedback.push_back(Input::Closed { conn });
-                } else if self.reactor.queued_bytes(c) > self.reactor.config().write_soft_cap
-                    && self.blocked.insert(conn)
-                {
-                    self.feedback.push_back(Input::Backpressure {
-                        conn,
-                        blocked: true,
-                    });
+                if self.pending != Some(conn) {
+                    self.seal_pending();
+                    self.pending = Some(conn);
+                }
+                self.pending_plain.extend_from_slice(&bytes);
+                if self.pending_plain.len() >= MAX_RECORD_PLAINTEXT {
+                    self.seal_pending();
                 }
             }
             Output::Close { conn, reason } => {
+                // Its replies first: close flushes what is queued, then closes.
+                self.seal_pending();
                 debug!("closing {conn}: {reason}");
                 self.reactor.close(ConnMap::engine(conn));
             }

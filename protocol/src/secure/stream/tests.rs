@@ -388,28 +388,27 @@ fn pre_hello_refusals_are_clear_error_frames() {
     assert_eq!(first_error(&keyless_hello.to_bytes()), status::MALFORMED);
 }
 
-#[test]
-fn replayed_and_reordered_records_close_the_link() {
-    let w = World::new();
+/// An open client-registry pair and two records the client sealed, in order.
+fn two_records(w: &World) -> (SecureStream, BytesMut, BytesMut) {
     let (mut c, mut r) = w.registry_link(None);
     pump(&mut c, &mut r);
     c.send(b"one").unwrap();
     let one = c.take_outgoing();
     c.send(b"two").unwrap();
-    let two = c.take_outgoing();
+    (r, one, c.take_outgoing())
+}
+
+#[test]
+fn replayed_and_reordered_records_close_the_link() {
+    let w = World::new();
+    let (mut r, one, two) = two_records(&w);
     r.receive(&one).unwrap();
     assert_eq!(r.receive(&one), Err(SecureError::Open), "replay");
     assert!(r.receive(&two).is_err(), "a failed link stays failed");
 
-    let (mut c, mut r) = w.registry_link(None);
-    pump(&mut c, &mut r);
-    c.send(b"one").unwrap();
-    let one = c.take_outgoing();
-    c.send(b"two").unwrap();
-    let two = c.take_outgoing();
+    let (mut r, _, two) = two_records(&w);
     assert_eq!(r.receive(&two), Err(SecureError::Open), "reorder");
     assert!(r.take_plaintext().is_empty());
-    let _ = one;
 }
 
 /// Runs a full handshake and one message, flipping `xor` into byte `at` of everything the
@@ -537,4 +536,122 @@ fn fingerprints_round_trip_through_text() {
     let w = World::new();
     let fp = w.registry.public_key().fingerprint();
     assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
+}
+
+/// A registry-side stream opened by a handshake with a client, turned into its `OpenLink`.
+fn open_link(w: &World) -> (SecureStream, OpenLink) {
+    let (mut c, mut r) = w.registry_link(None);
+    assert_eq!(pump(&mut c, &mut r), (None, None));
+    (c, r.into_link().unwrap())
+}
+
+#[test]
+fn an_open_link_is_a_fraction_of_a_stream() {
+    // Memory per online peer at the registry (docs/performance.md): two raw keys, two
+    // counters and an empty buffer.
+    assert!(std::mem::size_of::<OpenLink>() <= 104);
+    assert!(std::mem::size_of::<OpenLink>() * 3 < std::mem::size_of::<SecureStream>());
+}
+
+#[test]
+fn an_open_link_opens_records_whatever_the_cuts_and_seals_replies() {
+    let w = World::new();
+    let want: Vec<u8> = [&b"onetwo"[..], &[b'x'; 40_000][..]].concat();
+    // A first read cut at every point of the first 100 bytes (records of 24, 24 and 16 KiB), then the rest
+    // in 1000-byte reads: the plaintext comes out whole and in order.
+    for cut in 1..100 {
+        let (mut c, mut link) = open_link(&w);
+        for m in [&b"one"[..], b"two", &[b'x'; 40_000][..]] {
+            c.send(m).unwrap();
+        }
+        let sent = c.take_outgoing();
+        let mut plain = BytesMut::new();
+        link.receive(&sent[..cut], &mut plain).unwrap();
+        assert_eq!(link.has_partial(), ![24, 48].contains(&cut), "cut at {cut}");
+        for chunk in sent[cut..].chunks(1000) {
+            link.receive(chunk, &mut plain).unwrap();
+        }
+        assert_eq!(&plain[..], &want[..], "cut at {cut}");
+        assert!(!link.has_partial(), "a drained link keeps no buffer");
+        let mut out = BytesMut::new();
+        link.seal(b"reply", &mut out).unwrap();
+        c.receive(&out).unwrap();
+        assert_eq!(&c.take_plaintext()[..], b"reply");
+        assert_eq!(link.counts(), (1, 5));
+    }
+}
+
+#[test]
+fn a_link_carries_on_with_a_record_the_stream_had_started() {
+    let w = World::new();
+    for cut in 1..30 {
+        let (mut c, mut r) = w.registry_link(None);
+        pump(&mut c, &mut r);
+        c.send(b"cut across the change").unwrap();
+        let rec = c.take_outgoing();
+        r.receive(&rec[..cut]).unwrap();
+        let mut link = r.into_link().unwrap();
+        let mut plain = BytesMut::new();
+        link.receive(&rec[cut..], &mut plain).unwrap();
+        assert_eq!(&plain[..], b"cut across the change", "cut at {cut}");
+    }
+    let (_, r) = w.registry_link(None);
+    assert!(r.into_link().is_err(), "no link before the handshake");
+}
+
+#[test]
+fn a_link_refuses_bad_lengths_before_buffering_and_replays() {
+    let w = World::new();
+    for prefix in [[0u8, 0, 0, 0], [0xff, 0xff, 0xff, 0xff]] {
+        let (_, mut link) = open_link(&w);
+        let mut plain = BytesMut::new();
+        let err = link.receive(&prefix, &mut plain).unwrap_err();
+        assert!(matches!(err, SecureError::BadLength { .. }), "{err}");
+        assert!(!link.has_partial());
+    }
+    let (mut c, mut link) = open_link(&w);
+    c.send(b"once").unwrap();
+    let rec = c.take_outgoing();
+    let mut plain = BytesMut::new();
+    link.receive(&rec, &mut plain).unwrap();
+    assert_eq!(link.receive(&rec, &mut plain), Err(SecureError::Open));
+    assert_eq!(&plain[..], b"once", "nothing of the replay is shown");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Bytes from the network are data: whatever arrives after the handshake, in whatever
+    /// pieces, an open link neither panics nor opens anything.
+    #[test]
+    fn arbitrary_bytes_never_panic_or_open_on_a_link(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8),
+    ) {
+        let w = World::new();
+        let (_, mut link) = open_link(&w);
+        let mut plain = BytesMut::new();
+        for chunk in &chunks {
+            if link.receive(chunk, &mut plain).is_err() {
+                break;
+            }
+            prop_assert!(plain.is_empty());
+        }
+        prop_assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn any_altered_byte_fails_on_an_open_link(at in any::<usize>(), xor in 1u8.., len in 1usize..2000) {
+        let w = World::new();
+        let (mut c, mut link) = open_link(&w);
+        c.send(&vec![b'x'; len]).unwrap();
+        let mut sealed = c.take_outgoing().to_vec();
+        let i = at % sealed.len();
+        sealed[i] ^= xor;
+        let mut plain = BytesMut::new();
+        let res = link.receive(&sealed, &mut plain);
+        prop_assert!(plain.is_empty());
+        if i >= 4 {
+            prop_assert!(res.is_err());
+        }
+    }
 }
