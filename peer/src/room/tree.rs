@@ -10,13 +10,23 @@
 //! - **legacy**: a neighbour whose link runs peer version 1 knows no tree frames; it always gets
 //!   full messages (it floods, we flood to it), so it gets every message.
 //!
-//! In tree mode every new neighbour starts eager. A duplicate full message from an eager
-//! neighbour means the link is not needed for the tree: it becomes lazy and the neighbour is told
-//! (`room-prune`), so after the first message the eager links form a spanning tree. An id
-//! announced by a lazy neighbour that does not arrive within [`GRAFT_TIMEOUT`] is asked for
-//! (`room-graft` to the first announcer, which also makes that link eager again: the tree heals
-//! around a lost link), then from the next announcer every [`GRAFT_RETRY`]. A full message from
-//! a lazy neighbour makes it eager too (it pushes to us, so the link is on the tree).
+//! In tree mode every new neighbour starts lazy and the tree grows by grafts: a member with no
+//! eager link grafts the first announcer at once, and only that one, so the links made eager
+//! this way form a tree. An id announced by a lazy neighbour that does not arrive within
+//! [`GRAFT_TIMEOUT`] is asked for (`room-graft` to the first announcer, which also makes that
+//! link eager again: the tree heals around a lost link), then from the next announcer every
+//! [`GRAFT_RETRY`]. A full message from a lazy neighbour makes it eager too (it pushes to us,
+//! so the link is on the tree).
+//!
+//! Cycles of eager links (two members grafted into the tree at once, a graft around a slow
+//! path) are cut in *shaping rounds*: only the duplicates of one message per round prune (its
+//! links become lazy, `room-prune`), the earliest sent at least [`SHAPE_GAP_MS`] after the last
+//! round's message, decided [`SHAPE_DECIDE`] after its first candidate arrived. Every member
+//! picks the same message, so each cycle is cut once. Pruning on every duplicate, as the paper
+//! does, cuts a cycle at several places when messages of several origins are in flight at
+//! once, and the tree falls apart into pieces patched by grafts (docs/architecture.md). A
+//! duplicate on a lazy link (the sender missed our prune) and one of a message we grafted (the
+//! graft replaced that path) prune at once.
 //!
 //! Everything is bounded: the messages kept to answer grafts ([`MAX_CACHE`], [`CACHE_TTL`]), the
 //! ids queued for announcement ([`MAX_IHAVE_BATCH`] per neighbour, sent early when full), the
