@@ -889,6 +889,39 @@ proptest! {
     }
 }
 
+/// Messages from different origins, one after another (a second apart, so each opens a
+/// shaping round): the eager links settle into a spanning tree, exactly n - 1 links eager on
+/// both ends, and a message then costs n - 1 full frames.
+#[test]
+fn sequential_messages_from_many_origins_settle_into_a_spanning_tree() {
+    for seed in 0..20u64 {
+        let n = 40;
+        let mut net = Net::new(seed, n, 60, 0, 0.0);
+        for k in 0..6 {
+            net.send(k * 7 % n);
+            net.drain();
+            net.tick(Duration::from_millis(SHAPE_GAP_MS));
+        }
+        let eager = |net: &Net, a: usize, b: usize| {
+            net.peers[a].cast.push_of(&net.peers[b].name) == Some(Push::Eager)
+        };
+        let mut edges = 0;
+        for &(a, b) in net.links.keys() {
+            let (ab, ba) = (eager(&net, a, b), eager(&net, b, a));
+            assert_eq!(ab, ba, "seed {seed}: link {a}-{b} eager on one end only");
+            edges += usize::from(ab);
+        }
+        assert_eq!(edges, n - 1, "seed {seed}: eager links");
+        let before: u64 = net.peers.iter().map(|p| p.cast.stats().frames_sent).sum();
+        net.send(5);
+        net.drain();
+        let after: u64 = net.peers.iter().map(|p| p.cast.stats().frames_sent).sum();
+        assert_eq!(after - before, n as u64 - 1, "seed {seed}: full frames");
+        net.assert_none_lost();
+        net.assert_at_most_once();
+    }
+}
+
 /// The point of the tree: after the first message, a message costs about one full frame per
 /// member (n - 1), where flooding costs one per link end.
 #[test]
