@@ -262,7 +262,7 @@ impl Broadcast {
         }
     }
 
-    /// Prunes the links that brought duplicates of a decided slot's shaping message.
+    /// Makes the link to `to` lazy and tells it (`room-prune`).
     fn prune(&mut self, to: &str, out: &mut Vec<Action>) {
         self.peers.insert(to.to_string(), Push::Lazy);
         self.stats.prunes_sent += 1;
@@ -404,7 +404,7 @@ impl Broadcast {
                 // or was lost): tell it again. This changes nothing in our view of the tree.
                 Push::Lazy => self.prune(from, out),
                 // Two eager paths brought it: a cycle of eager links. Only the duplicates of
-                // one message per slot prune (at the slot's deadline): duplicates of several
+                // one message per round prune (at the round's deadline): duplicates of several
                 // messages in flight at once, from different origins, would prune a cycle at
                 // several places and cut the tree.
                 Push::Eager => {
