@@ -623,6 +623,27 @@ impl Net {
         self.apply(to, out);
     }
 
+    /// Carries out one step; lost announcements and membership changes only with `faults`.
+    fn step(&mut self, s: Step, faults: bool) {
+        match s {
+            Step::Send(i) => {
+                let alive = self.alive();
+                self.send(alive[i % alive.len()]);
+            }
+            Step::Deliver(k) => self.deliver(k, false),
+            Step::Duplicate(k) => self.deliver(k, true),
+            Step::Tick(ms) => self.tick(Duration::from_millis(ms)),
+            _ if !faults => {}
+            Step::LoseAnnouncement(k) => self.drop_announcement(k),
+            Step::Leave(i) => {
+                let alive = self.alive();
+                self.leave(alive[i % alive.len()]);
+            }
+            Step::Join => self.join(RoomMode::Tree),
+            Step::DropLink => self.drop_link(),
+        }
+    }
+
     fn drop_announcement(&mut self, k: usize) {
         if self.flight.is_empty() {
             return;
@@ -792,22 +813,7 @@ proptest! {
     ) {
         let mut net = Net::new(seed, n, extra, flooders, 0.2);
         for s in steps {
-            match s {
-                Step::Send(i) => {
-                    let alive = net.alive();
-                    net.send(alive[i % alive.len()]);
-                }
-                Step::Deliver(k) => net.deliver(k, false),
-                Step::Duplicate(k) => net.deliver(k, true),
-                Step::LoseAnnouncement(k) => net.drop_announcement(k),
-                Step::Tick(ms) => net.tick(Duration::from_millis(ms)),
-                Step::Leave(i) => {
-                    let alive = net.alive();
-                    net.leave(alive[i % alive.len()]);
-                }
-                Step::Join => net.join(RoomMode::Tree),
-                Step::DropLink => net.drop_link(),
-            }
+            net.step(s, true);
         }
         net.drain();
         net.assert_at_most_once();
@@ -829,16 +835,7 @@ proptest! {
         let mut net = Net::new(seed, n, extra, flooders, 0.2);
         for (steps, who, churn) in bursts {
             for s in steps {
-                match s {
-                    Step::Send(i) => {
-                        let alive = net.alive();
-                        net.send(alive[i % alive.len()]);
-                    }
-                    Step::Deliver(k) => net.deliver(k, false),
-                    Step::Duplicate(k) => net.deliver(k, true),
-                    Step::Tick(ms) => net.tick(Duration::from_millis(ms)),
-                    _ => {}
-                }
+                net.step(s, false);
             }
             net.drain();
             let alive = net.alive();
