@@ -10,13 +10,23 @@
 //! - **legacy**: a neighbour whose link runs peer version 1 knows no tree frames; it always gets
 //!   full messages (it floods, we flood to it), so it gets every message.
 //!
-//! In tree mode every new neighbour starts eager. A duplicate full message from an eager
-//! neighbour means the link is not needed for the tree: it becomes lazy and the neighbour is told
-//! (`room-prune`), so after the first message the eager links form a spanning tree. An id
-//! announced by a lazy neighbour that does not arrive within [`GRAFT_TIMEOUT`] is asked for
-//! (`room-graft` to the first announcer, which also makes that link eager again: the tree heals
-//! around a lost link), then from the next announcer every [`GRAFT_RETRY`]. A full message from
-//! a lazy neighbour makes it eager too (it pushes to us, so the link is on the tree).
+//! In tree mode every new neighbour starts lazy and the tree grows by grafts: a member with no
+//! eager link grafts the first announcer at once, and only that one, so the links made eager
+//! this way form a tree. An id announced by a lazy neighbour that does not arrive within
+//! [`GRAFT_TIMEOUT`] is asked for (`room-graft` to the first announcer, which also makes that
+//! link eager again: the tree heals around a lost link), then from the next announcer every
+//! [`GRAFT_RETRY`]. A full message from a lazy neighbour makes it eager too (it pushes to us,
+//! so the link is on the tree).
+//!
+//! Cycles of eager links (two members grafted into the tree at once, a graft around a slow
+//! path) are cut in *shaping rounds*: only the duplicates of one message per round prune (its
+//! links become lazy, `room-prune`), the earliest sent at least [`SHAPE_GAP_MS`] after the last
+//! round's message, decided [`SHAPE_DECIDE`] after its first candidate arrived. Every member
+//! picks the same message, so each cycle is cut once. Pruning on every duplicate, as the paper
+//! does, cuts a cycle at several places when messages of several origins are in flight at
+//! once, and the tree falls apart into pieces patched by grafts (docs/architecture.md). A
+//! duplicate on a lazy link (the sender missed our prune) and one of a message we grafted (the
+//! graft replaced that path) prune at once.
 //!
 //! Everything is bounded: the messages kept to answer grafts ([`MAX_CACHE`], [`CACHE_TTL`]), the
 //! ids queued for announcement ([`MAX_IHAVE_BATCH`] per neighbour, sent early when full), the
@@ -64,6 +74,20 @@ pub const MAX_GRAFT_SERVE: usize = 256;
 /// A new link is told the ids of the messages of this long before it came up (see
 /// [`Broadcast::catch_up`]).
 pub const CATCH_UP: Duration = Duration::from_secs(10);
+/// Tree shaping: only the duplicates of one message at a time prune links, and the next such
+/// message is the first one sent (by its `sent_ms`) at least this long after the last one.
+pub const SHAPE_GAP_MS: u64 = 1_000;
+/// A shaping round's prunes are made this long after its first candidate arrived: by then the
+/// earliest candidate, and its duplicates, have come (paths differ by far less than this), and
+/// they are made before the next round's messages are sent (`SHAPE_GAP_MS` later).
+pub const SHAPE_DECIDE: Duration = Duration::from_millis(500);
+/// After this long without a round, any message starts one (a forged `sent_ms` far ahead
+/// cannot stop the shaping for longer).
+pub const SHAPE_RESET: Duration = Duration::from_secs(30);
+/// Messages remembered as grafted (see `Broadcast::grafted`).
+pub const MAX_GRAFTED: usize = 256;
+/// Neighbours remembered as duplicate senders for one shaping message.
+pub const MAX_SHAPE_DUPS: usize = 64;
 
 /// How we push to one neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +129,17 @@ struct Cached {
     auth: Option<RoomAuth>,
 }
 
+/// One shaping round: the candidate chosen so far and who sent us duplicates of it.
+#[derive(Debug)]
+struct Shape {
+    /// The earliest candidate seen: `(sent_ms, id)`, compared as a whole so that every member
+    /// chooses the same one.
+    best: (u64, RoomMsgId),
+    /// Eager neighbours that sent a duplicate of `best`.
+    dups: Vec<String>,
+    deadline: Instant,
+}
+
 #[derive(Debug)]
 struct Missing {
     deadline: Instant,
@@ -128,6 +163,13 @@ pub struct Broadcast {
     flush_at: Option<Instant>,
     missing: HashMap<RoomMsgId, Missing>,
     timers: BTreeSet<(Instant, RoomMsgId)>,
+    /// Recent messages we had to graft: a later eager copy of one is a duplicate from a path
+    /// our graft has replaced.
+    grafted: VecDeque<RoomMsgId>,
+    /// The shaping round under way.
+    shape: Option<Shape>,
+    /// The `sent_ms` of the last round's message, and when that round was decided.
+    shaped: (u64, Option<Instant>),
     stats: RoomStats,
 }
 
@@ -146,6 +188,9 @@ impl Broadcast {
             flush_at: None,
             missing: HashMap::new(),
             timers: BTreeSet::new(),
+            grafted: VecDeque::new(),
+            shape: None,
+            shaped: (0, None),
             stats: RoomStats::default(),
         }
     }
@@ -166,6 +211,69 @@ impl Broadcast {
         self.stats
     }
 
+    /// Whether a neighbour pushes full messages to us (as far as we know). If none does, no
+    /// full copy can come, so an announcement is grafted at once.
+    fn has_eager(&self) -> bool {
+        self.peers.values().any(|p| *p != Push::Lazy)
+    }
+
+    /// A message seen for the first time: it can shape the tree if it was sent
+    /// [`SHAPE_GAP_MS`] after the last round's message; the earliest such one wins (every member
+    /// makes the same choice, so the duplicates that prune are all of one message).
+    fn shape_candidate(&mut self, now: Instant, sent_ms: u64, id: &RoomMsgId) {
+        if self.mode != RoomMode::Tree {
+            return;
+        }
+        let (last_ms, last_at) = self.shaped;
+        let stale = last_at.is_none_or(|t| now >= t + SHAPE_RESET);
+        if sent_ms < last_ms.saturating_add(SHAPE_GAP_MS) && !stale {
+            return;
+        }
+        let key = (sent_ms, id.clone());
+        match &mut self.shape {
+            Some(shape) => {
+                if key < shape.best {
+                    shape.best = key;
+                    shape.dups.clear();
+                }
+            }
+            None => {
+                self.shape = Some(Shape {
+                    best: key,
+                    dups: Vec::new(),
+                    deadline: now + SHAPE_DECIDE,
+                })
+            }
+        }
+    }
+
+    /// A duplicate of `id` from the eager neighbour `from`: remembered if `id` is the round's
+    /// shaping message.
+    fn shape_dup(&mut self, from: &str, sent_ms: u64, id: &RoomMsgId) {
+        let Some(shape) = &mut self.shape else {
+            return;
+        };
+        if shape.best.0 == sent_ms
+            && shape.best.1 == *id
+            && shape.dups.len() < MAX_SHAPE_DUPS
+            && !shape.dups.iter().any(|d| d == from)
+        {
+            shape.dups.push(from.to_string());
+        }
+    }
+
+    /// Makes the link to `to` lazy and tells it (`room-prune`).
+    fn prune(&mut self, to: &str, out: &mut Vec<Action>) {
+        self.peers.insert(to.to_string(), Push::Lazy);
+        self.stats.prunes_sent += 1;
+        out.push(Action::Send {
+            to: vec![to.to_string()],
+            msg: Msg::RoomPrune {
+                room: self.room.clone(),
+            },
+        });
+    }
+
     /// How `name` is pushed to, if it is a neighbour.
     pub fn push_of(&self, name: &str) -> Option<Push> {
         self.peers.get(name).copied()
@@ -182,7 +290,15 @@ impl Broadcast {
     /// `name` became a confirmed neighbour; `tree` says whether its link speaks the tree frames
     /// (peer version 2 or later). A neighbour already known keeps its state.
     pub fn add_peer(&mut self, name: &str, tree: bool) {
-        let push = if tree { Push::Eager } else { Push::Legacy };
+        let push = match (tree, self.mode) {
+            (false, _) => Push::Legacy,
+            (true, RoomMode::Flood) => Push::Eager,
+            // The tree grows by grafts: a member without an eager link grafts the first
+            // announcer at once (see `on_ihave`), so links made eager form a tree, while
+            // links that all started eager would have to be pruned back to one, and
+            // concurrent messages from several origins prune too many of them.
+            (true, RoomMode::Tree) => Push::Lazy,
+        };
         self.peers.entry(name.to_string()).or_insert(push);
     }
 
@@ -235,6 +351,7 @@ impl Broadcast {
             origin: me.to_string(),
             seq,
         };
+        self.shape_candidate(now, sent_ms, &id);
         self.push(now, None, id, HOP_LIMIT, sent_ms, text, auth, out);
     }
 
@@ -279,16 +396,28 @@ impl Broadcast {
         // nor spread it.
         if origin == me || !self.dedup.first_sight(&origin, seq) {
             self.stats.duplicates += 1;
-            if self.mode == RoomMode::Tree && push == Push::Eager {
-                // Another path brought it first: this link is not needed for the tree.
-                self.peers.insert(from.to_string(), Push::Lazy);
-                self.stats.prunes_sent += 1;
-                out.push(Action::Send {
-                    to: vec![from.to_string()],
-                    msg: Msg::RoomPrune {
-                        room: self.room.clone(),
-                    },
-                });
+            if self.mode != RoomMode::Tree {
+                return;
+            }
+            match push {
+                // The sender still takes the link for eager (our prune crossed its message,
+                // or was lost): tell it again. This changes nothing in our view of the tree.
+                Push::Lazy => self.prune(from, out),
+                // Two eager paths brought it: a cycle of eager links. Only the duplicates of
+                // one message per round prune (at the round's deadline): duplicates of several
+                // messages in flight at once, from different origins, would prune a cycle at
+                // several places and cut the tree.
+                Push::Eager => {
+                    let id = RoomMsgId { origin, seq };
+                    if self.grafted.contains(&id) {
+                        // We grafted it, so the link we grafted now brings what this one
+                        // brought later: the graft took its place (one link in, one out).
+                        self.prune(from, out);
+                    } else {
+                        self.shape_dup(from, sent_ms, &id);
+                    }
+                }
+                Push::Legacy => {}
             }
             return;
         }
@@ -296,11 +425,20 @@ impl Broadcast {
         let id = RoomMsgId { origin, seq };
         if let Some(m) = self.missing.remove(&id) {
             self.timers.remove(&(m.deadline, id.clone()));
+            if m.grafts > 0 {
+                if self.grafted.len() >= MAX_GRAFTED {
+                    self.grafted.pop_front();
+                }
+                self.grafted.push_back(id.clone());
+            }
         }
         if push == Push::Lazy {
-            // It pushes to us: the link is on the tree, both ways.
+            // It pushes to us (it grafted us, or our prune has not reached it yet): the link
+            // carries the tree's messages, so it is eager both ways. A cycle this leaves is
+            // pruned by the next shaping round.
             self.peers.insert(from.to_string(), Push::Eager);
         }
+        self.shape_candidate(now, sent_ms, &id);
         let origin = id.origin.clone();
         if hops > 1 {
             // The sender's word: 0 (no correct peer sends it) must not underflow.
@@ -487,7 +625,14 @@ impl Broadcast {
             if self.missing.len() >= MAX_MISSING {
                 continue;
             }
-            let deadline = now + GRAFT_TIMEOUT;
+            let deadline = if self.has_eager() {
+                now + GRAFT_TIMEOUT
+            } else {
+                // No full copy can come: this announcer becomes our way in now (one link, so
+                // that the links grafted this way form a tree).
+                self.peers.insert(from.to_string(), Push::Eager);
+                now
+            };
             self.timers.insert((deadline, id.clone()));
             self.missing.insert(
                 id,
@@ -560,6 +705,14 @@ impl Broadcast {
     /// Sends due grafts and the announcement batch, and forgets messages too old to graft.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.expire_cache(now);
+        if let Some(shape) = self.shape.take_if(|s| s.deadline <= now) {
+            self.shaped = (shape.best.0, Some(now));
+            for d in shape.dups {
+                if self.peers.get(&d) == Some(&Push::Eager) {
+                    self.prune(&d, out);
+                }
+            }
+        }
         let mut grafts: BTreeMap<String, Vec<RoomMsgId>> = BTreeMap::new();
         while let Some((at, _)) = self.timers.first() {
             if *at > now {
@@ -633,7 +786,14 @@ impl Broadcast {
     /// When [`Broadcast::on_timeout`] has work next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let graft = self.timers.first().map(|(t, _)| *t);
-        [graft, self.flush_at].into_iter().flatten().min()
+        let shape = self.shape.as_ref().map(|s| s.deadline);
+        [graft, self.flush_at, shape].into_iter().flatten().min()
+    }
+
+    /// Sets how `name` is pushed to (tests start from a formed tree).
+    #[cfg(test)]
+    pub(crate) fn set_push(&mut self, name: &str, push: Push) {
+        self.peers.insert(name.to_string(), push);
     }
 
     /// Missing ids tracked now (for tests of the bounds).

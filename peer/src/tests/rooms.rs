@@ -997,8 +997,9 @@ fn everyone_says_in_turn(w: &mut World, members: &[usize], tag: &str) -> Vec<(u6
     costs
 }
 
-/// In tree mode the first messages prune the overlay down to a spanning tree; from then on a
-/// message costs one full frame per other member and no duplicate, and each is shown once.
+/// In tree mode links start lazy and the first message grows a spanning tree by grafts (each
+/// member grafts its first announcer); from then on a message costs one full frame per other
+/// member and no duplicate, and each is shown once.
 #[test]
 fn tree_mode_settles_on_one_full_frame_per_member() {
     let (mut w, ids) = room_with(10, 3, |_| RoomMode::Tree);
@@ -1006,11 +1007,11 @@ fn tree_mode_settles_on_one_full_frame_per_member() {
     let edges = assert_overlay(&w, &ids) as u64;
     let first = everyone_says_in_turn(&mut w, &ids, "first");
     assert!(
-        first[0].0 == 2 * edges - (n - 1),
-        "the first message floods: {first:?}"
+        first[0].0 < 2 * edges - (n - 1),
+        "the first message does not flood: {first:?}"
     );
     let t = totals(&w, &ids);
-    assert!(t.prunes_sent > 0, "duplicates pruned links");
+    assert!(t.grafts_sent > 0, "the tree grew by grafts");
     let later = everyone_says_in_turn(&mut w, &ids, "later");
     println!("tree, {n} members, {edges} links: first {first:?}, later {later:?}");
     for (frames, duplicates) in later {
