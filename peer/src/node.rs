@@ -373,6 +373,9 @@ impl Node {
             Outcome::RoomJoined { room, peers, reply } => {
                 self.with_rooms(now, |r, cx| r.room_joined(cx, now, room, peers, reply))
             }
+            Outcome::RoomRefilled { room, peers } => {
+                self.with_rooms(now, |r, cx| r.room_refilled(cx, now, room, peers))
+            }
             Outcome::RoomLeft { room } => self.with_rooms(now, |r, cx| r.room_left(cx, room)),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
             Outcome::SessionEnded => {
@@ -740,6 +743,9 @@ impl Node {
                     }
                 }
                 RoomOut::Unfocus(room) => self.unfocus_room(&room),
+                RoomOut::Refill(room) => {
+                    self.request(Request::RefillRoom, Msg::JoinRoom { room });
+                }
             }
         }
         result

@@ -72,6 +72,9 @@ pub(crate) enum Request {
         rooms: Vec<p2pchat_protocol::RoomInfo>,
     },
     JoinRoom,
+    /// A join of a room we are in, sent because its member view ran short: the answer is
+    /// applied silently.
+    RefillRoom,
     LeaveRoom {
         room: String,
     },
@@ -109,6 +112,11 @@ pub(crate) enum Outcome {
         peers: Vec<p2pchat_protocol::PeerInfo>,
         /// The answer to the user's own `/join` (not a push at login or resume).
         reply: bool,
+    },
+    /// The online members of a room we are in, asked for to refill its member view.
+    RoomRefilled {
+        room: String,
+        peers: Vec<p2pchat_protocol::PeerInfo>,
     },
     /// `/leave` succeeded.
     RoomLeft { room: String },
@@ -567,6 +575,9 @@ impl RegistryLink {
                 });
             }
             (Request::Ping, Msg::Error { message, .. }) => debug!("ping refused: {message}"),
+            (Request::RefillRoom, Msg::Error { message, .. }) => {
+                debug!("member view refill refused: {message}")
+            }
             (Request::Ticket, Msg::Error { message, .. }) => {
                 info!("no ticket: {message}");
                 self.ticket_settled(outcomes);
@@ -625,6 +636,9 @@ impl RegistryLink {
                     peers,
                     reply: true,
                 })
+            }
+            (Request::RefillRoom, Msg::RoomJoined { room, peers }) => {
+                outcomes.push(Outcome::RoomRefilled { room, peers })
             }
             (Request::LeaveRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomLeft { room }),
             (Request::Members, Msg::MemberList { room, members }) => {
