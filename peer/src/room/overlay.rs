@@ -13,9 +13,7 @@
 //! departures. Everything is kept up to date from the registry's pushes; a view that ran short
 //! (members left) asks the registry for the list again ([`View::needs_refill`]).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
 use rand::seq::IndexedRandom;
@@ -49,10 +47,10 @@ pub struct View {
     me: String,
     /// The nearest online members after `me` in ring order, nearest first: always the true
     /// ones up to `horizon` when every push was seen.
-    succ: Vec<(String, SocketAddr)>,
+    succ: Vec<Member>,
     horizon: Horizon,
     /// A uniform sample of the members offered (reservoir sampling), minus those gone since.
-    sample: Vec<(String, SocketAddr)>,
+    sample: Vec<Member>,
     /// Members offered to the reservoir since the last full list.
     offered: u64,
     /// Other online members, as counted from the last full list and the pushes since.
@@ -67,10 +65,26 @@ fn ring_key<'a>(me: &str, n: &'a str) -> (bool, &'a str) {
     (n <= me, n)
 }
 
+/// FNV-1a: names are short, and every push looks its name up in the view, so the lookups
+/// compare these first and the strings only on a match.
 fn name_hash(name: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    name.hash(&mut h);
-    h.finish()
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A member in the view.
+#[derive(Debug, Clone)]
+struct Member {
+    hash: u64,
+    name: String,
+    addr: SocketAddr,
+}
+
+impl Member {
+    fn is(&self, hash: u64, name: &str) -> bool {
+        self.hash == hash && self.name == name
+    }
 }
 
 impl View {
@@ -136,16 +150,18 @@ impl View {
 
     /// Whether `name` is in the view (a successor or in the sample).
     pub fn contains(&self, name: &str) -> bool {
-        self.succ.iter().chain(&self.sample).any(|(n, _)| n == name)
+        let h = name_hash(name);
+        self.succ.iter().chain(&self.sample).any(|m| m.is(h, name))
     }
 
     /// The peer listener of `name`, if in the view.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        let h = name_hash(name);
         self.succ
             .iter()
             .chain(&self.sample)
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
+            .find(|m| m.is(h, name))
+            .map(|m| m.addr)
     }
 
     /// `name` joined or came online (at `addr`): counted, and kept if it is one of our
@@ -154,10 +170,11 @@ impl View {
         if name == self.me {
             return false;
         }
+        let h = name_hash(&name);
         let mut known = false;
-        for (n, a) in self.succ.iter_mut().chain(self.sample.iter_mut()) {
-            if *n == name {
-                *a = addr;
+        for m in self.succ.iter_mut().chain(self.sample.iter_mut()) {
+            if m.is(h, &name) {
+                m.addr = addr;
                 known = true;
             }
         }
@@ -172,15 +189,22 @@ impl View {
     fn offer(&mut self, name: String, addr: SocketAddr, rng: &mut impl Rng) {
         self.offer_succ(&name, addr);
         self.offered += 1;
-        if self.sample.len() < SAMPLE {
-            self.sample.push((name, addr));
+        let slot = if self.sample.len() < SAMPLE {
+            None
         } else {
-            let j = rng.random_range(0..self.offered);
-            if let Ok(j) = usize::try_from(j) {
-                if j < SAMPLE {
-                    self.sample[j] = (name, addr);
-                }
+            match usize::try_from(rng.random_range(0..self.offered)) {
+                Ok(j) if j < SAMPLE => Some(j),
+                _ => return,
             }
+        };
+        let m = Member {
+            hash: name_hash(&name),
+            name,
+            addr,
+        };
+        match slot {
+            None => self.sample.push(m),
+            Some(j) => self.sample[j] = m,
         }
     }
 
@@ -199,16 +223,21 @@ impl View {
             // Beyond what we know: there may be members between it and our last one.
             return;
         }
-        let pos = self.succ.partition_point(|(n, _)| ring_key(me, n) < k);
-        if self.succ.get(pos).is_some_and(|(n, _)| n == name) {
-            self.succ[pos].1 = addr;
+        let pos = self.succ.partition_point(|m| ring_key(me, &m.name) < k);
+        if let Some(m) = self.succ.get_mut(pos).filter(|m| m.name == name) {
+            m.addr = addr;
             return;
         }
-        self.succ.insert(pos, (name.to_string(), addr));
+        let m = Member {
+            hash: name_hash(name),
+            name: name.to_string(),
+            addr,
+        };
+        self.succ.insert(pos, m);
         if self.succ.len() > SUCC_KEEP {
             self.succ.pop();
-            if let Some((last, _)) = self.succ.last() {
-                self.horizon = Horizon::Upto(last.clone());
+            if let Some(last) = self.succ.last() {
+                self.horizon = Horizon::Upto(last.name.clone());
             }
         }
     }
@@ -217,8 +246,9 @@ impl View {
     pub fn remove(&mut self, name: &str) -> bool {
         self.count = self.count.saturating_sub(1);
         let before = self.succ.len() + self.sample.len();
-        self.succ.retain(|(n, _)| n != name);
-        self.sample.retain(|(n, _)| n != name);
+        let h = name_hash(name);
+        self.succ.retain(|m| !m.is(h, name));
+        self.sample.retain(|m| !m.is(h, name));
         self.count = self.count.max(self.known());
         before != self.succ.len() + self.sample.len()
     }
@@ -231,10 +261,12 @@ impl View {
     /// `old` is now called `new`: it keeps its address; its place in the ring changes.
     pub fn rename(&mut self, old: &str, new: &str) {
         let addr = self.addr(old);
-        self.succ.retain(|(n, _)| n != old);
-        for (n, _) in &mut self.sample {
-            if n == old {
-                *n = new.to_string();
+        let h = name_hash(old);
+        self.succ.retain(|m| !m.is(h, old));
+        for m in &mut self.sample {
+            if m.is(h, old) {
+                m.name = new.to_string();
+                m.hash = name_hash(new);
             }
         }
         match addr {
@@ -254,10 +286,10 @@ impl View {
             return;
         }
         let me = self.me.as_str();
-        let pos = self.succ.partition_point(|(n, _)| ring_key(me, n) < k);
+        let pos = self.succ.partition_point(|m| ring_key(me, &m.name) < k);
         self.succ.truncate(pos);
         self.horizon = match self.succ.last() {
-            Some((last, _)) => Horizon::Upto(last.clone()),
+            Some(last) => Horizon::Upto(last.name.clone()),
             None => Horizon::Empty,
         };
     }
@@ -291,18 +323,18 @@ impl View {
 
     /// Members in the view, each once: the successors in ring order, then the sample.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        let succ = self.succ.iter().map(|(n, _)| n.as_str());
+        let succ = self.succ.iter().map(|m| m.name.as_str());
         let rest = self
             .sample
             .iter()
-            .map(|(n, _)| n.as_str())
-            .filter(|n| !self.succ.iter().any(|(s, _)| s == n));
+            .filter(|m| !self.succ.iter().any(|s| s.is(m.hash, &m.name)))
+            .map(|m| m.name.as_str());
         succ.chain(rest)
     }
 
     /// The successors, nearest first.
     pub fn successors(&self) -> impl Iterator<Item = &str> {
-        self.succ.iter().map(|(n, _)| n.as_str())
+        self.succ.iter().map(|m| m.name.as_str())
     }
 
     /// The nearest successor that `held` does not hold back.
@@ -317,7 +349,7 @@ impl View {
         } else {
             &self.sample
         };
-        pool.choose(rng).map(|(n, _)| n.as_str())
+        pool.choose(rng).map(|m| m.name.as_str())
     }
 
     /// Whether the view ran short of successors or sample while more members are online:
