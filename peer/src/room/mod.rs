@@ -358,8 +358,10 @@ impl Rooms {
                 .neighbors
                 .iter()
                 .chain(r.pending.iter())
+                // Not listed, and not a confirmed neighbour whose link is still up.
                 .filter(|n| {
-                    !listed.contains(n.as_str()) && !(r.neighbors.contains(*n) && cx.io.is_ready(n))
+                    let live = r.neighbors.contains(*n) && cx.io.is_ready(n);
+                    !listed.contains(n.as_str()) && !live
                 })
                 .cloned()
                 .collect();
