@@ -744,7 +744,10 @@ impl Node {
                 }
                 RoomOut::Unfocus(room) => self.unfocus_room(&room),
                 RoomOut::Refill(room) => {
-                    self.request(Request::RefillRoom, Msg::JoinRoom { room });
+                    // Not while leaving it: the join would be applied after the leave.
+                    if !self.registry.leaving(&room) {
+                        self.request(Request::RefillRoom, Msg::JoinRoom { room });
+                    }
                 }
             }
         }

@@ -280,6 +280,13 @@ impl RegistryLink {
         )
     }
 
+    /// Whether a `/leave` of `room` is on its way: a member-view refill (a join of a room one
+    /// is in) sent after it would join the room again.
+    pub(crate) fn leaving(&self, room: &str) -> bool {
+        let is_leave = |r: &Request| matches!(r, Request::LeaveRoom { room: x } if x == room);
+        self.pending.values().any(is_leave) || self.queued.iter().any(|(r, _)| is_leave(r))
+    }
+
     /// Whether user requests are waiting for a reply or for the connection.
     pub(crate) fn has_pending(&self) -> bool {
         !self.queued.is_empty()
