@@ -365,9 +365,18 @@ impl Rooms {
                 })
                 .cloned()
                 .collect();
+            let live: Vec<String> = r
+                .neighbors
+                .iter()
+                .filter(|n| !listed.contains(n.as_str()) && cx.io.is_ready(n))
+                .cloned()
+                .collect();
             let me = me.as_deref().unwrap_or_default();
             r.online
                 .reset(me, peers.into_iter().map(|p| (p.name, p.addr)), cx.rng);
+            for n in &live {
+                r.online.keep_online(n);
+            }
             r.refill_at = None;
             r.settled = None;
             for n in stale {
@@ -794,7 +803,7 @@ impl Rooms {
             // Our request crossed theirs, or this is their confirmation.
             r.neighbors.insert(from.clone());
             r.cast.add_peer(&from, tree);
-        } else if !r.online.gone(&from) && r.neighbors.len() < max {
+        } else if r.online.is_online(&from) && r.neighbors.len() < max {
             r.initiated.remove(&from);
             r.neighbors.insert(from.clone());
             r.cast.add_peer(&from, tree);

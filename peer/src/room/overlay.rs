@@ -12,8 +12,15 @@
 //! ring, a reservoir sample of [`SAMPLE`] others, and a bounded log of recent arrivals and
 //! departures. Everything is kept up to date from the registry's pushes; a view that ran short
 //! (members left) asks the registry for the list again ([`View::needs_refill`]).
+//!
+//! It does keep who is online, as one keyed 64-bit hash per member (about 16 bytes each, not
+//! the ~270 of a name and an address in ordered maps): a room link is accepted only from a
+//! member the registry said is online ([`View::is_online`]), so a peer that is not in the room
+//! cannot link to read its messages.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
 use rand::seq::IndexedRandom;
@@ -53,8 +60,10 @@ pub struct View {
     sample: Vec<Member>,
     /// Members offered to the reservoir since the last full list.
     offered: u64,
-    /// Other online members, as counted from the last full list and the pushes since.
-    count: usize,
+    /// Every other online member, from the last full list and the pushes since, as its name
+    /// hashed with `key`: random per view, so nobody can pick a name that passes for another.
+    online: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    key: RandomState,
     /// The latest arrivals (`Some(mark)`, see `tree::Broadcast::mark`) and departures (`None`),
     /// by name hash, oldest first.
     recent: VecDeque<(u64, Option<u64>)>,
@@ -71,6 +80,27 @@ fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A `Hasher` for keys that are hashes already (of `View::key`): passes them through.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in so it still hashes.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// A member in the view.
@@ -96,9 +126,27 @@ impl View {
             horizon: Horizon::All,
             sample: Vec::new(),
             offered: 0,
-            count: 0,
+            online: HashSet::default(),
+            key: RandomState::new(),
             recent: VecDeque::new(),
         }
+    }
+
+    fn keyed(&self, name: &str) -> u64 {
+        self.key.hash_one(name)
+    }
+
+    /// Counts `name` as online without an address (a neighbour whose link is up although a
+    /// list after a registry restart did not name it yet).
+    pub fn keep_online(&mut self, name: &str) {
+        if name != self.me {
+            self.online.insert(self.keyed(name));
+        }
+    }
+
+    /// Whether the registry said `name` is online in the room (and it has not left since).
+    pub fn is_online(&self, name: &str) -> bool {
+        self.online.contains(&self.keyed(name))
     }
 
     /// Replaces what the view knows of the online members with a full list (a join reply or
@@ -114,10 +162,9 @@ impl View {
         self.horizon = Horizon::All;
         self.sample.clear();
         self.offered = 0;
-        self.count = 0;
+        self.online.clear();
         for (name, addr) in members {
-            if name != self.me {
-                self.count += 1;
+            if name != self.me && self.online.insert(self.keyed(&name)) {
                 self.offer(name, addr, rng);
             }
         }
@@ -140,12 +187,12 @@ impl View {
 
     /// How many other members are online, as far as we know.
     pub fn len(&self) -> usize {
-        self.count
+        self.online.len()
     }
 
     /// Whether nobody else is online, as far as we know.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.online.is_empty()
     }
 
     /// Whether `name` is in the view (a successor or in the sample).
@@ -178,10 +225,10 @@ impl View {
                 known = true;
             }
         }
-        if known {
+        let new = self.online.insert(self.keyed(&name));
+        if known || !new {
             return false;
         }
-        self.count += 1;
         self.offer(name, addr, rng);
         true
     }
@@ -244,22 +291,20 @@ impl View {
 
     /// `name` left or went offline. True if it was in the view.
     pub fn remove(&mut self, name: &str) -> bool {
-        self.count = self.count.saturating_sub(1);
+        let key = self.keyed(name);
+        self.online.remove(&key);
         let before = self.succ.len() + self.sample.len();
         let h = name_hash(name);
         self.succ.retain(|m| !m.is(h, name));
         self.sample.retain(|m| !m.is(h, name));
-        self.count = self.count.max(self.known());
         before != self.succ.len() + self.sample.len()
-    }
-
-    /// Members in the view, each once.
-    fn known(&self) -> usize {
-        self.names().count()
     }
 
     /// `old` is now called `new`: it keeps its address; its place in the ring changes.
     pub fn rename(&mut self, old: &str, new: &str) {
+        if self.online.remove(&self.keyed(old)) {
+            self.online.insert(self.keyed(new));
+        }
         let addr = self.addr(old);
         let h = name_hash(old);
         self.succ.retain(|m| !m.is(h, old));
@@ -355,7 +400,7 @@ impl View {
     /// Whether the view ran short of successors or sample while more members are online:
     /// time to ask the registry for the list again.
     pub fn needs_refill(&self) -> bool {
-        let others = self.count;
+        let others = self.online.len();
         let succ_short = self.succ.len() < SUCC_WANT.min(others) && self.horizon != Horizon::All;
         let sample_short = self.sample.len() * 2 < SAMPLE.min(others);
         succ_short || sample_short

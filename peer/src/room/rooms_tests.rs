@@ -391,3 +391,42 @@ fn a_view_that_ran_short_is_refilled_silently() {
     h.run(|r, cx, now| r.room_refilled(cx, now, "elsewhere".into(), online.clone()));
     assert!(!h.rooms.rooms.contains_key("elsewhere"));
 }
+
+/// Room links are accepted from online members only, though a peer's view holds few of them:
+/// one from a member outside the view (a 200-member room) is accepted, one from a peer that is
+/// not in the room or that left it is refused with `room-unlink`.
+#[test]
+fn room_links_only_from_online_members_even_outside_the_view() {
+    let mut h = Harness::new(RoomMode::Flood);
+    let members: Vec<PeerInfo> = (0..200).map(|i| peer(&format!("u{i:03}"))).collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+    let unlink = Msg::RoomUnlink { room: ROOM.into() };
+    let outside = (0..200)
+        .map(|i| format!("u{i:03}"))
+        .find(|n| !h.rooms.rooms[ROOM].online.contains(n) && !h.io.dials.contains(n))
+        .expect("a member outside the view");
+    for (who, member) in [("stranger", false), (outside.as_str(), true)] {
+        h.io.ready.insert(who.to_string(), PEER_VERSION);
+        h.io.sent.clear();
+        h.frame(who, link());
+        let answer: Vec<&Msg> = h.io.sent.iter().map(|(_, m)| m).collect();
+        if member {
+            assert_eq!(answer, [&link()], "{who} is a member: link confirmed");
+            assert!(h.rooms.neighbors(ROOM).contains(&who.to_string()));
+        } else {
+            assert_eq!(answer, [&unlink], "{who} is not in the room");
+            assert!(!h.rooms.neighbors(ROOM).contains(&who.to_string()));
+        }
+    }
+    // A member that left is refused too (its old link had to go first).
+    let left = (0..200)
+        .map(|i| format!("u{i:03}"))
+        .find(|n| n != &outside && !h.rooms.neighbors(ROOM).contains(n) && !h.io.dials.contains(n))
+        .unwrap();
+    let name = left.clone();
+    h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), RoomEvent::Left { name }));
+    h.io.ready.insert(left.clone(), PEER_VERSION);
+    h.io.sent.clear();
+    h.frame(&left, link());
+    assert_eq!(h.io.sent, [(left.clone(), unlink)]);
+}
