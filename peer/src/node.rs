@@ -374,7 +374,14 @@ impl Node {
                 self.with_rooms(now, |r, cx| r.room_joined(cx, now, room, peers, reply))
             }
             Outcome::RoomRefilled { room, peers } => {
-                self.with_rooms(now, |r, cx| r.room_refilled(cx, now, room, peers))
+                if self.rooms.rooms.contains_key(&room) {
+                    self.with_rooms(now, |r, cx| r.room_refilled(cx, now, room, peers))
+                } else if self.registry.name().is_some() {
+                    // Kicked (or gone) while the refill, a join, was on its way: the registry
+                    // joined us again. Leave at once, quietly, so the kick stands.
+                    let msg = Msg::LeaveRoom { room: room.clone() };
+                    self.request(Request::UndoRefill { room }, msg);
+                }
             }
             Outcome::RoomLeft { room } => self.with_rooms(now, |r, cx| r.room_left(cx, room)),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),

@@ -75,6 +75,11 @@ pub(crate) enum Request {
     /// A join of a room we are in, sent because its member view ran short: the answer is
     /// applied silently.
     RefillRoom,
+    /// A leave that undoes a refill that joined us again: we were kicked while it was on its
+    /// way (the registry took it for a new join). Silent either way.
+    UndoRefill {
+        room: String,
+    },
     LeaveRoom {
         room: String,
     },
@@ -585,6 +590,9 @@ impl RegistryLink {
             (Request::RefillRoom, Msg::Error { message, .. }) => {
                 debug!("member view refill refused: {message}")
             }
+            (Request::UndoRefill { room }, Msg::Error { message, .. }) => {
+                debug!("undoing the refill of {room} refused: {message}")
+            }
             (Request::Ticket, Msg::Error { message, .. }) => {
                 info!("no ticket: {message}");
                 self.ticket_settled(outcomes);
@@ -648,6 +656,7 @@ impl RegistryLink {
                 outcomes.push(Outcome::RoomRefilled { room, peers })
             }
             (Request::LeaveRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomLeft { room }),
+            (Request::UndoRefill { room }, Msg::Ok) => debug!("left {room} again after a refill"),
             (Request::Members, Msg::MemberList { room, members }) => {
                 event(out, NodeEvent::MemberList { room, members })
             }

@@ -377,7 +377,10 @@ impl Rooms {
             for n in &live {
                 r.online.keep_online(n);
             }
-            r.refill_at = None;
+            // A full list just came: the next refill waits its turn like any other (a list that
+            // leaves the view short, as one naming only some members after a registry restart,
+            // must not be asked for again at once, and again, with no time passing).
+            r.refill_at = Some(now);
             r.settled = None;
             for n in stale {
                 self.drop_neighbor(cx, &room, &n, true);
