@@ -373,6 +373,16 @@ impl Node {
             Outcome::RoomJoined { room, peers, reply } => {
                 self.with_rooms(now, |r, cx| r.room_joined(cx, now, room, peers, reply))
             }
+            Outcome::RoomRefilled { room, peers } => {
+                if self.rooms.rooms.contains_key(&room) {
+                    self.with_rooms(now, |r, cx| r.room_refilled(cx, now, room, peers))
+                } else if self.registry.name().is_some() {
+                    // Kicked (or gone) while the refill, a join, was on its way: the registry
+                    // joined us again. Leave at once, quietly, so the kick stands.
+                    let msg = Msg::LeaveRoom { room: room.clone() };
+                    self.request(Request::UndoRefill { room }, msg);
+                }
+            }
             Outcome::RoomLeft { room } => self.with_rooms(now, |r, cx| r.room_left(cx, room)),
             Outcome::RoomEvent { room, event } => self.room_event(now, room, event),
             Outcome::SessionEnded => {
@@ -740,6 +750,12 @@ impl Node {
                     }
                 }
                 RoomOut::Unfocus(room) => self.unfocus_room(&room),
+                RoomOut::Refill(room) => {
+                    // Not while leaving it: the join would be applied after the leave.
+                    if !self.registry.leaving(&room) {
+                        self.request(Request::RefillRoom, Msg::JoinRoom { room });
+                    }
+                }
             }
         }
         result

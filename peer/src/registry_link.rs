@@ -72,6 +72,14 @@ pub(crate) enum Request {
         rooms: Vec<p2pchat_protocol::RoomInfo>,
     },
     JoinRoom,
+    /// A join of a room we are in, sent because its member view ran short: the answer is
+    /// applied silently.
+    RefillRoom,
+    /// A leave that undoes a refill that joined us again: we were kicked while it was on its
+    /// way (the registry took it for a new join). Silent either way.
+    UndoRefill {
+        room: String,
+    },
     LeaveRoom {
         room: String,
     },
@@ -109,6 +117,11 @@ pub(crate) enum Outcome {
         peers: Vec<p2pchat_protocol::PeerInfo>,
         /// The answer to the user's own `/join` (not a push at login or resume).
         reply: bool,
+    },
+    /// The online members of a room we are in, asked for to refill its member view.
+    RoomRefilled {
+        room: String,
+        peers: Vec<p2pchat_protocol::PeerInfo>,
     },
     /// `/leave` succeeded.
     RoomLeft { room: String },
@@ -270,6 +283,13 @@ impl RegistryLink {
                 ..
             }
         )
+    }
+
+    /// Whether a `/leave` of `room` is on its way: a member-view refill (a join of a room one
+    /// is in) sent after it would join the room again.
+    pub(crate) fn leaving(&self, room: &str) -> bool {
+        let is_leave = |r: &Request| matches!(r, Request::LeaveRoom { room: x } if x == room);
+        self.pending.values().any(is_leave) || self.queued.iter().any(|(r, _)| is_leave(r))
     }
 
     /// Whether user requests are waiting for a reply or for the connection.
@@ -567,6 +587,12 @@ impl RegistryLink {
                 });
             }
             (Request::Ping, Msg::Error { message, .. }) => debug!("ping refused: {message}"),
+            (Request::RefillRoom, Msg::Error { message, .. }) => {
+                debug!("member view refill refused: {message}")
+            }
+            (Request::UndoRefill { room }, Msg::Error { message, .. }) => {
+                debug!("undoing the refill of {room} refused: {message}")
+            }
             (Request::Ticket, Msg::Error { message, .. }) => {
                 info!("no ticket: {message}");
                 self.ticket_settled(outcomes);
@@ -626,7 +652,11 @@ impl RegistryLink {
                     reply: true,
                 })
             }
+            (Request::RefillRoom, Msg::RoomJoined { room, peers }) => {
+                outcomes.push(Outcome::RoomRefilled { room, peers })
+            }
             (Request::LeaveRoom { room }, Msg::Ok) => outcomes.push(Outcome::RoomLeft { room }),
+            (Request::UndoRefill { room }, Msg::Ok) => debug!("left {room} again after a refill"),
             (Request::Members, Msg::MemberList { room, members }) => {
                 event(out, NodeEvent::MemberList { room, members })
             }

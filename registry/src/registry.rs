@@ -671,7 +671,11 @@ impl Registry {
     // ----- outputs -----
 
     pub(crate) fn send_frame(&mut self, conn: ConnId, frame: &Frame) {
-        let bytes: Bytes = frame.to_bytes();
+        self.send_bytes(conn, frame.to_bytes());
+    }
+
+    /// Sends an encoded frame; one encoding can go to many connections (a room event).
+    pub(crate) fn send_bytes(&mut self, conn: ConnId, bytes: Bytes) {
         self.produced += bytes.len();
         self.outbox.push_back(Output::Send { conn, bytes });
     }

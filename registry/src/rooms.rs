@@ -466,8 +466,10 @@ impl Registry {
                     .map(|s| s.conn)
             })
             .collect();
+        // Encoded once; every member gets the same bytes (a reference count, not a copy).
+        let bytes = frame.to_bytes();
         for conn in conns {
-            self.send_frame(conn, &frame);
+            self.send_bytes(conn, bytes.clone());
         }
     }
 

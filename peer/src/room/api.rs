@@ -103,6 +103,8 @@ pub(crate) enum RoomOut {
     FocusUnlessChat(String),
     /// This room is gone: the focus falls back if it had it.
     Unfocus(String),
+    /// The room's member view ran short: ask the registry for the online members again.
+    Refill(String),
 }
 
 /// One call's context: who we are, the links, randomness, and what is left for the node.

@@ -36,7 +36,7 @@ use p2pchat_protocol::{Frame, Msg, PeerInfo, RoomAuth, RoomEvent, PEER_VERSION};
 
 use crate::io::NodeEvent;
 use dedup::Dedup;
-use overlay::Members;
+use overlay::View;
 pub use tree::HOP_LIMIT;
 use tree::{Action, Broadcast};
 /// A member whose link failed or who refused us is not picked again for this long.
@@ -50,12 +50,17 @@ const BANNED_FOR: Duration = Duration::from_secs(600);
 /// "Joined room" is shown once the first neighbour confirms (from then on every message sent
 /// in the room reaches us), or after this long if none does.
 const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
+/// A view that ran short asks the registry for the member list at most this often.
+const REFILL_AFTER: Duration = Duration::from_secs(2);
 
 /// One joined room.
 #[derive(Debug)]
 pub(crate) struct Room {
-    /// The other online members and their peer listeners.
-    online: Members,
+    /// Our bounded view of the other online members (successors, a sample, recent arrivals
+    /// and departures): no member list, so a peer's state does not grow with the room.
+    online: View,
+    /// When we last asked the registry for the member list because the view ran short.
+    refill_at: Option<Instant>,
     /// Confirmed neighbours.
     neighbors: BTreeSet<String>,
     /// Neighbours asked (or to be asked once their link is up), not yet confirmed.
@@ -84,9 +89,7 @@ impl Room {
     /// A member renamed: it keeps its address, its place among the neighbours and any retry
     /// delay, under the new name.
     fn rename_member(&mut self, old: &str, new: &str) {
-        if let Some(addr) = self.online.remove(old) {
-            self.online.insert(new.to_string(), addr);
-        }
+        self.online.rename(old, new);
         for set in [&mut self.neighbors, &mut self.pending, &mut self.initiated] {
             if set.remove(old) {
                 set.insert(new.to_string());
@@ -99,9 +102,18 @@ impl Room {
         }
     }
 
-    fn new(name: &str, mode: RoomMode, peers: Vec<PeerInfo>) -> Room {
+    fn new(
+        name: &str,
+        mode: RoomMode,
+        me: &str,
+        peers: Vec<PeerInfo>,
+        rng: &mut impl rand::Rng,
+    ) -> Room {
+        let mut online = View::new(me);
+        online.reset(me, peers.into_iter().map(|p| (p.name, p.addr)), rng);
         Room {
-            online: peers.into_iter().map(|p| (p.name, p.addr)).collect(),
+            online,
+            refill_at: None,
             neighbors: BTreeSet::new(),
             pending: BTreeSet::new(),
             initiated: BTreeSet::new(),
@@ -125,6 +137,12 @@ impl Room {
         self.neighbors.contains(name) || self.pending.contains(name)
     }
 
+    /// Whether `name` counts as online for the overlay: in the view, or linked (a departure
+    /// unlinks a member, so a linked one is online as far as we were told).
+    fn is_online(&self, name: &str) -> bool {
+        self.online.contains(name) || self.uses(name)
+    }
+
     /// Whether [`overlay::targets`] would change nothing: the room is larger than the degree,
     /// we hold at least `degree` links, one of them to our ring successor, and every link we
     /// opened is among those the overlay keeps (the successor and the first `degree - 1`
@@ -143,11 +161,11 @@ impl Room {
         {
             return None;
         }
-        let succ = self.online.successor(me, held)?;
+        let succ = self.online.successor(held)?;
         if !self.uses(succ) {
             return None;
         }
-        let candidate = |n: &str| n != me && self.online.contains(n) && !held(n);
+        let candidate = |n: &str| n != me && self.is_online(n) && !held(n);
         // The links in name order, each once, as `targets` walks their union.
         let mut a = self.neighbors.iter().map(String::as_str).peekable();
         let mut b = self.pending.iter().map(String::as_str).peekable();
@@ -335,22 +353,35 @@ impl Rooms {
             // After a registry restart the members resume one by one, so this list may lack
             // members that are alive and linked to us: a neighbour whose peer link is up stays
             // (an `offline`, `left` or `kicked` event, or the link's loss, removes it later).
-            let mut online: Members = peers.into_iter().map(|p| (p.name, p.addr)).collect();
-            for n in &r.neighbors {
-                if let (false, Some(addr)) = (online.contains(n), r.online.addr(n)) {
-                    if cx.io.is_ready(n) {
-                        online.insert(n.clone(), addr);
-                    }
-                }
-            }
-            r.online = online;
+            let listed: BTreeSet<&str> = peers.iter().map(|p| p.name.as_str()).collect();
             let stale: Vec<String> = r
                 .neighbors
                 .iter()
                 .chain(r.pending.iter())
-                .filter(|n| !r.online.contains(n))
+                // Not listed, and not a confirmed neighbour whose link is still up.
+                .filter(|n| {
+                    let live = r.neighbors.contains(*n) && cx.io.is_ready(n);
+                    !listed.contains(n.as_str()) && !live
+                })
                 .cloned()
                 .collect();
+            let live: Vec<String> = r
+                .neighbors
+                .iter()
+                .filter(|n| !listed.contains(n.as_str()) && cx.io.is_ready(n))
+                .cloned()
+                .collect();
+            let me = me.as_deref().unwrap_or_default();
+            r.online
+                .reset(me, peers.into_iter().map(|p| (p.name, p.addr)), cx.rng);
+            for n in &live {
+                r.online.keep_online(n);
+            }
+            // A full list just came: the next refill waits its turn like any other (a list that
+            // leaves the view short, as one naming only some members after a registry restart,
+            // must not be asked for again at once, and again, with no time passing).
+            r.refill_at = Some(now);
+            r.settled = None;
             for n in stale {
                 self.drop_neighbor(cx, &room, &n, true);
             }
@@ -363,7 +394,8 @@ impl Rooms {
             }
             return;
         }
-        let mut r = Room::new(&room, self.mode, peers);
+        let me = me.as_deref().unwrap_or_default();
+        let mut r = Room::new(&room, self.mode, me, peers, cx.rng);
         self.restore_seen(&room, &mut r);
         if r.online.is_empty() {
             cx.io.event(NodeEvent::RoomJoined { room: room.clone() });
@@ -375,8 +407,23 @@ impl Rooms {
         self.refresh_room(cx, now, &room);
     }
 
+    /// The registry's answer to a refill ([`RoomOut::Refill`]): the room's online members now.
+    /// Ignored if we left the room meanwhile.
+    pub(crate) fn room_refilled(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        room: String,
+        peers: Vec<PeerInfo>,
+    ) {
+        if self.rooms.contains_key(&room) {
+            self.room_joined(cx, now, room, peers, false);
+        }
+    }
+
     pub(crate) fn room_created(&mut self, cx: &mut Cx<'_>, room: String) {
-        let mut r = Room::new(&room, self.mode, Vec::new());
+        let me = cx.me.unwrap_or_default().to_string();
+        let mut r = Room::new(&room, self.mode, &me, Vec::new(), cx.rng);
         self.restore_seen(&room, &mut r);
         self.rooms.insert(room.clone(), r);
         cx.out.push(RoomOut::Focus(room.to_string()));
@@ -462,9 +509,9 @@ impl Rooms {
             (&event, cx.me)
         {
             if r.stays_settled_with(me, name) {
-                r.online.insert(name.clone(), *addr);
+                r.online.insert(name.clone(), *addr, cx.rng);
                 let mark = r.cast.mark();
-                r.online.set_since(name, mark);
+                r.online.note(name, Some(mark));
                 if let RoomEvent::Joined { name, .. } = event {
                     cx.io.event(NodeEvent::MemberJoined { room, name });
                 }
@@ -531,12 +578,12 @@ impl Rooms {
         self.refresh_room(cx, now, &room);
     }
 
-    /// `name` joined or came online now: remembered with its entry among the online members
-    /// (no map of its own, so a 10,000-member room costs nothing more per event).
+    /// `name` joined or came online now: remembered in the view's bounded log of recent
+    /// arrivals, for the catch-up if it links to us.
     fn mark_since(&mut self, room: &str, name: &str) {
         if let Some(r) = self.rooms.get_mut(room) {
             let mark = r.cast.mark();
-            r.online.set_since(name, mark);
+            r.online.note(name, Some(mark));
         }
     }
 
@@ -548,11 +595,12 @@ impl Rooms {
         if let Some(r) = self.rooms.get_mut(room) {
             match addr {
                 Some(a) => {
-                    r.online.insert(name.to_string(), a);
+                    r.online.insert(name.to_string(), a, cx.rng);
                     r.retry.remove(name);
                 }
                 None => {
                     r.online.remove(name);
+                    r.online.note(name, None);
                 }
             }
         }
@@ -570,6 +618,13 @@ impl Rooms {
             return;
         };
         r.retry.retain(|_, until| *until > now);
+        r.online.set_me(&me);
+        if r.online.needs_refill() && r.refill_at.is_none_or(|at| now >= at + REFILL_AFTER) {
+            // Members left and the view ran short: ask for the list again (the registry answers
+            // a join of a room one is in with its online members, and tells nobody).
+            r.refill_at = Some(now);
+            cx.out.push(RoomOut::Refill(room.to_string()));
+        }
         if let Some(succ) = r.settled_successor(&me, degree) {
             r.settled = Some(succ.to_string());
             return;
@@ -751,7 +806,7 @@ impl Rooms {
             // Our request crossed theirs, or this is their confirmation.
             r.neighbors.insert(from.clone());
             r.cast.add_peer(&from, tree);
-        } else if r.online.contains(&from) && r.neighbors.len() < max {
+        } else if r.online.is_online(&from) && r.neighbors.len() < max {
             r.initiated.remove(&from);
             r.neighbors.insert(from.clone());
             r.cast.add_peer(&from, tree);
@@ -941,11 +996,11 @@ mod tests {
             let n = rng.random_range(1..30usize);
             let degree = rng.random_range(1..5usize);
             let me = format!("m{:02}", rng.random_range(0..30usize));
-            let mut room = Room::new("r", RoomMode::Flood, Vec::new());
+            let mut room = Room::new("r", RoomMode::Flood, &me, Vec::new(), &mut rng);
             for i in 0..n {
                 let name = format!("m{i:02}");
                 if name != me && rng.random_bool(0.8) {
-                    room.online.insert(name, addr);
+                    room.online.insert(name, addr, &mut rng);
                 }
             }
             let pick = |rng: &mut StdRng| format!("m{:02}", rng.random_range(0..30usize));
@@ -1005,11 +1060,11 @@ mod tests {
         for case in 0..20_000 {
             let degree = rng.random_range(1..5usize);
             let me = format!("m{:02}", rng.random_range(0..60usize));
-            let mut room = Room::new("r", RoomMode::Flood, Vec::new());
+            let mut room = Room::new("r", RoomMode::Flood, &me, Vec::new(), &mut rng);
             for i in 0..60 {
                 let name = format!("m{i:02}");
                 if name != me && rng.random_bool(0.5) {
-                    room.online.insert(name, addr);
+                    room.online.insert(name, addr, &mut rng);
                 }
             }
             let names: Vec<String> = room.online.names().map(str::to_string).collect();
@@ -1039,7 +1094,7 @@ mod tests {
                     continue;
                 }
                 passed += 1;
-                room.online.insert(name.clone(), addr);
+                room.online.insert(name.clone(), addr, &mut rng);
                 assert_eq!(
                     room.settled_successor(&me, degree),
                     Some(succ.as_str()),

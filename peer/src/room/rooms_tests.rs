@@ -331,3 +331,100 @@ fn a_neighbour_relaying_forged_messages_is_unlinked_and_refused() {
     assert_eq!(h.rooms.neighbors(ROOM), ["a"]);
     assert_eq!(h.io.sent, [("mal".to_string(), unlink)]);
 }
+
+/// Members leaving until the view runs short make the rooms ask the registry for the list
+/// again (at most every `REFILL_AFTER`), and the answer is applied silently: the view is
+/// whole again (nothing more is asked), nothing is shown, no error, the focus does not move.
+#[test]
+fn a_view_that_ran_short_is_refilled_silently() {
+    let mut h = Harness::new(RoomMode::Flood);
+    let members: Vec<PeerInfo> = (0..60).map(|i| peer(&format!("u{i:02}"))).collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members.clone(), true));
+    let refills = |h: &Harness| {
+        h.outs
+            .iter()
+            .filter(|o| matches!(o, RoomOut::Refill(r) if r == ROOM))
+            .count()
+    };
+    assert_eq!(refills(&h), 0, "a full list needs no refill");
+    // "me" sorts before every "uNN": its successors are u00, u01, ...; they leave one by one.
+    for i in 0..(overlay::SUCC_KEEP - overlay::SUCC_WANT + 1) {
+        let name = format!("u{i:02}");
+        h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), RoomEvent::Left { name }));
+    }
+    assert_eq!(refills(&h), 1, "short of successors: one refill asked");
+    let name = "u20".to_string();
+    h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), RoomEvent::Left { name }));
+    assert_eq!(refills(&h), 1, "not again before REFILL_AFTER");
+    // The registry's answer: everyone still online.
+    let left = overlay::SUCC_KEEP - overlay::SUCC_WANT + 1;
+    let online: Vec<PeerInfo> = members[left..]
+        .iter()
+        .filter(|p| p.name != "u20")
+        .cloned()
+        .collect();
+    let events = h.io.events.len();
+    let outs = h.outs.len();
+    h.run(|r, cx, now| r.room_refilled(cx, now, ROOM.into(), online.clone()));
+    assert!(
+        !h.io.events[events..]
+            .iter()
+            .any(|e| matches!(e, NodeEvent::Error { .. } | NodeEvent::RoomJoined { .. })),
+        "{:?}",
+        &h.io.events[events..]
+    );
+    assert!(!h.outs[outs..]
+        .iter()
+        .any(|o| matches!(o, RoomOut::Focus(_) | RoomOut::Refill(_))));
+    let view = &h.rooms.rooms[ROOM].online;
+    assert_eq!(view.len(), online.len());
+    assert_eq!(
+        view.successors().collect::<Vec<_>>(),
+        online[..overlay::SUCC_KEEP]
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+    );
+    // A refill answer for a room left meanwhile is ignored, not a join.
+    h.run(|r, cx, now| r.room_refilled(cx, now, "elsewhere".into(), online.clone()));
+    assert!(!h.rooms.rooms.contains_key("elsewhere"));
+}
+
+/// Room links are accepted from online members only, though a peer's view holds few of them:
+/// one from a member outside the view (a 200-member room) is accepted, one from a peer that is
+/// not in the room or that left it is refused with `room-unlink`.
+#[test]
+fn room_links_only_from_online_members_even_outside_the_view() {
+    let mut h = Harness::new(RoomMode::Flood);
+    let members: Vec<PeerInfo> = (0..200).map(|i| peer(&format!("u{i:03}"))).collect();
+    h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+    let unlink = Msg::RoomUnlink { room: ROOM.into() };
+    let outside = (0..200)
+        .map(|i| format!("u{i:03}"))
+        .find(|n| !h.rooms.rooms[ROOM].online.contains(n) && !h.io.dials.contains(n))
+        .expect("a member outside the view");
+    for (who, member) in [("stranger", false), (outside.as_str(), true)] {
+        h.io.ready.insert(who.to_string(), PEER_VERSION);
+        h.io.sent.clear();
+        h.frame(who, link());
+        let answer: Vec<&Msg> = h.io.sent.iter().map(|(_, m)| m).collect();
+        if member {
+            assert_eq!(answer, [&link()], "{who} is a member: link confirmed");
+            assert!(h.rooms.neighbors(ROOM).contains(&who.to_string()));
+        } else {
+            assert_eq!(answer, [&unlink], "{who} is not in the room");
+            assert!(!h.rooms.neighbors(ROOM).contains(&who.to_string()));
+        }
+    }
+    // A member that left is refused too (its old link had to go first).
+    let left = (0..200)
+        .map(|i| format!("u{i:03}"))
+        .find(|n| n != &outside && !h.rooms.neighbors(ROOM).contains(n) && !h.io.dials.contains(n))
+        .unwrap();
+    let name = left.clone();
+    h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), RoomEvent::Left { name }));
+    h.io.ready.insert(left.clone(), PEER_VERSION);
+    h.io.sent.clear();
+    h.frame(&left, link());
+    assert_eq!(h.io.sent, [(left.clone(), unlink)]);
+}
