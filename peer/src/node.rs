@@ -258,7 +258,15 @@ impl Node {
 
     /// Our identity ticket and the registry key that signed it, once the registry issued one
     /// (`Config::identity_key`): what the driver shows peers in the peer-link handshake.
+    ///
+    /// None while a rename's ticket for the new name is on its way (one registry round trip):
+    /// the old ticket names the old name while our hello claims the new one, so every peer
+    /// would refuse a link proved with it. The driver holds peer links without a ticket and
+    /// starts them once it comes (or once the request settles otherwise, with the old one).
     pub fn ticket(&self) -> Option<(&[u8], [u8; 32])> {
+        if self.registry.ticket_outdated() {
+            return None;
+        }
         self.registry.ticket()
     }
 

@@ -64,3 +64,45 @@ fn a_room_message_right_after_a_rename_waits_for_the_new_ticket() {
         [("alicia".to_string(), "right after".to_string())]
     );
 }
+
+/// Between a rename's answer and the ticket for the new name, the node offers no ticket for
+/// peer links (the driver holds them meanwhile): the old one names the old name while the
+/// hello claims the new one, and the peer would refuse the link.
+#[test]
+fn no_ticket_for_peer_links_until_the_new_name_has_one() {
+    let mut w = World::new();
+    let registry = Arc::new(Identity::generate_from_os().unwrap());
+    w.registry
+        .registry
+        .as_mut()
+        .unwrap()
+        .set_identity(registry, Duration::from_secs(600));
+    let a = w.add_user("alice", with_identity);
+    let old = w.peers[a].node.ticket().map(|(t, _)| t.to_vec());
+    assert!(old.is_some(), "alice holds a ticket");
+
+    w.registry.hold_stores = true;
+    w.line(a, "/rename alicia");
+    w.registry.hold_stores = false;
+    let out = w.registry.release(w.now);
+    w.deliver(out);
+    // Only the rename's answer: alice asks for the new ticket, whose answer now waits in
+    // the queue behind it.
+    let (i, input) = w.queue.pop_front().expect("the rename's answer");
+    assert_eq!(i, a);
+    let now = w.now;
+    w.peers[a].node.handle_input(now, input);
+    while let Some(out) = w.peers[a].node.poll_output() {
+        w.carry_out(a, out);
+    }
+    assert_eq!(w.peers[a].node.name(), Some("alicia"));
+    assert!(
+        w.peers[a].node.ticket().is_none(),
+        "the old name's ticket is not offered"
+    );
+
+    w.pump();
+    let new = w.peers[a].node.ticket().map(|(t, _)| t.to_vec());
+    assert!(new.is_some(), "the new ticket came");
+    assert_ne!(new, old);
+}

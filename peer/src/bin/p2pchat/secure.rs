@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use log::{info, warn};
+use log::{debug, info, warn};
 use p2pchat_engine::ConnId;
 use p2pchat_protocol::secure::{
     Credential, Expect, Fingerprint, Identity, PublicKey, Remote, SecureError, SecureStream,
@@ -218,6 +218,7 @@ impl RegistrySecurity {
         logged_in: bool,
     ) {
         if !self.is_registry(addr) && ticket.is_none() && logged_in {
+            debug!("peer link {conn:?} to {addr} waits for our ticket");
             self.deferred.insert(conn, (BytesMut::new(), false));
             return;
         }
@@ -249,6 +250,7 @@ impl RegistrySecurity {
         logged_in: bool,
     ) {
         if ticket.is_none() && logged_in {
+            debug!("peer link {conn:?} accepted: held until our ticket comes");
             self.held.insert(conn, BytesMut::new());
             return;
         }
