@@ -17,6 +17,18 @@ fn with_identity(c: &mut Config) {
     c.identity = Some(RoomSigner::new(id));
 }
 
+/// A world whose registry has an identity, so it issues tickets.
+fn signing_world() -> World {
+    let mut w = World::new();
+    let registry = Arc::new(Identity::generate_from_os().unwrap());
+    w.registry
+        .registry
+        .as_mut()
+        .unwrap()
+        .set_identity(registry, Duration::from_secs(600));
+    w
+}
+
 fn shown(w: &mut World, i: usize) -> Vec<(String, String)> {
     w.shown_in(i, ROOM)
 }
@@ -26,13 +38,7 @@ fn shown(w: &mut World, i: usize) -> Vec<(String, String)> {
 /// refuse it: it is held and sent, signed for the new name, once the ticket is here.
 #[test]
 fn a_room_message_right_after_a_rename_waits_for_the_new_ticket() {
-    let mut w = World::new();
-    let registry = Arc::new(Identity::generate_from_os().unwrap());
-    w.registry
-        .registry
-        .as_mut()
-        .unwrap()
-        .set_identity(registry, Duration::from_secs(600));
+    let mut w = signing_world();
     let a = w.add_user("alice", with_identity);
     let b = w.add_user("bob", with_identity);
     assert!(w.peers[a].node.ticket().is_some(), "alice holds a ticket");
@@ -70,13 +76,7 @@ fn a_room_message_right_after_a_rename_waits_for_the_new_ticket() {
 /// hello claims the new one, and the peer would refuse the link.
 #[test]
 fn no_ticket_for_peer_links_until_the_new_name_has_one() {
-    let mut w = World::new();
-    let registry = Arc::new(Identity::generate_from_os().unwrap());
-    w.registry
-        .registry
-        .as_mut()
-        .unwrap()
-        .set_identity(registry, Duration::from_secs(600));
+    let mut w = signing_world();
     let a = w.add_user("alice", with_identity);
     let old = w.peers[a].node.ticket().map(|(t, _)| t.to_vec());
     assert!(old.is_some(), "alice holds a ticket");
