@@ -22,18 +22,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 PIPELINE=${PIPELINE:-$TARGET_DIR/release/examples/pipeline}
 [ $# -ge 1 ] || { echo "usage: $0 REGISTRY-BINARY [MORE ...]" >&2; exit 2; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 rport=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
@@ -44,19 +34,6 @@ for _ in $(seq 100); do
     redis-cli -p "$rport" ping >/dev/null 2>&1 && break
     sleep 0.1
 done
-
-start_registry() { # BIN NAME -> sets reg_pid, reg_tcp
-    local bin=$1 name=$2
-    "$bin" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --db "$work/$name.db" \
-        --pbkdf2-iterations 1 --auth-rate 1000000 >"$work/$name.out" 2>"$work/$name.err" &
-    reg_pid=$!
-    pids+=("$reg_pid")
-    for _ in $(seq 100); do
-        grep -q listening "$work/$name.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    reg_tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' "$work/$name.out")
-}
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg); conns=$CONNS secs=$SECS"
 for round in $(seq "$ROUNDS"); do

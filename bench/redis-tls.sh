@@ -30,18 +30,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 PIPELINE=${PIPELINE:-$TARGET_DIR/release/examples/pipeline}
 [ $# -ge 1 ] || { echo "usage: $0 REGISTRY-BINARY [MORE ...]" >&2; exit 2; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # A throwaway self-signed P-256 certificate: an ECDSA handshake costs the server ~0.1 ms, so 50
 # handshakes are noise against the run.
@@ -78,19 +68,6 @@ bench_redis() { # LABEL DEPTH REQS [redis-benchmark flags ...]
     rate=$(echo "$out" | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p')
     awk -v l="$label" -v d="$depth" -v n="$reqs" -v r="$rate" -v t=$((c1 - c0)) -v hz="$tck" \
         'BEGIN { printf "%s depth=%d replies=%d rate=%.0f/s cpu_us_per_req=%.2f\n", l, d, n, r, t / hz * 1e6 / n }'
-}
-
-start_registry() { # BIN NAME -> sets reg_pid, reg_tcp
-    local bin=$1 name=$2
-    "$bin" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --db "$work/$name.db" \
-        --pbkdf2-iterations 1 --auth-rate 1000000 >"$work/$name.out" 2>"$work/$name.err" &
-    reg_pid=$!
-    pids+=("$reg_pid")
-    for _ in $(seq 100); do
-        grep -q listening "$work/$name.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    reg_tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' "$work/$name.out")
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg); conns=$CONNS"

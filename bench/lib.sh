@@ -1,0 +1,30 @@
+# Shared by the bench scripts (sourced): a scratch directory and the processes started in it,
+# removed and stopped on exit; a free loopback port; a registry started on port 0.
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start_registry() { # BIN NAME [FLAGS ...] -> sets reg_pid, reg_tcp, reg_udp
+    local bin=$1 name=$2
+    shift 2
+    "$bin" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --db "$work/$name.db" \
+        --pbkdf2-iterations 1 --auth-rate 1000000 "$@" >"$work/$name.out" 2>"$work/$name.err" &
+    reg_pid=$!
+    pids+=("$reg_pid")
+    for _ in $(seq 100); do
+        grep -q listening "$work/$name.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    reg_tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' "$work/$name.out")
+    reg_udp=$(sed -n 's/.*udp=\([^ ]*\).*/\1/p' "$work/$name.out")
+}
