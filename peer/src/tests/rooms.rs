@@ -1059,3 +1059,74 @@ fn the_tree_heals_when_a_member_dies() {
     }
     everyone_says_in_turn(&mut w, &rest, "settled");
 }
+
+/// A member whose view ran short asks the registry for the list again with a join of the room
+/// it is in. If an admin kicks it while that refill is on its way, the registry takes the
+/// refill for a new join: the member, which saw the kick first, undoes it with a quiet leave,
+/// so the kick stands (the others see it join and leave again).
+#[test]
+fn a_refill_that_crosses_a_kick_is_undone() {
+    let mut w = World::new();
+    let names: Vec<String> = (0..40).map(|k| format!("u{k:02}")).collect();
+    let ids: Vec<usize> = names.iter().map(|n| w.add_user(n, |_| {})).collect();
+    let (victim, admin, observer) = (ids[0], ids[39], ids[30]);
+    w.line(admin, &format!("/create {ROOM}"));
+    for &i in &ids[..39] {
+        w.line(i, &format!("/join {ROOM}"));
+    }
+    w.run_for(SETTLE);
+    // u01..u08 leave: the victim's successor list (16 kept) shrinks to 8, one short of asking.
+    for &i in &ids[1..9] {
+        w.line(i, &format!("/leave {ROOM}"));
+    }
+    w.run_for(Duration::from_secs(3));
+    for p in w.peers.iter_mut() {
+        p.take_events();
+    }
+    // u09's leave makes the victim ask for a refill; the kick is on the wire at the same time.
+    let leave: Command = parse(&format!("/leave {ROOM}")).unwrap().unwrap();
+    let kick: Command = parse(&format!("/kick {ROOM} u00")).unwrap().unwrap();
+    w.queue.push_back((ids[9], Input::Command(leave)));
+    w.queue.push_back((admin, Input::Command(kick)));
+    w.pump();
+    w.run_for(Duration::from_secs(3));
+
+    let about_victim: Vec<NodeEvent> = w.peers[observer]
+        .take_events()
+        .into_iter()
+        .filter(|e| match e {
+            NodeEvent::MemberJoined { name, .. }
+            | NodeEvent::MemberLeft { name, .. }
+            | NodeEvent::MemberKicked { name, .. } => name == "u00",
+            _ => false,
+        })
+        .collect();
+    let room = ROOM.to_string();
+    let name = "u00".to_string();
+    assert_eq!(
+        about_victim,
+        [
+            NodeEvent::MemberKicked {
+                room: room.clone(),
+                name: name.clone()
+            },
+            NodeEvent::MemberJoined {
+                room: room.clone(),
+                name: name.clone()
+            },
+            NodeEvent::MemberLeft { room, name },
+        ],
+        "the refill crossed the kick (a join after it) and was undone (a leave)"
+    );
+    assert!(w.peers[victim].node.joined_rooms().is_empty());
+    w.line(admin, &format!("/members {ROOM}"));
+    let listed = w.peers[admin].take_events();
+    let members = listed
+        .iter()
+        .find_map(|e| match e {
+            NodeEvent::MemberList { members, .. } => Some(members),
+            _ => None,
+        })
+        .expect("a member list");
+    assert!(members.iter().all(|m| m.name != "u00"), "{members:?}");
+}
