@@ -1,5 +1,6 @@
 # Shared by the bench scripts (sourced): a scratch directory and the processes started in it,
-# removed and stopped on exit; a free loopback port; a registry started on port 0.
+# removed and stopped on exit; a free loopback port; a registry started on port 0 and stopped;
+# `pipeline` against each registry binary in turn.
 
 work=$(mktemp -d)
 pids=()
@@ -27,4 +28,24 @@ start_registry() { # BIN NAME [FLAGS ...] -> sets reg_pid, reg_tcp, reg_udp
     done
     reg_tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' "$work/$name.out")
     reg_udp=$(sed -n 's/.*udp=\([^ ]*\).*/\1/p' "$work/$name.out")
+}
+
+stop_registry() {
+    kill "$reg_pid"
+    wait "$reg_pid" 2>/dev/null || true
+}
+
+pipeline_registries() { # ROUND DEPTH LABEL OPS BIN... -> one line per binary and op
+    local round=$1 depth=$2 label=$3 ops=$4 n=0 bin op
+    shift 4
+    for bin in "$@"; do
+        n=$((n + 1))
+        start_registry "$bin" "reg$n-$round-$depth"
+        for op in $ops; do
+            "$PIPELINE" --target registry --addr "$reg_tcp" --pid "$reg_pid" --op "$op" \
+                --conns "$CONNS" --depth "$depth" --secs "$SECS" |
+                sed "s|^|round=$round server=$bin$label |"
+        done
+        stop_registry
+    done
 }

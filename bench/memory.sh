@@ -20,28 +20,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 HBFLOOD=${HBFLOOD:-$TARGET_DIR/release/examples/hbflood}
 [ $# -ge 1 ] || { echo "usage: $0 REGISTRY-BINARY [MORE ...]" >&2; exit 2; }
 
-work=$(mktemp -d)
-reg_pid=
-cleanup() {
-    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_registry() { # BIN NAME -> sets reg_pid, reg_tcp, reg_udp
-    local bin=$1 name=$2
-    "$bin" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --db "$work/$name.db" \
-        --pbkdf2-iterations 1 --auth-rate 1000000 --max-clients 20000 --max-per-source 20000 \
-        >"$work/$name.out" 2>"$work/$name.err" &
-    reg_pid=$!
-    for _ in $(seq 100); do
-        grep -q listening "$work/$name.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    reg_tcp=$(sed -n 's/.*tcp=\([^ ]*\).*/\1/p' "$work/$name.out")
-    reg_udp=$(sed -n 's/.*udp=\([^ ]*\).*/\1/p' "$work/$name.out")
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for n in $PEERS; do
@@ -49,14 +29,12 @@ for n in $PEERS; do
     for bin in "$@"; do
         k=$((k + 1))
         for mode in --register-first ""; do
-            start_registry "$bin" "reg$k-$n${mode:+-rf}"
+            start_registry "$bin" "reg$k-$n${mode:+-rf}" --max-clients 20000 --max-per-source 20000
             line=$("$HBFLOOD" --tcp "$reg_tcp" --udp "$reg_udp" --pid "$reg_pid" \
                 --sessions "$n" --rss-only $mode)
             if [ -n "$mode" ]; then where=registered-before; else where=registered-inside; fi
             echo "bin=$bin accounts=$where $line"
-            kill "$reg_pid"
-            wait "$reg_pid" 2>/dev/null || true
-            reg_pid=
+            stop_registry
         done
     done
 done

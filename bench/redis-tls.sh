@@ -84,17 +84,6 @@ for round in $(seq "$ROUNDS"); do
         "$PIPELINE" --target redis --addr "127.0.0.1:$rport" --pid "$redis_pid" \
             --conns "$CONNS" --depth "$depth" --secs "$SECS" |
             sed "s/^/round=$round server=redis-plain client=pipeline /"
-        n=0
-        for bin in "$@"; do
-            n=$((n + 1))
-            start_registry "$bin" "reg$n-$round-$depth"
-            for op in ping search; do
-                "$PIPELINE" --target registry --addr "$reg_tcp" --pid "$reg_pid" --op "$op" \
-                    --conns "$CONNS" --depth "$depth" --secs "$SECS" |
-                    sed "s|^|round=$round server=$bin client=pipeline |"
-            done
-            kill "$reg_pid"
-            wait "$reg_pid" 2>/dev/null || true
-        done
+        pipeline_registries "$round" "$depth" " client=pipeline" "ping search" "$@"
     done
 done
