@@ -129,11 +129,13 @@ impl SecureConns {
         }
     }
 
-    fn slot(&mut self, conn: ConnId) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(conn.index() as usize)?
-            .as_mut()
-            .filter(|s| s.conn == conn)
+    /// The table entry of `conn`, if it holds `conn` itself and not an earlier or later
+    /// connection that had the same slab index (the one check that keeps a late reply away
+    /// from a reused slot). A function of the table alone, so callers can still count.
+    fn entry(slots: &mut [Option<Slot>], conn: ConnId) -> Option<&mut Option<Slot>> {
+        slots
+            .get_mut(conn.index() as usize)
+            .filter(|e| e.as_ref().is_some_and(|s| s.conn == conn))
     }
 
     /// A connection was accepted: it starts with the handshake.
@@ -173,14 +175,14 @@ impl SecureConns {
         plain: &mut BytesMut,
         reply: &mut BytesMut,
     ) -> Result<(), SecureError> {
-        let Some(entry) = self.slots.get_mut(conn.index() as usize) else {
+        let Some(entry) = Self::entry(&mut self.slots, conn) else {
             return Ok(());
         };
-        let link = match entry {
-            Some(slot) if slot.conn == conn => &mut slot.link,
-            _ => return Ok(()),
-        };
-        if let Link::Open(link) = link {
+        if let Some(Slot {
+            link: Link::Open(link),
+            ..
+        }) = entry
+        {
             let result = link.receive(bytes, plain);
             if result.is_err() {
                 *entry = None;
@@ -222,7 +224,7 @@ impl SecureConns {
     /// client's hello the core can only be refusing the connection (server full, no hello in
     /// time, shutting down), and that goes in the clear so the client can read why.
     pub fn seal(&mut self, conn: ConnId, plain: &[u8], out: &mut BytesMut) -> bool {
-        let Some(slot) = self.slot(conn) else {
+        let Some(Some(slot)) = Self::entry(&mut self.slots, conn) else {
             return false;
         };
         let sealed = match &mut slot.link {
@@ -247,11 +249,9 @@ impl SecureConns {
     }
 
     fn remove(&mut self, conn: ConnId) {
-        if let Some(entry) = self.slots.get_mut(conn.index() as usize) {
-            if entry.as_ref().is_some_and(|s| s.conn == conn) {
-                *entry = None;
-                self.live -= 1;
-            }
+        if let Some(entry) = Self::entry(&mut self.slots, conn) {
+            *entry = None;
+            self.live -= 1;
         }
     }
 
