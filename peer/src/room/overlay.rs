@@ -33,7 +33,7 @@ pub const SUCC_WANT: usize = 8;
 /// Size of the random sample of members (a few times any usual degree).
 pub const SAMPLE: usize = 32;
 /// Arrivals and departures remembered (name hash and mark: 16 bytes each), for the catch-up
-/// marks of members that link to us and for refusing links from members that just left.
+/// marks of members that link to us (a departure since clears a member's mark).
 pub const RECENT: usize = 2048;
 
 /// Where the successor list's knowledge ends, in ring order from us.
@@ -359,11 +359,6 @@ impl View {
     /// The mark taken when `name` joined or came online lately, if it did.
     pub fn since(&self, name: &str) -> Option<u64> {
         self.latest(name).flatten()
-    }
-
-    /// Whether `name` left, was kicked or went offline lately (and has not come back).
-    pub fn gone(&self, name: &str) -> bool {
-        self.latest(name) == Some(None)
     }
 
     /// Members in the view, each once: the successors in ring order, then the sample.

@@ -146,7 +146,7 @@ fn successor_lists_are_true_prefixes_under_churn_and_lost_refills() {
                 online.remove(&n);
                 view.remove(&n);
                 view.note(&n, None);
-                assert!(view.gone(&n) && !view.contains(&n));
+                assert!(!view.is_online(&n) && !view.contains(&n) && view.since(&n).is_none());
             } else if op == 8 {
                 // Renamed (to a name that sorts anywhere).
                 let all: Vec<String> = online.keys().cloned().collect();
