@@ -98,12 +98,14 @@
 mod config;
 mod conn;
 mod event;
+mod id_hash;
 mod reactor;
 mod timers;
 mod token;
 
 pub use config::{Config, Stats};
 pub use event::{CloseReason, NetEvent, Signal};
+pub use id_hash::IdHasher;
 pub use mio::Waker;
 pub use reactor::Reactor;
 pub use token::{ConnId, ListenerId, UdpId};

@@ -194,26 +194,24 @@ pub enum OfflineReason {
 /// eight times): SipHash was ~13 % of the registry's user-space instructions per request
 /// (performance.md, "Against Redis over TLS").
 #[derive(Default)]
-pub(crate) struct ConnHasher(u64);
+pub(crate) struct ConnHasher(p2pchat_engine::IdHasher);
 
 impl std::hash::Hasher for ConnHasher {
     fn finish(&self) -> u64 {
         // Fold the high half (the engine's slab index) onto the low one before mixing, then
         // fold the product's well-mixed high bits back down: hashbrown takes the bucket from
         // the low bits and the tag from the top seven.
-        let x = (self.0 ^ (self.0 >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let id = self.0.finish();
+        let x = (id ^ (id >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         x ^ (x >> 29)
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used for `ConnId`; this keeps any other use correct.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
+        self.0.write(bytes);
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.0.write_u64(n);
     }
 }
 

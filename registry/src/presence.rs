@@ -15,7 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -25,31 +25,11 @@ use p2pchat_protocol::{Heartbeat, HeartbeatKey, ReplayWindow};
 
 use crate::io::ConnId;
 use crate::store::AccountId;
+use p2pchat_engine::IdHasher;
 
-/// Hashes a session id as itself. Session ids are uniformly random `u64`s drawn by the
-/// registry (`open_session`), so they are already well spread; a datagram naming an id only
-/// looks it up, it cannot place entries, so no input can build collisions. Saves SipHash on
-/// every heartbeat.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used for `u64` keys; this keeps any other use correct.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
+// Session ids are uniformly random `u64`s drawn by the registry (`open_session`), so they are
+// already well spread; a datagram naming an id only looks it up, it cannot place entries, so
+// no input can build collisions. Saves SipHash on every heartbeat.
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// One logged-in session.

@@ -20,9 +20,10 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::net::SocketAddr;
 
+use p2pchat_engine::IdHasher;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
@@ -62,7 +63,7 @@ pub struct View {
     offered: u64,
     /// Every other online member, from the last full list and the pushes since, as its name
     /// hashed with `key`: random per view, so nobody can pick a name that passes for another.
-    online: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    online: HashSet<u64, BuildHasherDefault<IdHasher>>,
     key: RandomState,
     /// The latest arrivals (`Some(mark)`, see `tree::Broadcast::mark`) and departures (`None`),
     /// by name hash, oldest first.
@@ -80,27 +81,6 @@ fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// A `Hasher` for keys that are hashes already (of `View::key`): passes them through.
-#[derive(Debug, Default, Clone, Copy)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; fold anything else in so it still hashes.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// A member in the view.
