@@ -26,14 +26,7 @@ PIPELINE=${PIPELINE:-$TARGET_DIR/release/examples/pipeline}
 source "$(dirname "$0")/lib.sh"
 
 rport=$(free_port)
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
-    --daemonize no --loglevel warning >"$work/redis.log" 2>&1 &
-redis_pid=$!
-pids+=("$redis_pid")
-for _ in $(seq 100); do
-    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_redis "$rport"
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg); conns=$CONNS secs=$SECS"
 for round in $(seq "$ROUNDS"); do

@@ -1,6 +1,6 @@
 # Shared by the bench scripts (sourced): a scratch directory and the processes started in it,
 # removed and stopped on exit; a free loopback port; a registry started on port 0 and stopped;
-# `pipeline` against each registry binary in turn.
+# Redis started and waited for; `pipeline` against each registry binary in turn.
 
 work=$(mktemp -d)
 pids=()
@@ -48,4 +48,18 @@ pipeline_registries() { # ROUND DEPTH LABEL OPS BIN... -> one line per binary an
         done
         stop_registry
     done
+}
+
+start_redis() { # PORT [FLAGS ...] -> sets redis_pid; exits if it does not answer
+    local port=$1
+    shift
+    redis-server --bind 127.0.0.1 --port "$port" "$@" \
+        --save '' --appendonly no --daemonize no --loglevel warning >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    for _ in $(seq 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    redis-cli -p "$port" ping >/dev/null || { cat "$work/redis.log"; exit 1; }
 }

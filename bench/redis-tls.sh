@@ -40,17 +40,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 
 rport=$(free_port)
 tport=$(free_port)
-redis-server --bind 127.0.0.1 --port "$rport" --tls-port "$tport" \
+start_redis "$rport" --tls-port "$tport" \
     --tls-cert-file "$work/cert.pem" --tls-key-file "$work/key.pem" \
-    --tls-ca-cert-file "$work/cert.pem" --tls-auth-clients no \
-    --save '' --appendonly no --daemonize no --loglevel warning >"$work/redis.log" 2>&1 &
-redis_pid=$!
-pids+=("$redis_pid")
-for _ in $(seq 100); do
-    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-    sleep 0.1
-done
-redis-cli -p "$rport" ping >/dev/null || { cat "$work/redis.log"; exit 1; }
+    --tls-ca-cert-file "$work/cert.pem" --tls-auth-clients no
 
 cpu_ticks() { # PID -> utime+stime in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat"
