@@ -47,11 +47,14 @@ fn registry_binary() -> &'static Path {
         }
         let status = cargo
             .args([
+                // The whole workspace's binaries and tests, as `cargo test --workspace`
+                // builds them: the same feature set, so after it this is a no-op. Building
+                // `-p p2pchat-registry` alone unifies fewer features and rebuilt ~25
+                // dependencies (minutes on a 2-core CI machine).
                 "build",
-                "-p",
-                "p2pchat-registry",
-                "--bin",
-                "p2pchat-registry",
+                "--workspace",
+                "--bins",
+                "--tests",
             ])
             .args(["--profile", profile])
             .arg("--target-dir")
