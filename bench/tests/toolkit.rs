@@ -2,73 +2,15 @@
 //! 127.0.0.1: a tiny `load` writes its report files, a threshold it cannot meet makes it exit 1,
 //! a tiny `sim-flood --out` writes its summary, and `compare` flags a regression.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use p2pchat_bench::report::hgrm;
 use serde_json::Value;
 
-/// The registry binary, (re)built with `cargo build -p p2pchat-registry` first (a no-op when
-/// fresh), as peer/tests/e2e.rs does.
-fn registry_binary() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target directory");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let bin = profile_dir.join("p2pchat-registry");
-        let mut cargo = Command::new(env!("CARGO"));
-        // Do not hand cargo's per-package variables to the nested build (they would make
-        // build scripts that watch them rebuild; see peer/tests/e2e.rs).
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            let ours = [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_BIN_",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .iter()
-            .any(|p| key.starts_with(p));
-            if ours {
-                cargo.env_remove(&*key);
-            }
-        }
-        let status = cargo
-            .args([
-                // The whole workspace's binaries and tests, as `cargo test --workspace`
-                // builds them: the same feature set, so after it this is a no-op. Building
-                // `-p p2pchat-registry` alone unifies fewer features and rebuilt ~25
-                // dependencies (minutes on a 2-core CI machine).
-                "build",
-                "--workspace",
-                "--bins",
-                "--tests",
-            ])
-            .args(["--profile", profile])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .status();
-        let built = status.as_ref().is_ok_and(ExitStatus::success);
-        assert!(
-            built || bin.exists(),
-            "no p2pchat-registry at {}",
-            bin.display()
-        );
-        bin
-    })
-}
+#[path = "../../registry/tests/support/registry_binary.rs"]
+mod registry_binary;
+use registry_binary::registry_binary;
 
 fn bench(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_p2pchat-bench"))
