@@ -12,7 +12,7 @@ use super::{overlay, Cx, RoomOut, Rooms, REFILL_AFTER, RETRY_AFTER};
 impl Rooms {
     /// Links to the members the overlay wants and that are not linked yet.
     pub(super) fn refresh_room(&mut self, cx: &mut Cx<'_>, now: Instant, room: &str) {
-        let Some(me) = cx.me.map(str::to_string) else {
+        let Some(me) = cx.me else {
             return;
         };
         let degree = self.degree.max(1);

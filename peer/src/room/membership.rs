@@ -191,7 +191,7 @@ impl Rooms {
             (&event, cx.me)
         {
             if r.stays_settled_with(me, name) {
-                r.online.insert(name.clone(), *addr, cx.rng);
+                r.online.insert(name, *addr, cx.rng);
                 let mark = r.cast.mark();
                 r.online.note(name, Some(mark));
                 if let RoomEvent::Joined { name, .. } = event {
@@ -201,7 +201,7 @@ impl Rooms {
             }
         }
         r.settled = None;
-        let me = cx.me.map(str::to_string);
+        let me = cx.me;
         match event {
             RoomEvent::Joined { name, addr } => {
                 self.set_online(cx, &room, &name, Some(addr));
@@ -283,7 +283,7 @@ impl Rooms {
         if let Some(r) = self.rooms.get_mut(room) {
             match addr {
                 Some(a) => {
-                    r.online.insert(name.to_string(), a, cx.rng);
+                    r.online.insert(name, a, cx.rng);
                     r.retry.remove(name);
                 }
                 None => {

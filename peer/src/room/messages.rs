@@ -13,7 +13,7 @@ use crate::io::NodeEvent;
 impl Rooms {
     /// `/say ROOM TEXT`, and plain lines while a room has the focus.
     pub(crate) fn cmd_say(&mut self, cx: &mut Cx<'_>, now: Instant, room: String, text: String) {
-        let Some(me) = cx.me.map(str::to_string) else {
+        let Some(me) = cx.me else {
             return cx.error("not logged in");
         };
         let Some(r) = self.rooms.get_mut(&room) else {
@@ -72,7 +72,7 @@ impl Rooms {
             } => self
                 .handle_room_message(cx, now, from, room, origin, seq, hops, sent_ms, text, auth),
             Msg::RoomIhave { room, ids } => {
-                let Some(me) = cx.me.map(str::to_string) else {
+                let Some(me) = cx.me else {
                     return;
                 };
                 if let Some(r) = self.rooms.get_mut(&room) {
@@ -109,7 +109,7 @@ impl Rooms {
         text: String,
         auth: Option<RoomAuth>,
     ) {
-        let Some(me) = cx.me.map(str::to_string) else {
+        let Some(me) = cx.me else {
             return;
         };
         let Some(r) = self.rooms.get_mut(&room) else {

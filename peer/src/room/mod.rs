@@ -322,7 +322,7 @@ mod tests {
             for i in 0..n {
                 let name = format!("m{i:02}");
                 if name != me && rng.random_bool(0.8) {
-                    room.online.insert(name, addr, &mut rng);
+                    room.online.insert(&name, addr, &mut rng);
                 }
             }
             let pick = |rng: &mut StdRng| format!("m{:02}", rng.random_range(0..30usize));
@@ -386,7 +386,7 @@ mod tests {
             for i in 0..60 {
                 let name = format!("m{i:02}");
                 if name != me && rng.random_bool(0.5) {
-                    room.online.insert(name, addr, &mut rng);
+                    room.online.insert(&name, addr, &mut rng);
                 }
             }
             let names: Vec<String> = room.online.names().map(str::to_string).collect();
@@ -416,7 +416,7 @@ mod tests {
                     continue;
                 }
                 passed += 1;
-                room.online.insert(name.clone(), addr, &mut rng);
+                room.online.insert(&name, addr, &mut rng);
                 assert_eq!(
                     room.settled_successor(&me, degree),
                     Some(succ.as_str()),
