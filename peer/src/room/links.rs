@@ -20,14 +20,14 @@ impl Rooms {
             return;
         };
         r.retry.retain(|_, until| *until > now);
-        r.online.set_me(&me);
+        r.online.set_me(me);
         if r.online.needs_refill() && r.refill_at.is_none_or(|at| now >= at + REFILL_AFTER) {
             // Members left and the view ran short: ask for the list again (the registry answers
             // a join of a room one is in with its online members, and tells nobody).
             r.refill_at = Some(now);
             cx.out.push(RoomOut::Refill(room.to_string()));
         }
-        if let Some(succ) = r.settled_successor(&me, degree) {
+        if let Some(succ) = r.settled_successor(me, degree) {
             r.settled = Some(succ.to_string());
             return;
         }
@@ -35,7 +35,7 @@ impl Rooms {
         // O(d log n) per event (see `overlay::targets`): rooms form in linear time.
         let held: BTreeSet<String> = r.retry.keys().cloned().collect();
         let linked: BTreeSet<String> = r.neighbors.union(&r.pending).cloned().collect();
-        let want = overlay::targets(&me, &r.online, &held, &linked, degree, cx.rng);
+        let want = overlay::targets(me, &r.online, &held, &linked, degree, cx.rng);
         let to_add: Vec<String> = want.difference(&linked).cloned().collect();
         // Links we opened that the overlay no longer wants (a room that outgrew its full mesh,
         // say) are dropped, so each peer opens about `degree` links. Links others opened to us

@@ -231,7 +231,7 @@ impl Rooms {
                 self.drop_neighbor(cx, &room, &name, true);
             }
             RoomEvent::Kicked { name, .. } => {
-                if Some(name.as_str()) == me.as_deref() {
+                if Some(name.as_str()) == me {
                     self.leave_locally(cx, &room);
                     cx.io.event(NodeEvent::MemberKicked { room, name });
                     return;

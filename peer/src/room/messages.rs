@@ -33,13 +33,13 @@ impl Rooms {
         // Signed once we hold a ticket (peers that hold one refuse unsigned messages).
         let auth = match (cx.signer, cx.ticket) {
             (Some(signer), Some((ticket, _))) => {
-                Some(signer.sign(ticket, &room, &me, seq, sent_ms, &text))
+                Some(signer.sign(ticket, &room, me, seq, sent_ms, &text))
             }
             _ => None,
         };
         let mut actions = Vec::new();
         r.cast
-            .originate_signed(now, &me, seq, sent_ms, text.clone(), auth, &mut actions);
+            .originate_signed(now, me, seq, sent_ms, text.clone(), auth, &mut actions);
         self.run_actions(cx, &room, actions);
         cx.io.event(NodeEvent::RoomMessageSent { room, text });
     }
@@ -76,7 +76,7 @@ impl Rooms {
                     return;
                 };
                 if let Some(r) = self.rooms.get_mut(&room) {
-                    r.cast.on_ihave(now, &me, &from, ids);
+                    r.cast.on_ihave(now, me, &from, ids);
                 }
             }
             Msg::RoomGraft { room, ids } => {
@@ -123,7 +123,7 @@ impl Rooms {
         // be signed by its origin. Checked before dedup records it, so a forged copy neither
         // shows nor hides the genuine one; copies already seen skip the (costly) check.
         if let Some((_, registry)) = cx.ticket {
-            if r.cast.is_new(&me, &origin, seq) {
+            if r.cast.is_new(me, &origin, seq) {
                 if let Err(why) = self.verifier.check(
                     registry,
                     cx.wall_ms / 1000,
@@ -153,7 +153,7 @@ impl Rooms {
         let mut actions = Vec::new();
         r.cast.receive_signed(
             now,
-            &me,
+            me,
             &from,
             origin,
             seq,

@@ -84,7 +84,7 @@ fn a_join_storm_keeps_every_view_exact_and_bounded() {
     let mut online: Vec<String> = Vec::new();
     for name in &order {
         for v in &mut views {
-            v.insert(&name, addr(), &mut rng);
+            v.insert(name, addr(), &mut rng);
         }
         let members: Vec<(String, SocketAddr)> =
             online.iter().map(|n| (n.clone(), addr())).collect();
