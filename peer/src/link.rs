@@ -50,11 +50,8 @@ impl FrameReader {
         now: Instant,
         bytes: &[u8],
     ) -> Result<Vec<Frame>, p2pchat_protocol::DecodeError> {
-        self.decoder.push(bytes);
         let mut frames = Vec::new();
-        while let Some(frame) = self.decoder.next_frame()? {
-            frames.push(frame);
-        }
+        self.decoder.push_frames(bytes, &mut frames)?;
         // The deadline runs from when the *current* partial frame started: trickling bytes into
         // one frame does not extend it, but a frame that completed in this push means the
         // partial one left over started now (a peer streaming steadily is not a slow client).

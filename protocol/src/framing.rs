@@ -10,6 +10,9 @@ use bytes::{Buf, BytesMut};
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::frame::{Frame, BODY_HEADER, LEN_PREFIX};
 
+/// Buffer capacity kept once the buffer is empty again; a larger one is given back.
+const RETAIN: usize = 64 * 1024;
+
 /// Accumulates stream bytes and yields whole frames.
 ///
 /// Memory is bounded: the buffer holds at most one partial frame (at most `max_len + 4` bytes)
@@ -49,41 +52,57 @@ impl FrameDecoder {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        if self.buf.len() < LEN_PREFIX {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if len > self.max_len {
-            return Err(self.fail(DecodeError {
-                offset: 0,
-                kind: DecodeErrorKind::TooLong {
-                    len,
-                    max: self.max_len,
-                },
-            }));
-        }
-        if (len as usize) < BODY_HEADER {
-            return Err(self.fail(DecodeError {
-                offset: 0,
-                kind: DecodeErrorKind::TooShort { len },
-            }));
-        }
-        let total = LEN_PREFIX + len as usize;
-        if self.buf.len() < total {
-            // Reserve for the rest of this frame only now that the length is known to be sane.
-            self.buf.reserve(total - self.buf.len());
-            return Ok(None);
-        }
-        let result = Frame::decode(&self.buf[LEN_PREFIX..total]);
-        match result {
-            Ok(frame) => {
+        match split(&self.buf, self.max_len) {
+            Ok(Split::Frame(frame, total)) => {
                 self.buf.advance(total);
                 self.consumed += total as u64;
+                if self.buf.is_empty() && self.buf.capacity() > RETAIN {
+                    // One big frame (a room's member list) must not keep its buffer for the
+                    // connection's life: ten thousand peers held gigabytes that way.
+                    self.buf = BytesMut::new();
+                }
                 Ok(Some(frame))
             }
-            Err(mut err) => {
-                err.offset += LEN_PREFIX;
-                Err(self.fail(err))
+            Ok(Split::Need(total)) => {
+                // Reserve for the rest of this frame only now that the length is known to be
+                // sane.
+                self.buf.reserve(total.saturating_sub(self.buf.len()));
+                Ok(None)
+            }
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    /// [`FrameDecoder::push`] then [`FrameDecoder::next_frame`] until it needs more bytes,
+    /// appending the frames to `out`; the same frames and errors. When nothing is buffered
+    /// (a chunk that starts on a frame boundary, as most do), the chunk's whole frames are
+    /// decoded where they lie and only a trailing partial frame is copied: a 200 kB room list
+    /// or a burst of pushed events is not copied into the buffer first.
+    pub fn push_frames(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), DecodeError> {
+        if !self.buf.is_empty() || self.failed.is_some() {
+            self.push(bytes);
+            while let Some(frame) = self.next_frame()? {
+                out.push(frame);
+            }
+            return Ok(());
+        }
+        let mut rest = bytes;
+        loop {
+            match split(rest, self.max_len) {
+                Ok(Split::Frame(frame, total)) => {
+                    rest = &rest[total..];
+                    self.consumed += total as u64;
+                    out.push(frame);
+                }
+                Ok(Split::Need(_)) => {
+                    self.push(rest);
+                    // Reserves for a started frame, as `next_frame` would.
+                    while let Some(frame) = self.next_frame()? {
+                        out.push(frame);
+                    }
+                    return Ok(());
+                }
+                Err(err) => return Err(self.fail(err)),
             }
         }
     }
@@ -108,6 +127,47 @@ impl FrameDecoder {
     /// Stream bytes consumed as whole frames so far.
     pub fn consumed(&self) -> u64 {
         self.consumed
+    }
+}
+
+/// What the front of a stream holds.
+enum Split {
+    /// A whole frame and the bytes it took, prefix included.
+    Frame(Frame, usize),
+    /// Part of a frame that takes this many bytes in all (or, before the prefix is complete,
+    /// at least the prefix).
+    Need(usize),
+}
+
+/// Decodes the frame at the front of `data`, checking its length prefix against `max_len`
+/// before anything else.
+fn split(data: &[u8], max_len: u32) -> Result<Split, DecodeError> {
+    let Some(prefix) = data.get(..LEN_PREFIX) else {
+        return Ok(Split::Need(LEN_PREFIX));
+    };
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    if len > max_len {
+        return Err(DecodeError {
+            offset: 0,
+            kind: DecodeErrorKind::TooLong { len, max: max_len },
+        });
+    }
+    if (len as usize) < BODY_HEADER {
+        return Err(DecodeError {
+            offset: 0,
+            kind: DecodeErrorKind::TooShort { len },
+        });
+    }
+    let total = LEN_PREFIX + len as usize;
+    let Some(body) = data.get(LEN_PREFIX..total) else {
+        return Ok(Split::Need(total));
+    };
+    match Frame::decode(body) {
+        Ok(frame) => Ok(Split::Frame(frame, total)),
+        Err(mut err) => {
+            err.offset += LEN_PREFIX;
+            Err(err)
+        }
     }
 }
 
@@ -143,6 +203,47 @@ mod tests {
         assert_eq!(got, frames);
         assert!(!d.has_partial());
         assert_eq!(d.consumed(), stream.len() as u64);
+    }
+
+    /// `push_frames` gives what `push` and `next_frame` give, however the stream is cut.
+    #[test]
+    fn push_frames_matches_push_and_next_frame_at_every_cut() {
+        let (frames, stream) = sample_stream();
+        for step in [1, 3, 7, 64, 1000, stream.len()] {
+            let mut d = FrameDecoder::new(1 << 16);
+            let mut got = Vec::new();
+            for chunk in stream.chunks(step) {
+                d.push_frames(chunk, &mut got).unwrap();
+            }
+            assert_eq!(got, frames, "chunks of {step}");
+            assert!(!d.has_partial());
+            assert_eq!(d.consumed(), stream.len() as u64);
+        }
+        // Errors too: the same error, and the decoder stays poisoned.
+        let mut d = FrameDecoder::new(1 << 16);
+        let mut bad = BytesMut::new();
+        for f in &frames[..3] {
+            f.encode(&mut bad);
+        }
+        let mut bad = bad.to_vec();
+        bad.extend_from_slice(&[0, 0, 0, 5, 0x7e, 0, 0, 0, 0]);
+        let mut got = Vec::new();
+        let mut reference = FrameDecoder::new(1 << 16);
+        reference.push(&bad);
+        let want = loop {
+            match reference.next_frame() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the sample stream has no error"),
+                Err(e) => break e,
+            }
+        };
+        let err = loop {
+            if let Err(e) = d.push_frames(&bad, &mut got) {
+                break e;
+            }
+        };
+        assert_eq!(err, want);
+        assert_eq!(d.push_frames(&[0; 4], &mut got).unwrap_err(), want);
     }
 
     #[test]

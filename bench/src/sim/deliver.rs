@@ -171,9 +171,10 @@ impl World {
         if after == before {
             return;
         }
-        let mut d = FrameDecoder::new(u32::MAX);
-        d.push(&copy);
-        while let Ok(Some(f)) = d.next_frame() {
+        // Decoded where it lies (a chunk holds whole frames): no copy into a buffer.
+        let mut frames = Vec::new();
+        let _ = FrameDecoder::new(u32::MAX).push_frames(&copy, &mut frames);
+        for f in frames {
             if let Msg::RoomMessage { hops, .. } = f.msg {
                 let travelled = usize::from(p2pchat_peer::room::HOP_LIMIT - hops) + 1;
                 if let Some(h) = &mut self.hops {

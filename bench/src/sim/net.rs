@@ -7,7 +7,7 @@
 //! keeps them. Datagrams get the same kind of delay and no ordering promise.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -122,9 +122,14 @@ pub struct NetStats {
 /// Connections and the event queue.
 pub(crate) struct Net {
     pub(crate) config: NetConfig,
-    queue: BinaryHeap<Reverse<(Instant, u64, Delivery)>>,
+    /// Due time, sequence (ties in send order) and slot: small entries, so the heap's moves
+    /// are cheap; the deliveries themselves wait in `slots`.
+    queue: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    slots: Vec<Option<Delivery>>,
+    /// Empty entries of `slots`.
+    free: Vec<u32>,
     seq: u64,
-    conns: HashMap<u64, Conn>,
+    conns: super::SeqMap<u64, Conn>,
     next_conn: u64,
     /// TCP deliveries (connects, bytes, closes) in the queue.
     tcp_in_flight: usize,
@@ -136,8 +141,10 @@ impl Net {
         Net {
             config,
             queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             seq: 0,
-            conns: HashMap::new(),
+            conns: super::SeqMap::default(),
             next_conn: 1,
             tcp_in_flight: 0,
             stats: NetStats::default(),
@@ -151,7 +158,9 @@ impl Net {
 
     /// Takes the next delivery.
     pub(crate) fn pop(&mut self) -> Option<(Instant, Delivery)> {
-        let Reverse((t, _, d)) = self.queue.pop()?;
+        let Reverse((t, _, slot)) = self.queue.pop()?;
+        let d = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
         if is_tcp(&d) {
             self.tcp_in_flight -= 1;
         }
@@ -173,7 +182,17 @@ impl Net {
             self.tcp_in_flight += 1;
         }
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, d)));
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(d);
+                i
+            }
+            None => {
+                self.slots.push(Some(d));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
     }
 
     fn jitter(&self, rng: &mut StdRng) -> Duration {

@@ -4,7 +4,6 @@
 //! [`SimConfig::store_delay`](super::SimConfig::store_delay), the way the store thread's group
 //! commit batches them.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use p2pchat_protocol::Msg;
@@ -42,7 +41,7 @@ pub(crate) struct RegistryHost {
     pub(crate) queued: Vec<StoreJob>,
     pub(crate) commit_scheduled: bool,
     /// Registry connection id -> network connection.
-    pub(crate) conns: HashMap<ConnId, u64>,
+    pub(crate) conns: super::SeqMap<ConnId, u64>,
     next_conn: u64,
     pub(crate) events: Vec<RegistryEvent>,
     pub(crate) tap: Option<Vec<Tapped>>,
@@ -67,7 +66,7 @@ impl RegistryHost {
             _dir: dir,
             queued: Vec::new(),
             commit_scheduled: false,
-            conns: HashMap::new(),
+            conns: super::SeqMap::default(),
             next_conn: 1,
             events: Vec::new(),
             tap: None,

@@ -145,7 +145,7 @@ impl View {
         self.online.clear();
         for (name, addr) in members {
             if name != self.me && self.online.insert(self.keyed(&name)) {
-                self.offer(name, addr, rng);
+                self.offer(&name, addr, rng);
             }
         }
     }
@@ -193,19 +193,19 @@ impl View {
 
     /// `name` joined or came online (at `addr`): counted, and kept if it is one of our
     /// successors or drawn into the sample. True if it was not in the view yet.
-    pub fn insert(&mut self, name: String, addr: SocketAddr, rng: &mut impl Rng) -> bool {
+    pub fn insert(&mut self, name: &str, addr: SocketAddr, rng: &mut impl Rng) -> bool {
         if name == self.me {
             return false;
         }
-        let h = name_hash(&name);
+        let h = name_hash(name);
         let mut known = false;
         for m in self.succ.iter_mut().chain(self.sample.iter_mut()) {
-            if m.is(h, &name) {
+            if m.is(h, name) {
                 m.addr = addr;
                 known = true;
             }
         }
-        let new = self.online.insert(self.keyed(&name));
+        let new = self.online.insert(self.keyed(name));
         if known || !new {
             return false;
         }
@@ -213,8 +213,10 @@ impl View {
         true
     }
 
-    fn offer(&mut self, name: String, addr: SocketAddr, rng: &mut impl Rng) {
-        self.offer_succ(&name, addr);
+    /// Counts `name` into the successors and the reservoir; the name is copied only when kept
+    /// (in a big room nearly every member offered is passed over).
+    fn offer(&mut self, name: &str, addr: SocketAddr, rng: &mut impl Rng) {
+        self.offer_succ(name, addr);
         self.offered += 1;
         let slot = if self.sample.len() < SAMPLE {
             None
@@ -225,8 +227,8 @@ impl View {
             }
         };
         let m = Member {
-            hash: name_hash(&name),
-            name,
+            hash: name_hash(name),
+            name: name.to_string(),
             addr,
         };
         match slot {

@@ -84,7 +84,7 @@ fn a_join_storm_keeps_every_view_exact_and_bounded() {
     let mut online: Vec<String> = Vec::new();
     for name in &order {
         for v in &mut views {
-            v.insert(name.clone(), addr(), &mut rng);
+            v.insert(name, addr(), &mut rng);
         }
         let members: Vec<(String, SocketAddr)> =
             online.iter().map(|n| (n.clone(), addr())).collect();
@@ -136,7 +136,7 @@ fn successor_lists_are_true_prefixes_under_churn_and_lost_refills() {
                 if n != me && !online.contains_key(&n) {
                     let a: SocketAddr = format!("127.0.0.1:{}", 2 + step).parse().unwrap();
                     online.insert(n.clone(), a);
-                    view.insert(n.clone(), a, &mut rng);
+                    view.insert(&n, a, &mut rng);
                     view.note(&n, Some(step as u64));
                 }
             } else if op < 8 {

@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::*;
+use crate::io::NodeEvent;
 
 /// Link state as the node would keep it, and a record of what the rooms asked for.
 #[derive(Default)]
