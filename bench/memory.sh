@@ -11,7 +11,9 @@
 #   cargo build --release -p p2pchat-bench --example hbflood
 #   bench/memory.sh target/release/p2pchat-registry [OTHER-REGISTRY-BINARY ...]
 #
-# Environment: PEERS ("2000 5000 10000 19000"), HBFLOOD (the example binary).
+# Environment: PEERS ("2000 5000 10000 19000"), HBFLOOD (the example binary), SMAPS (a
+# directory: keep the registry's /proc/PID/smaps at both readings of each figure, in
+# SMAPS/regK-N[-rf]/, for bench/smaps-diff.py).
 # Needs an open-file limit above the largest N for this shell (both processes inherit it).
 set -euo pipefail
 
@@ -29,9 +31,15 @@ for n in $PEERS; do
     for bin in "$@"; do
         k=$((k + 1))
         for mode in --register-first ""; do
-            start_registry "$bin" "reg$k-$n${mode:+-rf}" --max-clients 20000 --max-per-source 20000
+            name="reg$k-$n${mode:+-rf}"
+            start_registry "$bin" "$name" --max-clients 20000 --max-per-source 20000
+            smaps=()
+            if [ -n "${SMAPS:-}" ]; then
+                mkdir -p "$SMAPS/$name"
+                smaps=(--smaps "$SMAPS/$name")
+            fi
             line=$("$HBFLOOD" --tcp "$reg_tcp" --udp "$reg_udp" --pid "$reg_pid" \
-                --sessions "$n" --rss-only $mode)
+                --sessions "$n" --rss-only $mode "${smaps[@]}")
             if [ -n "$mode" ]; then where=registered-before; else where=registered-inside; fi
             echo "bin=$bin accounts=$where $line"
             stop_registry
