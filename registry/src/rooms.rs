@@ -263,7 +263,7 @@ impl Registry {
             .filter(|a| *a != except)
             .filter_map(|a| {
                 let addr = self.presence.addr_of(a)?;
-                let name = self.accounts.by_id(a)?.name.clone();
+                let name = self.accounts.by_id(a)?.name.to_string();
                 Some(PeerInfo { name, addr })
             })
             .collect()
@@ -350,7 +350,7 @@ impl Registry {
             .values()
             .filter_map(|a| {
                 let (role, _) = r.members.get(a)?;
-                let name = self.accounts.by_id(*a)?.name.clone();
+                let name = self.accounts.by_id(*a)?.name.to_string();
                 let online = self.presence.session_of(*a).is_some();
                 Some(MemberInfo {
                     name,
@@ -555,7 +555,7 @@ impl Registry {
                     let name = self
                         .accounts
                         .by_id(account)
-                        .map(|a| a.name.clone())
+                        .map(|a| a.name.to_string())
                         .unwrap_or_default();
                     self.push_room_event(room_id, RoomEvent::Joined { name, addr }, Some(account));
                 }
@@ -581,7 +581,7 @@ impl Registry {
                 let name = self
                     .accounts
                     .by_id(target)
-                    .map(|a| a.name.clone())
+                    .map(|a| a.name.to_string())
                     .unwrap_or_default();
                 // A kicked member hears of it too (it stops receiving), so it is told before
                 // it is removed; a leaver has its reply.
@@ -589,7 +589,7 @@ impl Registry {
                     let by = self
                         .accounts
                         .by_id(by)
-                        .map(|a| a.name.clone())
+                        .map(|a| a.name.to_string())
                         .unwrap_or_default();
                     let removed = self
                         .rooms
@@ -626,7 +626,7 @@ impl Registry {
                     let name = self
                         .accounts
                         .by_id(target)
-                        .map(|a| a.name.clone())
+                        .map(|a| a.name.to_string())
                         .unwrap_or_default();
                     self.push_room_event(room_id, RoomEvent::Promoted { name }, None);
                 } else {

@@ -265,6 +265,11 @@ impl SecureConns {
         self.live == 0
     }
 
+    /// Entries the table has room for (its length grows to the most connections open at once).
+    pub fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
     /// Bytes of one entry of the table (what each connection costs besides the handshake).
     pub fn slot_size() -> usize {
         std::mem::size_of::<Option<Slot>>()
