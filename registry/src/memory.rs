@@ -13,6 +13,10 @@ impl Registry {
             self.conns.table_bytes(),
         )];
         tables.extend(self.presence.table_bytes());
+        tables.push((
+            "admission (sources, pre-login)",
+            self.admission.table_bytes(),
+        ));
         tables
     }
 
