@@ -70,10 +70,7 @@ impl<K: Hash + Eq + Copy, V, S: BuildHasher> DenseMap<K, V, S> {
         // process cannot hold that many sockets).
         let at = u32::try_from(self.entries.len()).expect("fewer than 2^32 entries");
         if self.entries.len() == self.entries.capacity() {
-            // Grow by an eighth, not by doubling: the entries stay within 12.5 % of the most
-            // held at once. Large tables are mappings of their own (the binary fixes malloc's
-            // mmap threshold), so growing one is an `mremap`, not a copy.
-            let more = (self.entries.capacity() / 8).max(MIN_GROWTH);
+            let more = growth(self.entries.capacity(), std::mem::size_of::<(K, V)>());
             self.entries.reserve_exact(more);
         }
         self.index.insert(key, at);
@@ -117,6 +114,23 @@ impl<K: Hash + Eq + Copy, V, S: BuildHasher> DenseMap<K, V, S> {
     pub(crate) fn table_bytes(&self) -> usize {
         hash_table_bytes::<K, u32>(self.index.capacity())
             + self.entries.capacity() * std::mem::size_of::<(K, V)>()
+    }
+}
+
+/// Below this many bytes a table is a block of malloc's `brk` heap, above it a mapping of its
+/// own (glibc's mmap threshold, which the registry binary fixes at this value).
+pub(crate) const MAPPED_TABLE_BYTES: usize = 128 * 1024;
+
+/// How many entries of `entry_bytes` a full table of `capacity` entries should grow by. A small
+/// table doubles: in the `brk` heap each growth copies it and leaves the old block as a hole,
+/// and doubling keeps all those holes together smaller than the table. A mapped table grows by
+/// an eighth: there growth is an `mremap` (no copy, no hole), so it can stay within 12.5 % of
+/// the most entries held at once.
+pub(crate) fn growth(capacity: usize, entry_bytes: usize) -> usize {
+    if capacity.saturating_mul(entry_bytes) < MAPPED_TABLE_BYTES {
+        capacity.max(MIN_GROWTH)
+    } else {
+        capacity / 8
     }
 }
 
@@ -187,10 +201,14 @@ mod tests {
             m.insert(k, String::new());
         }
         // 2,000 keys: 4,096 index buckets of 16 bytes and a control byte each; the entries'
-        // `Vec` as it grew by eighths, within an eighth of the 2,000 (32 bytes each).
-        let entries = m.entries.capacity();
-        assert!((2_000..=2_250).contains(&entries), "{entries}");
-        assert_eq!(m.table_bytes(), 4096 * 17 + 16 + entries * 32);
+        // `Vec` of 32-byte entries doubled (to 2,048).
+        assert_eq!(m.entries.capacity(), 2048);
+        assert_eq!(m.table_bytes(), 4096 * 17 + 16 + 2048 * 32);
+        // It doubles up to 128 KiB (4,096 entries), then grows by eighths.
+        for k in 2_000..4_097u64 {
+            m.insert(k, String::new());
+        }
+        assert_eq!(m.entries.capacity(), 4096 + 512);
     }
 
     #[derive(Debug, Clone)]
