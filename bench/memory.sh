@@ -11,11 +11,20 @@
 #   cargo build --release -p p2pchat-bench --example hbflood
 #   bench/memory.sh target/release/p2pchat-registry [OTHER-REGISTRY-BINARY ...]
 #
-# Environment: PEERS ("2000 5000 10000 19000"), HBFLOOD (the example binary).
+# The registry runs with a one-hour heartbeat timeout: the tool sends no heartbeats, and with
+# the default 20 s the first sessions expired (and their connections closed) before the reading
+# whenever the logins took longer than that (19,000 always did), which made those figures low.
+#
+# Environment: PEERS ("2000 5000 10000 19000"), MODES ("--register-first all": accounts
+# registered before the first reading, then registered inside the measured window), HBFLOOD
+# (the example binary), SMAPS (a
+# directory: keep the registry's /proc/PID/smaps at both readings of each figure, in
+# SMAPS/regK-N[-rf]/, for bench/smaps-diff.py).
 # Needs an open-file limit above the largest N for this shell (both processes inherit it).
 set -euo pipefail
 
 PEERS=${PEERS:-2000 5000 10000 19000}
+MODES=${MODES:---register-first all}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 HBFLOOD=${HBFLOOD:-$TARGET_DIR/release/examples/hbflood}
 [ $# -ge 1 ] || { echo "usage: $0 REGISTRY-BINARY [MORE ...]" >&2; exit 2; }
@@ -28,10 +37,18 @@ for n in $PEERS; do
     k=0
     for bin in "$@"; do
         k=$((k + 1))
-        for mode in --register-first ""; do
-            start_registry "$bin" "reg$k-$n${mode:+-rf}" --max-clients 20000 --max-per-source 20000
+        for mode in $MODES; do
+            [ "$mode" = all ] && mode=""
+            name="reg$k-$n${mode:+-rf}"
+            start_registry "$bin" "$name" --max-clients 20000 --max-per-source 20000 \
+                --heartbeat-timeout 1h
+            smaps=()
+            if [ -n "${SMAPS:-}" ]; then
+                mkdir -p "$SMAPS/$name"
+                smaps=(--smaps "$SMAPS/$name")
+            fi
             line=$("$HBFLOOD" --tcp "$reg_tcp" --udp "$reg_udp" --pid "$reg_pid" \
-                --sessions "$n" --rss-only $mode)
+                --sessions "$n" --rss-only $mode "${smaps[@]}")
             if [ -n "$mode" ]; then where=registered-before; else where=registered-inside; fi
             echo "bin=$bin accounts=$where $line"
             stop_registry

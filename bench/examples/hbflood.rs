@@ -62,6 +62,10 @@ struct Args {
     /// user costs whether online or not.
     #[arg(long)]
     register_first: bool,
+    /// With `--rss-only`: copy the registry's `/proc/PID/smaps` here at both readings
+    /// (`smaps-before`, `smaps-after`), to see which mappings the sessions grew.
+    #[arg(long)]
+    smaps: Option<std::path::PathBuf>,
     /// Datagrams per `sendmmsg` call on each sender thread; 1 sends each with `send_to`.
     #[arg(long, default_value_t = 64)]
     send_batch: usize,
@@ -79,6 +83,15 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .nth(1)
         .context("odd VmRSS")?
         .parse()?)
+}
+
+/// Copies the registry's `/proc/PID/smaps` to `NAME` in the `--smaps` directory, if given.
+fn save_smaps(args: &Args, name: &str) -> anyhow::Result<()> {
+    if let Some(dir) = &args.smaps {
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", args.pid))?;
+        std::fs::write(dir.join(name), smaps)?;
+    }
+    Ok(())
 }
 
 /// `/proc` CPU times are in USER_HZ ticks, fixed at 100 on Linux.
@@ -200,12 +213,14 @@ fn main() -> anyhow::Result<()> {
         thread::sleep(Duration::from_millis(500));
     }
     let rss0 = rss_kib(args.pid)?;
+    save_smaps(&args, "smaps-before")?;
     let mut sessions = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {
         sessions.push(login(&args, i).with_context(|| format!("session {i}"))?);
     }
     if args.rss_only {
         let rss1 = rss_kib(args.pid)?;
+        save_smaps(&args, "smaps-after")?;
         println!(
             "sessions={} rss_before_kib={rss0} rss_after_kib={rss1} per_session_bytes={:.0}",
             sessions.len(),

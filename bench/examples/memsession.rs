@@ -217,6 +217,17 @@ fn main() -> anyhow::Result<()> {
             conns.push(login(&mut d, t0, i)?);
         }
         let online = heap();
+        // By table, as allocated (capacity, not use), while all are online.
+        let mut tables: Vec<(String, i64)> = d
+            .registry
+            .table_bytes()
+            .into_iter()
+            .map(|(name, bytes)| (format!("table: {name}"), bytes as i64))
+            .collect();
+        tables.push((
+            "table: secure links (slot table)".to_owned(),
+            (secure.capacity() * SecureConns::slot_size()) as i64,
+        ));
         // The list of connections above is this tool's, not the registry's.
         let online = (online.0 - (held.0 - base.0), online.1 - (held.1 - base.1));
         for &conn in &conns {
@@ -252,6 +263,21 @@ fn main() -> anyhow::Result<()> {
             ),
         ] {
             println!("{n},{layer},{r:.0},{c:.0}");
+        }
+        // Table bytes are requested bytes; a mapping or chunk adds at most a page or 16 bytes.
+        for (layer, bytes) in &tables {
+            let per = *bytes as f64 / n as f64;
+            println!("{n},{layer},{per:.0},{per:.0}");
+        }
+        for (entry, bytes) in p2pchat_registry::Registry::entry_sizes()
+            .into_iter()
+            .chain([(
+                "engine connection",
+                p2pchat_engine::Reactor::connection_entry_bytes(),
+            )])
+            .chain([("secure link slot", SecureConns::slot_size())])
+        {
+            println!("{n},entry size: {entry},{bytes},{bytes}");
         }
     }
     Ok(())

@@ -4,7 +4,6 @@
 //! decides what they mean for the others (events, timers, removal from the slab).
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -75,7 +74,6 @@ pub(crate) struct Conn {
     pub(crate) id: ConnId,
     pub(crate) stream: TcpStream,
     pub(crate) state: ConnState,
-    pub(crate) peer: SocketAddr,
     /// Output not yet accepted by the kernel: replies `send` appended during this loop
     /// iteration (flushed before the next poll), plus whatever a write left after `WouldBlock`
     /// (or queued before a connect completes).
@@ -98,14 +96,12 @@ impl Conn {
         id: ConnId,
         stream: TcpStream,
         state: ConnState,
-        peer: SocketAddr,
         registered: Interest,
     ) -> Self {
         Self {
             id,
             stream,
             state,
-            peer,
             write_buf: BytesMut::new(),
             dirty: false,
             read_paused: false,
@@ -311,6 +307,17 @@ pub(crate) fn interest_for(state: ConnState, read_paused: bool, has_output: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_entry_stays_small() {
+        // Every open connection costs one entry in the reactor's slab (memory per online
+        // peer, docs/performance.md): no address (the caller has it), no inline buffer.
+        assert!(
+            std::mem::size_of::<Conn>() <= 88,
+            "{} bytes",
+            std::mem::size_of::<Conn>()
+        );
+    }
 
     #[test]
     fn writable_only_while_output_is_queued() {

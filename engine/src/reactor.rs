@@ -173,7 +173,6 @@ impl Reactor {
             id,
             stream,
             ConnState::ExpectConnect,
-            addr,
             Interest::WRITABLE,
         ));
         self.to_arm.push((id, self.config.connect_timeout));
@@ -399,9 +398,18 @@ impl Reactor {
         live(&self.conns, conn).is_some_and(Conn::is_open)
     }
 
-    /// The remote address: from `accept`, or the address given to `connect`.
+    /// Bytes of one connection's entry in the reactor's table: what an open connection costs
+    /// the engine besides its socket (kernel memory) and any queued output.
+    pub fn connection_entry_bytes() -> usize {
+        std::mem::size_of::<Conn>()
+    }
+
+    /// The remote address as the socket reports it (`getpeername`): `None` before an outgoing
+    /// connect completes or once the socket has failed. Not kept per connection (32 bytes
+    /// each, memory per online peer in docs/performance.md): the caller has it from
+    /// `Accepted`, or gave it to `connect`.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        live(&self.conns, conn).map(|c| c.peer)
+        live(&self.conns, conn).and_then(|c| c.stream.peer_addr().ok())
     }
 
     /// The local address of the connection's socket.
@@ -527,7 +535,8 @@ impl Reactor {
                     ConnState::Closing { reason, .. } => reason,
                     _ => CloseReason::ConnectFailed(kind),
                 };
-                debug!("{id} connect to {} failed: {kind}", c.peer);
+                // The address was logged when the connect started.
+                debug!("{id} connect failed: {kind}");
                 self.remove_conn(id, reason);
             }
             ConnectCheck::Connected => {

@@ -2,13 +2,16 @@
 //! `resume_tokens` tables, loaded at start. Reads never touch the store thread.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::store::{AccountId, AccountRecord, Snapshot};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Account {
     pub(crate) id: AccountId,
-    pub(crate) name: String,
+    /// Shared with the account's session while it is online (`presence.rs`): one allocation
+    /// per name, not one more per online peer.
+    pub(crate) name: Arc<str>,
     pub(crate) salt: [u8; 16],
     pub(crate) iterations: u32,
     pub(crate) hash: [u8; 32],
@@ -53,7 +56,7 @@ impl Accounts {
             r.id,
             Account {
                 id: r.id,
-                name: r.name.clone(),
+                name: Arc::from(r.name.as_str()),
                 salt: r.salt,
                 iterations: r.iterations,
                 hash: r.hash,
@@ -91,7 +94,7 @@ impl Accounts {
     pub(crate) fn rename(&mut self, id: AccountId, new: &str) {
         if let Some(acc) = self.by_id.get_mut(&id) {
             self.by_name.remove(&key(&acc.name));
-            acc.name = new.to_owned();
+            acc.name = Arc::from(new);
             self.by_name.insert(key(new), id);
         }
     }

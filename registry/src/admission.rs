@@ -12,14 +12,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use crate::dense::hash_table_bytes;
 use crate::io::ConnId;
 use crate::limits::source_key;
-
-#[derive(Debug, Default)]
-struct Source {
-    total: usize,
-    prelogin: BTreeSet<(u64, ConnId)>,
-}
 
 /// A connection that has not logged in.
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +44,10 @@ pub(crate) struct Caps {
 /// Who is connected from where, and the pre-login connections in age order.
 ///
 /// Only pre-login connections have an entry here (at most `max_unauthenticated` of them); a
-/// logged-in one is only counted, in `total` and its source's `total`, and the caller names
-/// its address when it logs out or closes (memory per online peer, docs/performance.md).
+/// logged-in one is only counted, in `total` and its source's count, and the caller names
+/// its address when it logs out or closes. A source with no pre-login connection is a count
+/// alone, 24 bytes in its table (it was 56 with an empty pre-login set beside it): online
+/// peers usually each have a source of their own (memory per online peer, performance.md).
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     seq: u64,
@@ -58,16 +55,20 @@ pub(crate) struct Admission {
     total: usize,
     conns: HashMap<ConnId, Entry>,
     prelogin: BTreeSet<(u64, ConnId)>,
-    sources: HashMap<IpAddr, Source>,
+    /// Open connections per source. `u32`: a process holds far fewer sockets than 2^32.
+    sources: HashMap<IpAddr, u32>,
+    /// The pre-login connections of each source that has any, in age order.
+    prelogin_by_source: HashMap<IpAddr, BTreeSet<(u64, ConnId)>>,
 }
 
 impl Admission {
     /// The connections to evict so that one more from `ip` fits, or why it cannot.
     pub(crate) fn admit(&self, ip: IpAddr, caps: Caps) -> Result<Vec<ConnId>, Refusal> {
         let mut evict = Vec::new();
-        let source = self.sources.get(&source_key(ip));
-        if source.is_some_and(|s| s.total >= caps.max_per_source.max(1)) {
-            match source.and_then(|s| s.prelogin.first()) {
+        let source = source_key(ip);
+        let open = self.sources.get(&source).map_or(0, |&n| n as usize);
+        if open >= caps.max_per_source.max(1) {
+            match self.prelogin_by_source.get(&source).and_then(|s| s.first()) {
                 Some(&(_, oldest)) => evict.push(oldest),
                 None => return Err(Refusal::Source),
             }
@@ -91,7 +92,7 @@ impl Admission {
     /// Records a new connection from `ip` (not logged in).
     pub(crate) fn add(&mut self, conn: ConnId, ip: IpAddr) {
         self.total += 1;
-        self.sources.entry(source_key(ip)).or_default().total += 1;
+        *self.sources.entry(source_key(ip)).or_default() += 1;
         self.set_prelogin(conn, ip);
     }
 
@@ -106,9 +107,10 @@ impl Admission {
         let source = source_key(ip);
         self.conns.insert(conn, Entry { source, seq });
         self.prelogin.insert((seq, conn));
-        if let Some(s) = self.sources.get_mut(&source) {
-            s.prelogin.insert((seq, conn));
-        }
+        self.prelogin_by_source
+            .entry(source)
+            .or_default()
+            .insert((seq, conn));
     }
 
     /// The connection logged in: it can no longer be evicted.
@@ -117,8 +119,11 @@ impl Admission {
             return;
         };
         self.prelogin.remove(&(e.seq, conn));
-        if let Some(s) = self.sources.get_mut(&e.source) {
-            s.prelogin.remove(&(e.seq, conn));
+        if let Some(s) = self.prelogin_by_source.get_mut(&e.source) {
+            s.remove(&(e.seq, conn));
+            if s.is_empty() {
+                self.prelogin_by_source.remove(&e.source);
+            }
         }
     }
 
@@ -127,9 +132,9 @@ impl Admission {
         self.set_logged_in(conn);
         self.total = self.total.saturating_sub(1);
         let source = source_key(ip);
-        if let Some(s) = self.sources.get_mut(&source) {
-            s.total -= 1;
-            if s.total == 0 {
+        if let Some(n) = self.sources.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
                 self.sources.remove(&source);
             }
         }
@@ -138,6 +143,16 @@ impl Admission {
     /// Connections not logged in.
     pub(crate) fn unauthenticated(&self) -> usize {
         self.prelogin.len()
+    }
+
+    /// Bytes of the per-source and per-connection tables as allocated (capacity, not use);
+    /// the B-trees of the pre-login order are left out.
+    pub(crate) fn table_bytes(&self) -> usize {
+        hash_table_bytes::<IpAddr, u32>(self.sources.capacity())
+            + hash_table_bytes::<IpAddr, BTreeSet<(u64, ConnId)>>(
+                self.prelogin_by_source.capacity(),
+            )
+            + hash_table_bytes::<ConnId, Entry>(self.conns.capacity())
     }
 }
 
@@ -174,9 +189,11 @@ mod tests {
         adm.set_logged_in(ConnId(4));
         assert_eq!(adm.admit(a, c), Err(Refusal::Full));
         assert_eq!(adm.unauthenticated(), 0);
-        // Logged-in connections hold no entry, only their count.
-        assert!(adm.conns.is_empty());
+        // Logged-in connections hold no entry, only their count, and their source no
+        // pre-login set.
+        assert!(adm.conns.is_empty() && adm.prelogin_by_source.is_empty());
         assert_eq!(adm.total, 3);
+        assert_eq!(adm.sources.get(&a), Some(&3));
     }
 
     #[test]
@@ -218,5 +235,6 @@ mod tests {
         adm.remove(ConnId(1), a);
         adm.remove(ConnId(2), b);
         assert!(adm.sources.is_empty() && adm.conns.is_empty() && adm.total == 0);
+        assert!(adm.prelogin_by_source.is_empty());
     }
 }

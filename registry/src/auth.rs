@@ -6,6 +6,7 @@
 //! it depends on is durable.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use p2pchat_protocol::names::{is_valid_name, is_valid_password};
@@ -299,8 +300,15 @@ impl Registry {
         let mut key = [0u8; 32];
         self.rng.fill_bytes(&mut key);
         let deadline = now + self.config.heartbeat_timeout;
-        self.presence
-            .insert(session, account, &name, conn, &key, advertised, deadline);
+        self.presence.insert(
+            session,
+            account,
+            Arc::clone(&name),
+            conn,
+            &key,
+            advertised,
+            deadline,
+        );
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::LoggedIn { account, session };
         }
@@ -308,7 +316,7 @@ impl Registry {
         self.disarm_idle(conn);
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         let reply = Msg::LoggedIn {
-            name: name.clone(),
+            name: name.to_string(),
             session,
             heartbeat_key: key,
             heartbeat_interval_ms: ms(self.config.heartbeat_interval),
@@ -319,13 +327,13 @@ impl Registry {
         };
         self.reply(conn, id, reply);
         let online = p2pchat_protocol::RoomEvent::Online {
-            name: name.clone(),
+            name: name.to_string(),
             addr: advertised,
         };
         self.push_to_rooms_of(account, online);
         self.push_memberships(conn, account);
         self.event(Event::Online {
-            name,
+            name: name.to_string(),
             addr: advertised,
         });
     }
@@ -371,7 +379,7 @@ impl Registry {
         };
         // The name as registered: `/search ALICE` answers for `alice`.
         let reply = Msg::SearchResult {
-            name: account.map_or_else(|| name.to_owned(), |a| a.name.clone()),
+            name: account.map_or_else(|| name.to_owned(), |a| a.name.to_string()),
             presence,
         };
         self.reply(conn, id, reply);
@@ -394,7 +402,11 @@ impl Registry {
         if !is_valid_name(&name) {
             return self.error(conn, id, status::INVALID_NAME);
         }
-        if self.accounts.by_id(account).is_some_and(|a| a.name == name) {
+        if self
+            .accounts
+            .by_id(account)
+            .is_some_and(|a| *a.name == *name)
+        {
             return self.reply(conn, id, Msg::Ok);
         }
         // Taken by someone else; a change of case of one's own name is allowed.
@@ -590,9 +602,12 @@ impl Registry {
                 self.accounts.release(&name);
                 match done.result {
                     Ok(_) => {
-                        let old = self.accounts.by_id(account).map(|a| a.name.clone());
+                        let old = self.accounts.by_id(account).map(|a| a.name.to_string());
                         self.accounts.rename(account, &name);
-                        self.presence.rename(account, &name);
+                        if let Some(new) = self.accounts.by_id(account).map(|a| Arc::clone(&a.name))
+                        {
+                            self.presence.rename(account, new);
+                        }
                         self.reply(conn, req, Msg::Ok);
                         if let Some(old) = old {
                             let new = name.clone();

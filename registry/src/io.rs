@@ -215,9 +215,9 @@ impl std::hash::Hasher for ConnHasher {
     }
 }
 
-/// A map keyed by connection, hashed with [`ConnHasher`].
+/// A map keyed by connection, hashed with [`ConnHasher`], its entries dense (`dense.rs`).
 pub(crate) type ConnTable<V> =
-    std::collections::HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnHasher>>;
+    crate::dense::DenseMap<ConnId, V, std::hash::BuildHasherDefault<ConnHasher>>;
 
 #[cfg(test)]
 mod tests {

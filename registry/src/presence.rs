@@ -3,8 +3,8 @@
 //!
 //! Memory per session is kept small (issue 12, docs/performance.md "Memory per online peer"):
 //! the heartbeat key is kept as its 32 bytes (ring's `hmac::Key` holds two SHA-256 states,
-//! 5x larger, and is rebuilt per heartbeat for two extra compressions), the name is one shared
-//! `Arc<str>` for the session and the sorted name set, and the expiry deadline is a field of
+//! 5x larger, and is rebuilt per heartbeat for two extra compressions), the name is the account's
+//! `Arc<str>`, shared by the account, the session and the sorted name set, and the expiry deadline is a field of
 //! the session rather than an entry in a general timer index.
 //!
 //! Expiry is O(1) per heartbeat: a heartbeat only moves `Session::deadline`. A min-heap holds
@@ -23,14 +23,16 @@ use std::time::Instant;
 
 use p2pchat_protocol::{Heartbeat, HeartbeatKey, ReplayWindow};
 
+use crate::dense::{hash_table_bytes, DenseMap};
 use crate::io::ConnId;
 use crate::store::AccountId;
 use p2pchat_engine::IdHasher;
 
 // Session ids are uniformly random `u64`s drawn by the registry (`open_session`), so they are
 // already well spread; a datagram naming an id only looks it up, it cannot place entries, so
-// no input can build collisions. Saves SipHash on every heartbeat.
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+// no input can build collisions. Saves SipHash on every heartbeat. Dense (`dense.rs`): the
+// 136-byte sessions sit side by side, only the index of positions has a hash table's slack.
+type IdMap<V> = DenseMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// One logged-in session.
 #[derive(Debug)]
@@ -44,6 +46,11 @@ pub(crate) struct Session {
     pub(crate) addr: SocketAddr,
     /// The session expires when no heartbeat came by then.
     deadline: Instant,
+}
+
+/// Bytes of one session entry.
+pub(crate) fn session_size() -> usize {
+    std::mem::size_of::<Session>()
 }
 
 /// Why a heartbeat datagram was ignored (counted, never answered).
@@ -75,13 +82,12 @@ impl Presence {
         &mut self,
         id: u64,
         account: AccountId,
-        name: &str,
+        name: Arc<str>,
         conn: ConnId,
         key: &[u8; 32],
         addr: SocketAddr,
         deadline: Instant,
     ) {
-        let name: Arc<str> = Arc::from(name);
         self.by_account.insert(account, id);
         self.names.insert(name.clone());
         self.expiry.push(Reverse((deadline, id)));
@@ -158,13 +164,14 @@ impl Presence {
         self.sessions.len()
     }
 
-    pub(crate) fn rename(&mut self, account: AccountId, new: &str) {
+    /// The account's session, if online, takes its new name (the account's, shared).
+    pub(crate) fn rename(&mut self, account: AccountId, new: Arc<str>) {
         let Some(id) = self.by_account.get(&account) else {
             return;
         };
         if let Some(s) = self.sessions.get_mut(id) {
             self.names.remove(&s.name);
-            s.name = Arc::from(new);
+            s.name = new;
             self.names.insert(s.name.clone());
         }
     }
@@ -190,6 +197,26 @@ impl Presence {
         }
         s.deadline = s.deadline.max(deadline);
         Ok(hb.session)
+    }
+
+    /// Bytes of the per-session tables as allocated (capacity, not use): the sessions, the
+    /// sessions by account, the expiry heap. The sorted name set is left out (a B-tree does
+    /// not tell its node count).
+    pub(crate) fn table_bytes(&self) -> [(&'static str, usize); 3] {
+        [
+            (
+                "sessions (dense table and index)",
+                self.sessions.table_bytes(),
+            ),
+            (
+                "sessions by account",
+                hash_table_bytes::<AccountId, u64>(self.by_account.capacity()),
+            ),
+            (
+                "expiry heap",
+                self.expiry.capacity() * std::mem::size_of::<Reverse<(Instant, u64)>>(),
+            ),
+        ]
     }
 
     /// Online names greater than `after`, at most `limit`, and whether more follow.
@@ -221,7 +248,7 @@ mod tests {
     fn heartbeat_checks_in_order() {
         let t0 = Instant::now();
         let mut p = Presence::default();
-        p.insert(7, 1, "alice", ConnId(1), &[3; 32], addr(), t0);
+        p.insert(7, 1, "alice".into(), ConnId(1), &[3; 32], addr(), t0);
         let key = HeartbeatKey::new(&[3; 32]);
         let good = Heartbeat::sign(&key, 7, 1, 0).encode();
         assert_eq!(p.check_heartbeat(&good, t0), Ok(7));
@@ -254,9 +281,9 @@ mod tests {
         let s = Duration::from_secs;
         let mut p = Presence::default();
         let key = HeartbeatKey::new(&[5; 32]);
-        p.insert(1, 1, "a", ConnId(1), &[5; 32], addr(), t0 + s(20));
-        p.insert(2, 2, "b", ConnId(2), &[5; 32], addr(), t0 + s(20));
-        p.insert(3, 3, "c", ConnId(3), &[5; 32], addr(), t0 + s(20));
+        p.insert(1, 1, "a".into(), ConnId(1), &[5; 32], addr(), t0 + s(20));
+        p.insert(2, 2, "b".into(), ConnId(2), &[5; 32], addr(), t0 + s(20));
+        p.insert(3, 3, "c".into(), ConnId(3), &[5; 32], addr(), t0 + s(20));
         // Session 1 beats many times; only its deadline moves.
         for c in 1..=100u64 {
             let hb = Heartbeat::sign(&key, 1, c, 0).encode();
@@ -286,7 +313,7 @@ mod tests {
             p.insert(
                 i as u64,
                 i as i64,
-                n,
+                Arc::from(*n),
                 ConnId(i as u64),
                 &[0; 32],
                 addr(),
@@ -298,7 +325,7 @@ mod tests {
             p.page("bob", 2),
             (vec!["carol".into(), "dave".into()], false)
         );
-        p.rename(0, "zed");
+        p.rename(0, "zed".into());
         assert_eq!(p.page("carol", 5), (vec!["zed".into()], false));
         p.remove(0);
         assert_eq!(p.len(), 3);

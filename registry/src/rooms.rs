@@ -264,7 +264,7 @@ impl Registry {
         let mut peers = Vec::with_capacity(r.members.len());
         peers.extend(r.in_order().filter(|a| *a != except).filter_map(|a| {
             let addr = self.presence.addr_of(a)?;
-            let name = self.accounts.by_id(a)?.name.clone();
+            let name = self.accounts.by_id(a)?.name.to_string();
             Some(PeerInfo { name, addr })
         }));
         peers
@@ -351,7 +351,7 @@ impl Registry {
             .values()
             .filter_map(|a| {
                 let (role, _) = r.members.get(a)?;
-                let name = self.accounts.by_id(*a)?.name.clone();
+                let name = self.accounts.by_id(*a)?.name.to_string();
                 let online = self.presence.session_of(*a).is_some();
                 Some(MemberInfo {
                     name,
@@ -556,7 +556,7 @@ impl Registry {
                     let name = self
                         .accounts
                         .by_id(account)
-                        .map(|a| a.name.clone())
+                        .map(|a| a.name.to_string())
                         .unwrap_or_default();
                     self.push_room_event(room_id, RoomEvent::Joined { name, addr }, Some(account));
                 }
@@ -582,7 +582,7 @@ impl Registry {
                 let name = self
                     .accounts
                     .by_id(target)
-                    .map(|a| a.name.clone())
+                    .map(|a| a.name.to_string())
                     .unwrap_or_default();
                 // A kicked member hears of it too (it stops receiving), so it is told before
                 // it is removed; a leaver has its reply.
@@ -590,7 +590,7 @@ impl Registry {
                     let by = self
                         .accounts
                         .by_id(by)
-                        .map(|a| a.name.clone())
+                        .map(|a| a.name.to_string())
                         .unwrap_or_default();
                     let removed = self
                         .rooms
@@ -627,7 +627,7 @@ impl Registry {
                     let name = self
                         .accounts
                         .by_id(target)
-                        .map(|a| a.name.clone())
+                        .map(|a| a.name.to_string())
                         .unwrap_or_default();
                     self.push_room_event(room_id, RoomEvent::Promoted { name }, None);
                 } else {

@@ -147,10 +147,10 @@ impl SecureConns {
         );
         let at = conn.index() as usize;
         if at >= self.slots.len() {
-            // Grow by an eighth (not doubling): the table stays within 12.5 % of the peak
-            // number of connections, and growing costs a copy of the table now and then.
+            // Doubling while small, then by an eighth (`dense::growth`): within 12.5 % of the
+            // peak number of connections once the table is a mapping of its own.
             let more = (at + 1 - self.slots.len())
-                .max(self.slots.len() / 8)
+                .max(crate::dense::growth(self.slots.len(), Self::slot_size()))
                 .max(64);
             self.slots.reserve_exact(more);
             self.slots.resize_with(at + 1, || None);
@@ -263,6 +263,11 @@ impl SecureConns {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// Entries the table has room for (its length grows to the most connections open at once).
+    pub fn capacity(&self) -> usize {
+        self.slots.capacity()
     }
 
     /// Bytes of one entry of the table (what each connection costs besides the handshake).

@@ -176,13 +176,8 @@ impl Reactor {
             self.stats.accept_dropped += 1;
             return;
         }
-        self.conns.insert(Conn::new(
-            conn,
-            stream,
-            ConnState::Open,
-            remote,
-            Interest::READABLE,
-        ));
+        self.conns
+            .insert(Conn::new(conn, stream, ConnState::Open, Interest::READABLE));
         self.stats.accepted += 1;
         debug!("{conn} accepted from {remote}");
         self.pending.push(NetEvent::Accepted {
