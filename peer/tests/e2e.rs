@@ -27,7 +27,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ struct Proc {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     seen: Vec<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
 impl Proc {
@@ -66,13 +66,14 @@ impl Proc {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = Arc::clone(&stderr);
         let err = child.stderr.take().unwrap();
         thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
             }
         });
         Proc {
@@ -115,7 +116,7 @@ impl Proc {
                         "{}: no line {what} within {timeout:?}\nstdout so far: {:#?}\nstderr: {:#?}",
                         self.name,
                         self.seen,
-                        self.stderr.lock().unwrap()
+                        self.stderr.0.lock().unwrap()
                     );
                 }
             }
@@ -142,10 +143,27 @@ impl Proc {
         }
     }
 
-    /// The lines of its stderr so far that contain `needle`.
-    fn stderr_lines(&self, needle: &str) -> Vec<String> {
-        let err = self.stderr.lock().unwrap();
-        err.iter().filter(|l| l.contains(needle)).cloned().collect()
+    /// The lines of its stderr that contain `needle`, once there are at least `count` of them:
+    /// a line the process wrote before an event the test saw may still be on its way through
+    /// the reader thread. Fails after `timeout`.
+    fn wait_stderr_lines(&self, needle: &str, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let (lines, arrived) = &*self.stderr;
+        let mut err = lines.lock().unwrap();
+        loop {
+            let found: Vec<String> = err.iter().filter(|l| l.contains(needle)).cloned().collect();
+            if found.len() >= count {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{}: {count} stderr line(s) with {needle:?} not seen within {timeout:?}; stderr: {:#?}",
+                self.name,
+                *err
+            );
+            err = arrived.wait_timeout(err, left).unwrap().0;
+        }
     }
 
     /// Waits for the process to exit.
@@ -598,18 +616,8 @@ fn flags_help_version_and_usage_errors() {
 fn a_pre_login_deadline_close_is_quiet_and_login_still_works() {
     let reg = Registry::start_with(&["--login-timeout", "1s"]);
     let mut p = reg.peer_logging("idle", &[], Some("p2pchat_peer=debug"));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if !p.stderr_lines("idle pre-login connection").is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the registry never closed the idle connection; stderr: {:#?}",
-            p.stderr.lock().unwrap()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    // The registry closes the idle connection and the peer logs it.
+    p.wait_stderr_lines("idle pre-login connection", 1, WAIT);
     p.send(&format!("/register idle {PASSWORD}"));
     p.expect("Registered idle");
     p.send(&format!("/login idle {PASSWORD}"));

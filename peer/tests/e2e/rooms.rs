@@ -51,7 +51,7 @@ impl Proc {
 
     /// What the process printed, for failure messages.
     fn report(&self) -> String {
-        let err = self.stderr.lock().unwrap();
+        let err = self.stderr.0.lock().unwrap();
         let tail = &err[err.len().saturating_sub(80)..];
         format!(
             "stdout so far: {:#?}\nstderr (last {} lines): {tail:#?}",
@@ -218,7 +218,7 @@ fn room_of(reg: &Registry, room: &str, names: &[&str], extra: &[&str]) -> Vec<Pr
 fn linked_pairs(peers: &[Proc]) -> BTreeSet<(String, String)> {
     let mut pairs = BTreeSet::new();
     for p in peers {
-        for line in p.stderr.lock().unwrap().iter() {
+        for line in p.stderr.0.lock().unwrap().iter() {
             if !(line.contains("peer link ") && line.ends_with(" ready")) {
                 continue;
             }

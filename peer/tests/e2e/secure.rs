@@ -308,19 +308,11 @@ fn a_capture_of_a_whole_session_shows_no_password_text_or_name() {
     let advertise = to_bob.addr.to_string();
     let mut bob = raw_peer(&reg, "bob", reg.tcp, &["--advertise", &advertise]);
     // Bob's real port, from his log: the relay forwards there.
-    let deadline = Instant::now() + WAIT;
-    let listening = loop {
-        let found = bob.stderr.lock().unwrap().iter().find_map(|l| {
-            l.split("listening for peers on ")
-                .nth(1)
-                .map(str::to_string)
-        });
-        if let Some(addr) = found {
-            break addr.trim().parse::<SocketAddr>().unwrap();
-        }
-        assert!(Instant::now() < deadline, "bob never said where he listens");
-        thread::sleep(Duration::from_millis(20));
-    };
+    let listening = bob.wait_stderr_lines("listening for peers on ", 1, WAIT)[0]
+        .split("listening for peers on ")
+        .nth(1)
+        .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        .expect("bob's listening address");
     *to_bob.target.lock().unwrap() = Some(listening);
     bob.send(&format!("/register bob {PASSWORD}"));
     bob.expect("Registered bob");

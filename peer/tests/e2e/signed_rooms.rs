@@ -264,7 +264,7 @@ fn a_relaying_member_cannot_forge_or_alter_a_room_message() {
         "nothing forged was relayed to alice"
     );
     // The three forgeries reached bob and were refused (not lost on the way).
-    let refused = bob.stderr_lines("message claiming to be from");
+    let refused = bob.wait_stderr_lines("message claiming to be from", 3, WAIT);
     assert_eq!(refused.len(), 3, "{refused:#?}");
     assert!(refused[0].contains("unsigned"), "{refused:#?}");
     assert!(refused[1].contains("mallory's"), "{refused:#?}");
@@ -315,7 +315,7 @@ fn a_member_flooding_forged_messages_is_unlinked() {
     bob.expect("Message from alice at lab: after the flood");
     bob.assert_no_line(|l| l.contains("forged"));
     assert_eq!(
-        bob.stderr_lines("unlinking mallory").len(),
+        bob.wait_stderr_lines("unlinking mallory", 1, WAIT).len(),
         1,
         "one unlink, logged"
     );
