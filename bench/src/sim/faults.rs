@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use p2pchat_peer::Node;
+use p2pchat_protocol::{FrameDecoder, Msg};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -177,7 +178,9 @@ impl World {
         let loss = self.net.config.frame_loss;
         let drop = data
             && (self.cut(from, to) || (loss > 0.0 && self.fault_rng.random_bool(loss.min(1.0))));
+        let mut messages = false;
         for (kind, len) in frames {
+            messages |= kind == p2pchat_protocol::kind::ROOM_MESSAGE;
             let c = self.wire.by_kind.entry(kind).or_default();
             c.frames += 1;
             c.bytes += len as u64;
@@ -185,14 +188,34 @@ impl World {
                 c.dropped += 1;
             }
         }
+        if messages {
+            self.count_message_frames(bytes);
+        }
         drop
+    }
+
+    /// Counts the full messages of the tracked room in a chunk by text (see
+    /// [`World::frames_of`]).
+    fn count_message_frames(&mut self, bytes: &Bytes) {
+        let Some(h) = &mut self.hops else {
+            return;
+        };
+        let mut d = FrameDecoder::new(u32::MAX);
+        d.push(bytes);
+        while let Ok(Some(f)) = d.next_frame() {
+            if let Msg::RoomMessage { room, text, .. } = f.msg {
+                if room == h.room {
+                    *h.frames.entry(text).or_default() += 1;
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2pchat_protocol::{Frame, Msg};
+    use p2pchat_protocol::Frame;
 
     #[test]
     fn chunks_split_into_frames_or_not_at_all() {

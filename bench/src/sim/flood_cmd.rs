@@ -141,8 +141,11 @@ pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
                 let mut rng = StdRng::seed_from_u64(seed ^ 0xf100d);
                 if a.warmup > 0 {
                     let calm = FaultPlan::default();
-                    measure::run(&mut w, &ids, "flood", a.warmup, a.gap, &calm, &mut rng)
+                    let r = measure::run(&mut w, &ids, "flood", a.warmup, a.gap, &calm, &mut rng)
                         .map_err(anyhow::Error::msg)?;
+                    if !a.json {
+                        println!("  warm-up: {}", window_line(&r));
+                    }
                 }
                 let r = measure::run(&mut w, &ids, "flood", a.messages, a.gap, p, &mut rng)
                     .map_err(anyhow::Error::msg)?;
@@ -194,6 +197,7 @@ pub fn run(a: &FloodArgs) -> anyhow::Result<Report> {
                     println!("{row}");
                 } else {
                     print_row(&r, n, d, mode, setup, run_wall);
+                    println!("  measured: {}", window_line(&r));
                 }
                 for p in &r.problems {
                     eprintln!("  n={n} d={d} {}: {p}", mode.name());
@@ -264,7 +268,7 @@ fn row_json(
         .iter()
         .map(|(k, (f, b))| (k.to_string(), json!({"frames": f, "bytes": b})))
         .collect();
-    json!({
+    let mut row = json!({
         "peers": r.peers, "degree": d, "mode": mode.name(), "messages": r.messages,
         "seed": seed, "requested_peers": n,
         "frames": r.full_frames, "frames_per_message": per_msg,
@@ -285,7 +289,29 @@ fn row_json(
         "setup_wall_s": setup.as_secs_f64(), "flood_wall_s": run_wall.as_secs_f64(),
         "steps": w.steps(), "trace_hash": format!("{:016x}", w.trace_hash()),
         "hops": r.hops,
-    })
+    });
+    row["window"] = json!(WINDOW);
+    row["frames_to_bound_by_window"] = json!(windows(r));
+    row
+}
+
+/// Messages per window in the per-window figures.
+const WINDOW: usize = 20;
+
+/// The per-window figures as one line of text.
+fn window_line(r: &RunReport) -> String {
+    let w: Vec<String> = windows(r).iter().map(|x| format!("{x:.3}")).collect();
+    format!("full frames / (n-1) per {WINDOW} messages: {}", w.join(" "))
+}
+
+/// Full frames per message over `n - 1`, for each window of [`WINDOW`] messages in sending
+/// order: whether the tree settles with time (a warm-up long enough shows flat windows).
+fn windows(r: &RunReport) -> Vec<f64> {
+    let bound = r.peers.saturating_sub(1).max(1) as f64;
+    r.message_frames
+        .chunks(WINDOW)
+        .map(|c| c.iter().sum::<u64>() as f64 / c.len() as f64 / bound)
+        .collect()
 }
 
 fn print_row(r: &RunReport, n: usize, d: usize, mode: Mode, setup: Duration, run: Duration) {

@@ -74,6 +74,8 @@ pub struct RunReport {
     pub messages: usize,
     /// Full-message frames (kind `room-message`) peers sent each other.
     pub full_frames: u64,
+    /// Of those, the frames of each message, in sending order (with [`World::track_hops`]).
+    pub message_frames: Vec<u64>,
     /// Frames and bytes of the other room-data frames (announcements, grafts, prunes), by
     /// kind name.
     pub control: BTreeMap<&'static str, (u64, u64)>,
@@ -241,6 +243,9 @@ pub fn run(
     let wire_before: WireStats = w.wire().clone();
     let hops_before = w.hop_histogram().to_vec();
     let events_before: Vec<usize> = live.iter().map(|id| w.events(*id).count()).collect();
+    // A warm-up run before this one used the same texts; its frames are all sent by now.
+    let text = |k: usize| format!("flood-{k}");
+    let frames_before: Vec<u64> = (0..messages).map(|k| w.frames_of(&text(k))).collect();
     w.set_frame_loss(plan.loss);
     let start = w.elapsed();
     let mut sent_at = vec![Duration::ZERO; messages];
@@ -253,7 +258,7 @@ pub fn run(
             Action::Send(k) => {
                 let from = live[senders[k]];
                 sent_at[k] = w.elapsed() - start;
-                w.command(from, &format!("/say {room} flood-{k}"));
+                w.command(from, &format!("/say {room} {}", text(k)));
             }
             Action::Down { id, crash } => {
                 let node = live[id];
@@ -319,6 +324,9 @@ pub fn run(
         peers: live.len(),
         messages,
         full_frames: full.frames,
+        message_frames: (0..messages)
+            .map(|k| w.frames_of(&text(k)) - frames_before[k])
+            .collect(),
         control,
         announce_bytes,
         dropped_frames,

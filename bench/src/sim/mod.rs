@@ -191,6 +191,8 @@ struct SimNode {
 struct HopTracker {
     room: String,
     hist: Vec<u64>,
+    /// Full-message frames sent in the room, by message text (see [`World::frames_of`]).
+    frames: HashMap<String, u64>,
 }
 
 /// The simulated world: registry, nodes, network, clock. See the [module docs](self).
@@ -474,7 +476,18 @@ impl World {
         self.hops = Some(HopTracker {
             room: room.to_string(),
             hist: Vec::new(),
+            frames: HashMap::new(),
         });
+    }
+
+    /// Full-message frames peers have sent so far carrying a message with this text in the
+    /// tracked room (dropped ones included), so that a run can tell the cost of each message
+    /// and see whether the tree settles. Zero unless [`World::track_hops`] was called.
+    pub fn frames_of(&self, text: &str) -> u64 {
+        self.hops
+            .as_ref()
+            .and_then(|h| h.frames.get(text).copied())
+            .unwrap_or(0)
     }
 
     // ----- running -----
