@@ -1,6 +1,6 @@
 # Shared by the bench scripts (sourced): a scratch directory and the processes started in it,
 # removed and stopped on exit; a free loopback port; a registry started on port 0 and stopped;
-# Redis started and waited for; `pipeline` against each registry binary in turn.
+# Redis started (plain, or with TLS and a throwaway certificate) and waited for; `pipeline` against each registry binary in turn.
 
 work=$(mktemp -d)
 pids=()
@@ -62,4 +62,16 @@ start_redis() { # PORT [FLAGS ...] -> sets redis_pid; exits if it does not answe
         sleep 0.1
     done
     redis-cli -p "$port" ping >/dev/null || { cat "$work/redis.log"; exit 1; }
+}
+
+start_redis_tls() { # -> sets redis_pid, rport (plain), tport (TLS), $work/cert.pem for clients
+    # A throwaway self-signed P-256 certificate: an ECDSA handshake costs the server ~0.1 ms,
+    # so a few dozen handshakes are noise against a run.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -subj /CN=127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+    rport=$(free_port)
+    tport=$(free_port)
+    start_redis "$rport" --tls-port "$tport" \
+        --tls-cert-file "$work/cert.pem" --tls-key-file "$work/key.pem" \
+        --tls-ca-cert-file "$work/cert.pem" --tls-auth-clients no
 }

@@ -33,16 +33,7 @@ PIPELINE=${PIPELINE:-$TARGET_DIR/release/examples/pipeline}
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-# A throwaway self-signed P-256 certificate: an ECDSA handshake costs the server ~0.1 ms, so 50
-# handshakes are noise against the run.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-
-rport=$(free_port)
-tport=$(free_port)
-start_redis "$rport" --tls-port "$tport" \
-    --tls-cert-file "$work/cert.pem" --tls-key-file "$work/key.pem" \
-    --tls-ca-cert-file "$work/cert.pem" --tls-auth-clients no
+start_redis_tls
 
 cpu_ticks() { # PID -> utime+stime in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat"

@@ -42,13 +42,7 @@ per_request() { # STRACE-OUTPUT REQUESTS LABEL
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg); conns=$CONNS depth=1"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-rport=$(free_port)
-tport=$(free_port)
-start_redis "$rport" --tls-port "$tport" \
-    --tls-cert-file "$work/cert.pem" --tls-key-file "$work/key.pem" \
-    --tls-ca-cert-file "$work/cert.pem" --tls-auth-clients no
+start_redis_tls
 for suite in TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256; do
     trace "$redis_pid" "$work/redis-$suite.strace"
     redis-benchmark -h 127.0.0.1 -p "$tport" --tls --cacert "$work/cert.pem" \
