@@ -3,12 +3,12 @@
 
 use bytes::Bytes;
 use p2pchat_peer::{Input, LinkId};
-use p2pchat_protocol::{FrameDecoder, Msg};
+use p2pchat_protocol::Msg;
 use p2pchat_registry::ConnId;
 
 use super::net::{Delivery, Handle, ACCEPTOR, DIALER};
 use super::registry_host::Tapped;
-use super::{Host, NodeId, World};
+use super::{chunk_frames, Host, NodeId, World};
 
 impl World {
     pub(super) fn deliver(&mut self, d: Delivery) {
@@ -171,10 +171,7 @@ impl World {
         if after == before {
             return;
         }
-        // Decoded where it lies (a chunk holds whole frames): no copy into a buffer.
-        let mut frames = Vec::new();
-        let _ = FrameDecoder::new(u32::MAX).push_frames(&copy, &mut frames);
-        for f in frames {
+        for f in chunk_frames(&copy) {
             if let Msg::RoomMessage { hops, .. } = f.msg {
                 let travelled = usize::from(p2pchat_peer::room::HOP_LIMIT - hops) + 1;
                 if let Some(h) = &mut self.hops {
@@ -192,9 +189,7 @@ impl World {
             return;
         };
         let at = self.elapsed();
-        let mut d = FrameDecoder::new(u32::MAX);
-        d.push(bytes);
-        while let Ok(Some(f)) = d.next_frame() {
+        for f in chunk_frames(bytes) {
             if let Some(tap) = &mut self.reg.tap {
                 tap.push(Tapped { at, to, msg: f.msg });
             }

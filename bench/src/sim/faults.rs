@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use p2pchat_peer::Node;
-use p2pchat_protocol::{FrameDecoder, Msg};
+use p2pchat_protocol::Msg;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{derive, Host, NodeId, World, WALL0_MS};
+use super::{chunk_frames, derive, Host, NodeId, World, WALL0_MS};
 
 /// The first and last kind byte the simulator treats as room data (droppable).
 pub const ROOM_DATA_KINDS: std::ops::RangeInclusive<u8> = 0x42..=0x4f;
@@ -200,9 +200,7 @@ impl World {
         let Some(h) = &mut self.hops else {
             return;
         };
-        let mut d = FrameDecoder::new(u32::MAX);
-        d.push(bytes);
-        while let Ok(Some(f)) = d.next_frame() {
+        for f in chunk_frames(bytes) {
             if let Msg::RoomMessage { room, text, .. } = f.msg {
                 if room == h.room {
                     *h.frames.entry(text).or_default() += 1;

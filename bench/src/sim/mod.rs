@@ -796,6 +796,14 @@ fn join(mut frames: Vec<Bytes>) -> Bytes {
     out.freeze()
 }
 
+/// The frames of a chunk the simulator looked at (its observers read what a node sent or got),
+/// decoded where they lie; a chunk holds whole frames, and decoding stops at the first bad one.
+fn chunk_frames(bytes: &[u8]) -> Vec<p2pchat_protocol::Frame> {
+    let mut frames = Vec::new();
+    let _ = p2pchat_protocol::FrameDecoder::new(u32::MAX).push_frames(bytes, &mut frames);
+    frames
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         if std::thread::panicking() {
