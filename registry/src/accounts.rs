@@ -29,7 +29,7 @@ fn key(name: &str) -> String {
 
 #[derive(Debug, Default)]
 pub(crate) struct Accounts {
-    by_id: HashMap<AccountId, Account>,
+    by_id: HashMap<AccountId, Account, crate::io::IdKeyed>,
     /// Keyed by [`key`] of the name.
     by_name: HashMap<String, AccountId>,
     /// Names with a register or rename in flight: taken until the store answers. By [`key`].

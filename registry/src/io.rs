@@ -215,6 +215,11 @@ impl std::hash::Hasher for ConnHasher {
     }
 }
 
+/// Builds [`ConnHasher`]s; also for maps keyed by [`crate::store::AccountId`] (SQLite row ids:
+/// handed out by the store in sequence, never chosen by the network), which a room's join
+/// reply and every push look up once per member.
+pub(crate) type IdKeyed = std::hash::BuildHasherDefault<ConnHasher>;
+
 /// A map keyed by connection, hashed with [`ConnHasher`], its entries dense (`dense.rs`).
 pub(crate) type ConnTable<V> =
     crate::dense::DenseMap<ConnId, V, std::hash::BuildHasherDefault<ConnHasher>>;

@@ -69,7 +69,7 @@ pub enum HeartbeatRejection {
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
     sessions: IdMap<Session>,
-    by_account: HashMap<AccountId, u64>,
+    by_account: HashMap<AccountId, u64, crate::io::IdKeyed>,
     names: BTreeSet<Arc<str>>,
     /// (when to look, session): see the module comment.
     expiry: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -158,6 +158,11 @@ impl Presence {
     pub(crate) fn addr_of(&self, account: AccountId) -> Option<SocketAddr> {
         let id = self.by_account.get(&account)?;
         self.sessions.get(id).map(|s| s.addr)
+    }
+
+    /// The account's session, if online.
+    pub(crate) fn session_of_account(&self, account: AccountId) -> Option<&Session> {
+        self.sessions.get(self.by_account.get(&account)?)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -262,10 +262,13 @@ impl Registry {
         // Sized for the whole room at once: in a join storm this list is built for every
         // joiner, and growing it by doubling copied each one about twice more.
         let mut peers = Vec::with_capacity(r.members.len());
+        // The session carries the (shared) name: one lookup per member, not an account one too.
         peers.extend(r.in_order().filter(|a| *a != except).filter_map(|a| {
-            let addr = self.presence.addr_of(a)?;
-            let name = self.accounts.by_id(a)?.name.to_string();
-            Some(PeerInfo { name, addr })
+            let s = self.presence.session_of_account(a)?;
+            Some(PeerInfo {
+                name: s.name.to_string(),
+                addr: s.addr,
+            })
         }));
         peers
     }
@@ -461,11 +464,7 @@ impl Registry {
         let conns: Vec<ConnId> = r
             .in_order()
             .filter(|a| Some(*a) != except)
-            .filter_map(|a| {
-                self.presence
-                    .get(self.presence.session_of(a)?)
-                    .map(|s| s.conn)
-            })
+            .filter_map(|a| self.presence.session_of_account(a).map(|s| s.conn))
             .collect();
         // Encoded once; every member gets the same bytes (a reference count, not a copy).
         let bytes = frame.to_bytes();

@@ -143,6 +143,8 @@ impl View {
         self.sample.clear();
         self.offered = 0;
         self.online.clear();
+        let members = members.into_iter();
+        self.online.reserve(members.size_hint().0);
         for (name, addr) in members {
             if name != self.me && self.online.insert(self.keyed(&name)) {
                 self.offer(&name, addr, rng);
@@ -197,20 +199,19 @@ impl View {
         if name == self.me {
             return false;
         }
+        if self.online.insert(self.keyed(name)) {
+            // Not counted online before, so not in the view either (the view holds only members
+            // counted online): the common case in a join storm skips the scan below.
+            self.offer(name, addr, rng);
+            return true;
+        }
         let h = name_hash(name);
-        let mut known = false;
         for m in self.succ.iter_mut().chain(self.sample.iter_mut()) {
             if m.is(h, name) {
                 m.addr = addr;
-                known = true;
             }
         }
-        let new = self.online.insert(self.keyed(name));
-        if known || !new {
-            return false;
-        }
-        self.offer(name, addr, rng);
-        true
+        false
     }
 
     /// Counts `name` into the successors and the reservoir; the name is copied only when kept
