@@ -237,6 +237,71 @@ fn tree_frames_go_only_to_version_2_neighbours() {
     );
 }
 
+/// A link we opened that the overlay no longer wants (others linked to us since) is dropped
+/// in flood mode, and in tree mode only while it is lazy: a link on the broadcast tree is
+/// kept, since dropping it would cut the tree (docs/performance.md, "Where the tree's extra
+/// frames come from").
+#[test]
+fn links_on_the_broadcast_tree_are_not_dropped_to_rebalance() {
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for mode in [RoomMode::Tree, RoomMode::Flood] {
+        let mut h = Harness::new(mode);
+        let members: Vec<PeerInfo> = ["n", "x", "y", "z"].iter().map(|n| peer(n)).collect();
+        h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+        // Degree 3 of 4 others: the ring successor n and two of x, y, z.
+        let dials = h.io.dials.clone();
+        assert_eq!(dials.len(), 3);
+        assert!(dials.contains(&s("n")));
+        for d in &dials {
+            h.link_up(d, PEER_VERSION);
+            h.frame(d, link());
+        }
+        let mut surplus: Vec<String> = dials.iter().filter(|d| *d != "n").cloned().collect();
+        surplus.sort();
+        // The first of the two carries the tree: its end grafted us.
+        let graft = Msg::RoomGraft {
+            room: ROOM.into(),
+            ids: Vec::new(),
+        };
+        h.frame(&surplus[0], graft);
+        h.io.sent.clear();
+        // a, b and q join, a and b link to us: the overlay then wants n and the first others
+        // in name order (n, a and b), so the two links we opened besides n's become surplus,
+        // the second one when b joins, the first one when q joins.
+        for n in ["a", "b", "q"] {
+            let event = RoomEvent::Joined {
+                name: n.into(),
+                addr,
+            };
+            h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), event));
+            if n != "q" {
+                h.link_up(n, PEER_VERSION);
+                h.frame(n, link());
+            }
+        }
+        let unlinked: Vec<&str> =
+            h.io.sent
+                .iter()
+                .filter(|(_, m)| matches!(m, Msg::RoomUnlink { .. }))
+                .map(|(to, _)| to.as_str())
+                .collect();
+        let kept = h.rooms.neighbors(ROOM);
+        match mode {
+            RoomMode::Tree => {
+                assert_eq!(unlinked, [surplus[1].as_str()], "only the lazy link goes");
+                assert!(kept.contains(&surplus[0]), "the tree link stays: {kept:?}");
+            }
+            RoomMode::Flood => {
+                assert_eq!(unlinked, [surplus[1].as_str(), surplus[0].as_str()]);
+            }
+        }
+    }
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
 /// Leaving and joining again (or logging out and in) does not show again what was shown
 /// before: the neighbours' catch-up announces the room's recent ids to a member that comes
 /// back, and a fresh seen-set would graft and show them a second time (found by the

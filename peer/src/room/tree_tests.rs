@@ -113,6 +113,48 @@ fn a_duplicate_of_the_rounds_message_prunes_the_link_and_later_messages_are_only
     assert_eq!(b.poll_timeout(), None);
 }
 
+/// A new message on a link we pruned a moment ago was sent before our prune arrived (it
+/// crossed it): shown and passed on, but the link stays lazy, so the cycle the prune cut stays
+/// cut. Once [`PRUNE_CROSSING`] has passed, a full message on the lazy link means the
+/// neighbour pushes to us on purpose (it grafted us): the link is eager again.
+#[test]
+fn a_message_that_crossed_our_prune_leaves_the_link_lazy() {
+    let now = t0();
+    let mut b = tree(&["a", "b", "c"]);
+    b.set_push("b", Push::Lazy);
+    let mut out = Vec::new();
+    b.receive(now, "me", "a", s("o"), 1, 10, 0, s("hi"), &mut out);
+    out.clear();
+    // b still pushes to us: its duplicate on the lazy link is pruned at once.
+    b.receive(now, "me", "b", s("o"), 1, 9, 0, s("hi"), &mut out);
+    assert_eq!(sends(&out), [(s("b"), "room-prune")]);
+    out.clear();
+    // Sent by b before our prune arrived, and first here: shown, pushed to the eager links.
+    let soon = now + PRUNE_CROSSING - Duration::from_millis(1);
+    b.receive(soon, "me", "b", s("p"), 1, 9, 0, s("raced"), &mut out);
+    assert_eq!(delivered(&out), ["raced"]);
+    assert_eq!(
+        sends(&out),
+        [(s("a"), "room-message"), (s("c"), "room-message")]
+    );
+    assert_eq!(b.push_of("b"), Some(Push::Lazy), "the cut stays");
+    out.clear();
+    // Later, a full message on the lazy link is the neighbour's choice: the link is eager.
+    b.receive(
+        now + PRUNE_CROSSING,
+        "me",
+        "b",
+        s("q"),
+        1,
+        9,
+        0,
+        s("later"),
+        &mut out,
+    );
+    assert_eq!(delivered(&out), ["later"]);
+    assert_eq!(b.push_of("b"), Some(Push::Eager));
+}
+
 /// Two messages in flight at once, from different origins, each bring a duplicate on a
 /// different link: only the shaping round's message (the earlier `sent_ms`) prunes, so a cycle
 /// is cut once, not at two places.
