@@ -16,7 +16,8 @@
 //! [`GRAFT_TIMEOUT`] is asked for (`room-graft` to the first announcer, which also makes that
 //! link eager again: the tree heals around a lost link), then from the next announcer every
 //! [`GRAFT_RETRY`]. A full message from a lazy neighbour makes it eager too (it pushes to us,
-//! so the link is on the tree).
+//! so the link is on the tree), unless we pruned that link less than [`PRUNE_CROSSING`] ago:
+//! then the message crossed our prune, and taking the link back would undo the cut.
 //!
 //! Cycles of eager links (two members grafted into the tree at once, a graft around a slow
 //! path) are cut in *shaping rounds*: only the duplicates of one message per round prune (its
@@ -26,7 +27,11 @@
 //! does, cuts a cycle at several places when messages of several origins are in flight at
 //! once, and the tree falls apart into pieces patched by grafts (docs/architecture.md). A
 //! duplicate on a lazy link (the sender missed our prune) and one of a message we grafted (the
-//! graft replaced that path) prune at once.
+//! graft replaced that path) prune at once. The rounds live in `room/shape.rs`.
+//!
+//! The overlay keeps links on the tree ([`Broadcast::is_on_tree`]) when it re-balances a view:
+//! each tree link it dropped cut the tree, and the members cut off grafted back in on their
+//! own, which made the cycles that most duplicates came from (docs/performance.md).
 //!
 //! Everything is bounded: the messages kept to answer grafts ([`MAX_CACHE`], [`CACHE_TTL`]), the
 //! ids queued for announcement ([`MAX_IHAVE_BATCH`] per neighbour, sent early when full), the
