@@ -40,12 +40,21 @@ impl Rooms {
         // Links we opened that the overlay no longer wants (a room that outgrew its full mesh,
         // say) are dropped, so each peer opens about `degree` links. Links others opened to us
         // are theirs to keep or drop, which keeps the two ends from fighting over one link.
-        let prune: Vec<String> = r
+        let (on_tree, mut prune): (Vec<String>, Vec<String>) = r
             .initiated
             .iter()
             .filter(|n| r.neighbors.contains(*n) && !want.contains(*n))
             .cloned()
-            .collect();
+            .partition(|n| r.cast.is_on_tree(n));
+        // Links on the broadcast tree are kept unless we hold more than any peer lets others
+        // add: dropping one cuts the tree, and the members cut off graft back in, each on its
+        // own, which makes cycles that cost duplicates until the next shaping round. Without
+        // this, the first refresh after the 5 s holds of formation lapse re-balanced every view
+        // and cut a few hundred tree links at once (docs/performance.md). Once a round prunes
+        // such a link to lazy, the next refresh drops it.
+        let left = r.neighbors.len() - prune.len();
+        let over = left.saturating_sub(overlay::max_links(degree));
+        prune.extend(on_tree.into_iter().take(over));
         for name in prune {
             self.drop_neighbor(cx, room, &name, true);
         }

@@ -26,6 +26,8 @@ mod membership;
 /// Sending, receiving and forwarding room messages; the rooms' timers.
 mod messages;
 pub mod overlay;
+/// Shaping rounds: which duplicates prune a link of the broadcast tree.
+mod shape;
 pub mod sign;
 pub mod tree;
 

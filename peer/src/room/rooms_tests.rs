@@ -228,13 +228,92 @@ fn tree_frames_go_only_to_version_2_neighbours() {
             .iter()
             .map(|(to, m)| (to.as_str(), m.kind_name()))
             .collect();
-    // New tree links start lazy (the tree grows by grafts): b gets the id at the next tick,
-    // and its full copy, which it sends as if the link were eager, is answered by a prune.
+    // New tree links start lazy. The room's first message re-roots the tree (tree.rs): a
+    // full copy on every link, an empty graft to a, whose copy came first; b's copy, sent on
+    // purpose, is not pruned at once. The version-1 neighbour gets the full copy and no tree
+    // frame, then or when the round is decided.
     assert_eq!(
         sent,
-        [("old", "room-message"), ("b", "room-prune")],
-        "full copy to the version-1 neighbour, the copy from lazy b pruned, old never pruned"
+        [
+            ("a", "room-graft"),
+            ("b", "room-message"),
+            ("old", "room-message")
+        ],
+        "full copies, the graft to a version-2 neighbour only"
     );
+    h.io.sent.clear();
+    h.now += tree::REROOT_DECIDE;
+    h.run(|r, cx, now| r.room_timeouts(cx, now));
+    assert!(
+        h.io.sent.iter().all(|(to, _)| to != "old"),
+        "nothing for old when the round is decided: {:?}",
+        h.io.sent
+    );
+}
+
+/// A link we opened that the overlay no longer wants (others linked to us since) is dropped
+/// in flood mode, and in tree mode only while it is lazy: a link on the broadcast tree is
+/// kept, since dropping it would cut the tree (docs/performance.md, "Where the tree's extra
+/// frames come from").
+#[test]
+fn links_on_the_broadcast_tree_are_not_dropped_to_rebalance() {
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for mode in [RoomMode::Tree, RoomMode::Flood] {
+        let mut h = Harness::new(mode);
+        let members: Vec<PeerInfo> = ["n", "x", "y", "z"].iter().map(|n| peer(n)).collect();
+        h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), members, false));
+        // Degree 3 of 4 others: the ring successor n and two of x, y, z.
+        let dials = h.io.dials.clone();
+        assert_eq!(dials.len(), 3);
+        assert!(dials.contains(&s("n")));
+        for d in &dials {
+            h.link_up(d, PEER_VERSION);
+            h.frame(d, link());
+        }
+        let mut surplus: Vec<String> = dials.iter().filter(|d| *d != "n").cloned().collect();
+        surplus.sort();
+        // The first of the two carries the tree: its end grafted us.
+        let graft = Msg::RoomGraft {
+            room: ROOM.into(),
+            ids: Vec::new(),
+        };
+        h.frame(&surplus[0], graft);
+        h.io.sent.clear();
+        // a, b and q join, a and b link to us: the overlay then wants n and the first others
+        // in name order (n, a and b), so the two links we opened besides n's become surplus,
+        // the second one when b joins, the first one when q joins.
+        for n in ["a", "b", "q"] {
+            let event = RoomEvent::Joined {
+                name: n.into(),
+                addr,
+            };
+            h.run(|r, cx, now| r.room_event(cx, now, ROOM.into(), event));
+            if n != "q" {
+                h.link_up(n, PEER_VERSION);
+                h.frame(n, link());
+            }
+        }
+        let unlinked: Vec<&str> =
+            h.io.sent
+                .iter()
+                .filter(|(_, m)| matches!(m, Msg::RoomUnlink { .. }))
+                .map(|(to, _)| to.as_str())
+                .collect();
+        let kept = h.rooms.neighbors(ROOM);
+        match mode {
+            RoomMode::Tree => {
+                assert_eq!(unlinked, [surplus[1].as_str()], "only the lazy link goes");
+                assert!(kept.contains(&surplus[0]), "the tree link stays: {kept:?}");
+            }
+            RoomMode::Flood => {
+                assert_eq!(unlinked, [surplus[1].as_str(), surplus[0].as_str()]);
+            }
+        }
+    }
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
 }
 
 /// Leaving and joining again (or logging out and in) does not show again what was shown

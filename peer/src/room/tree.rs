@@ -16,7 +16,8 @@
 //! [`GRAFT_TIMEOUT`] is asked for (`room-graft` to the first announcer, which also makes that
 //! link eager again: the tree heals around a lost link), then from the next announcer every
 //! [`GRAFT_RETRY`]. A full message from a lazy neighbour makes it eager too (it pushes to us,
-//! so the link is on the tree).
+//! so the link is on the tree), unless we pruned that link less than [`PRUNE_CROSSING`] ago:
+//! then the message crossed our prune, and taking the link back would undo the cut.
 //!
 //! Cycles of eager links (two members grafted into the tree at once, a graft around a slow
 //! path) are cut in *shaping rounds*: only the duplicates of one message per round prune (its
@@ -26,7 +27,11 @@
 //! does, cuts a cycle at several places when messages of several origins are in flight at
 //! once, and the tree falls apart into pieces patched by grafts (docs/architecture.md). A
 //! duplicate on a lazy link (the sender missed our prune) and one of a message we grafted (the
-//! graft replaced that path) prune at once.
+//! graft replaced that path) prune at once. The rounds live in `room/shape.rs`.
+//!
+//! The overlay keeps links on the tree ([`Broadcast::is_on_tree`]) when it re-balances a view:
+//! each tree link it dropped cut the tree, and the members cut off grafted back in on their
+//! own, which made the cycles that most duplicates came from (docs/performance.md).
 //!
 //! Everything is bounded: the messages kept to answer grafts ([`MAX_CACHE`], [`CACHE_TTL`]), the
 //! ids queued for announcement ([`MAX_IHAVE_BATCH`] per neighbour, sent early when full), the
@@ -44,6 +49,10 @@ use std::time::{Duration, Instant};
 use p2pchat_protocol::{Msg, RoomAuth, RoomMsgId};
 
 use super::dedup::{Dedup, MAX_ORIGINS};
+use super::shape::Shaping;
+pub use super::shape::{
+    MAX_SHAPE_DUPS, REROOT_DECIDE, REROOT_EVERY_MS, SHAPE_DECIDE, SHAPE_GAP_MS, SHAPE_RESET,
+};
 use super::{RoomMode, RoomStats};
 
 /// Hops a room message may travel. Overlays with the default degree have a diameter far
@@ -74,20 +83,13 @@ pub const MAX_GRAFT_SERVE: usize = 256;
 /// A new link is told the ids of the messages of this long before it came up (see
 /// [`Broadcast::catch_up`]).
 pub const CATCH_UP: Duration = Duration::from_secs(10);
-/// Tree shaping: only the duplicates of one message at a time prune links, and the next such
-/// message is the first one sent (by its `sent_ms`) at least this long after the last one.
-pub const SHAPE_GAP_MS: u64 = 1_000;
-/// A shaping round's prunes are made this long after its first candidate arrived: by then the
-/// earliest candidate, and its duplicates, have come (paths differ by far less than this), and
-/// they are made before the next round's messages are sent (`SHAPE_GAP_MS` later).
-pub const SHAPE_DECIDE: Duration = Duration::from_millis(500);
-/// After this long without a round, any message starts one (a forged `sent_ms` far ahead
-/// cannot stop the shaping for longer).
-pub const SHAPE_RESET: Duration = Duration::from_secs(30);
 /// Messages remembered as grafted (see `Broadcast::grafted`).
 pub const MAX_GRAFTED: usize = 256;
-/// Neighbours remembered as duplicate senders for one shaping message.
-pub const MAX_SHAPE_DUPS: usize = 64;
+/// A full message that arrives this soon after we pruned its link was most likely sent before
+/// our `room-prune` arrived (it crossed the prune): it leaves the link lazy. A round trip in
+/// the simulator is 10-50 ms; on real links it can be longer, and then some crossings make the
+/// link eager again, as before this rule (the next shaping round prunes it).
+pub const PRUNE_CROSSING: Duration = Duration::from_millis(200);
 
 /// How we push to one neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,17 +131,6 @@ struct Cached {
     auth: Option<RoomAuth>,
 }
 
-/// One shaping round: the candidate chosen so far and who sent us duplicates of it.
-#[derive(Debug)]
-struct Shape {
-    /// The earliest candidate seen: `(sent_ms, id)`, compared as a whole so that every member
-    /// chooses the same one.
-    best: (u64, RoomMsgId),
-    /// Eager neighbours that sent a duplicate of `best`.
-    dups: Vec<String>,
-    deadline: Instant,
-}
-
 #[derive(Debug)]
 struct Missing {
     deadline: Instant,
@@ -166,10 +157,11 @@ pub struct Broadcast {
     /// Recent messages we had to graft: a later eager copy of one is a duplicate from a path
     /// our graft has replaced.
     grafted: VecDeque<RoomMsgId>,
-    /// The shaping round under way.
-    shape: Option<Shape>,
-    /// The `sent_ms` of the last round's message, and when that round was decided.
-    shaped: (u64, Option<Instant>),
+    /// Which duplicates prune (tree mode).
+    shaping: Shaping,
+    /// When we last pruned each neighbour's link (see [`PRUNE_CROSSING`]); at most one entry
+    /// per neighbour.
+    pruned_at: HashMap<String, Instant>,
     stats: RoomStats,
 }
 
@@ -189,8 +181,8 @@ impl Broadcast {
             missing: HashMap::new(),
             timers: BTreeSet::new(),
             grafted: VecDeque::new(),
-            shape: None,
-            shaped: (0, None),
+            shaping: Shaping::default(),
+            pruned_at: HashMap::new(),
             stats: RoomStats::default(),
         }
     }
@@ -217,54 +209,16 @@ impl Broadcast {
         self.peers.values().any(|p| *p != Push::Lazy)
     }
 
-    /// A message seen for the first time: it can shape the tree if it was sent
-    /// [`SHAPE_GAP_MS`] after the last round's message; the earliest such one wins (every member
-    /// makes the same choice, so the duplicates that prune are all of one message).
-    fn shape_candidate(&mut self, now: Instant, sent_ms: u64, id: &RoomMsgId) {
-        if self.mode != RoomMode::Tree {
-            return;
-        }
-        let (last_ms, last_at) = self.shaped;
-        let stale = last_at.is_none_or(|t| now >= t + SHAPE_RESET);
-        if sent_ms < last_ms.saturating_add(SHAPE_GAP_MS) && !stale {
-            return;
-        }
-        let key = (sent_ms, id.clone());
-        match &mut self.shape {
-            Some(shape) => {
-                if key < shape.best {
-                    shape.best = key;
-                    shape.dups.clear();
-                }
-            }
-            None => {
-                self.shape = Some(Shape {
-                    best: key,
-                    dups: Vec::new(),
-                    deadline: now + SHAPE_DECIDE,
-                })
-            }
-        }
-    }
-
-    /// A duplicate of `id` from the eager neighbour `from`: remembered if `id` is the round's
-    /// shaping message.
-    fn shape_dup(&mut self, from: &str, sent_ms: u64, id: &RoomMsgId) {
-        let Some(shape) = &mut self.shape else {
-            return;
-        };
-        if shape.best.0 == sent_ms
-            && shape.best.1 == *id
-            && shape.dups.len() < MAX_SHAPE_DUPS
-            && !shape.dups.iter().any(|d| d == from)
-        {
-            shape.dups.push(from.to_string());
-        }
+    /// A message seen for the first time: a candidate for the shaping round (tree mode). True
+    /// if it re-roots the tree (it goes to every neighbour as a full copy).
+    fn shape_candidate(&mut self, now: Instant, sent_ms: u64, id: &RoomMsgId) -> bool {
+        self.mode == RoomMode::Tree && self.shaping.candidate(now, sent_ms, id)
     }
 
     /// Makes the link to `to` lazy and tells it (`room-prune`).
-    fn prune(&mut self, to: &str, out: &mut Vec<Action>) {
+    fn prune(&mut self, now: Instant, to: &str, out: &mut Vec<Action>) {
         self.peers.insert(to.to_string(), Push::Lazy);
+        self.pruned_at.insert(to.to_string(), now);
         self.stats.prunes_sent += 1;
         out.push(Action::Send {
             to: vec![to.to_string()],
@@ -277,6 +231,12 @@ impl Broadcast {
     /// How `name` is pushed to, if it is a neighbour.
     pub fn push_of(&self, name: &str) -> Option<Push> {
         self.peers.get(name).copied()
+    }
+
+    /// Whether the link to `name` is on the broadcast tree: tree mode, and we push full
+    /// messages to it (a link the overlay would drop to re-balance is kept while it is).
+    pub fn is_on_tree(&self, name: &str) -> bool {
+        self.mode == RoomMode::Tree && self.peers.get(name) == Some(&Push::Eager)
     }
 
     /// Neighbours pushed to eagerly (legacy ones included), sorted.
@@ -306,6 +266,7 @@ impl Broadcast {
     pub fn remove_peer(&mut self, name: &str) {
         self.peers.remove(name);
         self.announce.remove(name);
+        self.pruned_at.remove(name);
         // Missing ids keep `name` among their announcers; it is skipped when its turn comes.
     }
 
@@ -316,6 +277,9 @@ impl Broadcast {
         }
         if let Some(q) = self.announce.remove(old) {
             self.announce.insert(new.to_string(), q);
+        }
+        if let Some(t) = self.pruned_at.remove(old) {
+            self.pruned_at.insert(new.to_string(), t);
         }
     }
 
@@ -351,8 +315,8 @@ impl Broadcast {
             origin: me.to_string(),
             seq,
         };
-        self.shape_candidate(now, sent_ms, &id);
-        self.push(now, None, id, HOP_LIMIT, sent_ms, text, auth, out);
+        let flood = self.shape_candidate(now, sent_ms, &id);
+        self.push(now, None, id, HOP_LIMIT, sent_ms, text, auth, flood, out);
     }
 
     /// An unsigned full message: [`Broadcast::receive_signed`] without proof.
@@ -402,7 +366,16 @@ impl Broadcast {
             match push {
                 // The sender still takes the link for eager (our prune crossed its message,
                 // or was lost): tell it again. This changes nothing in our view of the tree.
-                Push::Lazy => self.prune(from, out),
+                Push::Lazy => {
+                    let id = RoomMsgId { origin, seq };
+                    if self.shaping.rerooting(sent_ms, &id) {
+                        // Sent on purpose: a re-rooting message goes on every link. Pruned
+                        // with the round if the link is eager by then.
+                        self.shaping.duplicate(from, sent_ms, &id);
+                    } else {
+                        self.prune(now, from, out);
+                    }
+                }
                 // Two eager paths brought it: a cycle of eager links. Only the duplicates of
                 // one message per round prune (at the round's deadline): duplicates of several
                 // messages in flight at once, from different origins, would prune a cycle at
@@ -412,9 +385,9 @@ impl Broadcast {
                     if self.grafted.contains(&id) {
                         // We grafted it, so the link we grafted now brings what this one
                         // brought later: the graft took its place (one link in, one out).
-                        self.prune(from, out);
+                        self.prune(now, from, out);
                     } else {
-                        self.shape_dup(from, sent_ms, &id);
+                        self.shaping.duplicate(from, sent_ms, &id);
                     }
                 }
                 Push::Legacy => {}
@@ -432,13 +405,24 @@ impl Broadcast {
                 self.grafted.push_back(id.clone());
             }
         }
-        if push == Push::Lazy {
-            // It pushes to us (it grafted us, or our prune has not reached it yet): the link
-            // carries the tree's messages, so it is eager both ways. A cycle this leaves is
-            // pruned by the next shaping round.
+        let flood = self.shape_candidate(now, sent_ms, &id);
+        if push == Push::Lazy && flood {
+            // A re-rooting message comes on lazy links too, so the sender may not push to us;
+            // its link is now our way in: eager here, and an empty graft makes it eager there.
+            self.peers.insert(from.to_string(), Push::Eager);
+            self.stats.grafts_sent += 1;
+            out.push(Action::Send {
+                to: vec![from.to_string()],
+                msg: Msg::RoomGraft {
+                    room: self.room.clone(),
+                    ids: Vec::new(),
+                },
+            });
+        } else if push == Push::Lazy && !self.crossed_prune(now, from) {
+            // It pushes to us (it grafted us): the link carries the tree's messages, so it is
+            // eager both ways. A cycle this leaves is pruned by the next shaping round.
             self.peers.insert(from.to_string(), Push::Eager);
         }
-        self.shape_candidate(now, sent_ms, &id);
         let origin = id.origin.clone();
         if hops > 1 {
             // The sender's word: 0 (no correct peer sends it) must not underflow.
@@ -450,14 +434,32 @@ impl Broadcast {
                 sent_ms,
                 text.clone(),
                 auth,
+                flood,
                 out,
             );
         }
         out.push(Action::Deliver { origin, text });
     }
 
-    /// Full copies to the eager (and legacy) neighbours but `from`, the id queued for the lazy
-    /// ones; kept for grafts in tree mode.
+    /// Whether a full message from the lazy neighbour `from` may have been sent before our
+    /// prune reached it: we pruned its link less than [`PRUNE_CROSSING`] ago. Such a message
+    /// was first only because it raced the copy of the path we keep; taking the link eager
+    /// again for it would bring back the cycle the prune cut (docs/performance.md, "Where the
+    /// tree's extra frames come from"). If the link is in fact needed (the tree was cut
+    /// elsewhere), the announcements that follow graft it.
+    fn crossed_prune(&mut self, now: Instant, from: &str) -> bool {
+        match self.pruned_at.get(from) {
+            Some(at) if now < *at + PRUNE_CROSSING => true,
+            Some(_) => {
+                self.pruned_at.remove(from);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Full copies to the eager (and legacy) neighbours but `from` (to every neighbour but
+    /// `from` if `flood`), the id queued for the lazy ones; kept for grafts in tree mode.
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -468,6 +470,7 @@ impl Broadcast {
         sent_ms: u64,
         text: String,
         auth: Option<RoomAuth>,
+        flood: bool,
         out: &mut Vec<Action>,
     ) {
         let mut full = Vec::new();
@@ -475,7 +478,7 @@ impl Broadcast {
             if Some(n.as_str()) == from {
                 continue;
             }
-            if *p == Push::Lazy && self.mode == RoomMode::Tree {
+            if *p == Push::Lazy && self.mode == RoomMode::Tree && !flood {
                 let q = self.announce.entry(n.clone()).or_default();
                 q.push(id.clone());
                 if q.len() >= MAX_IHAVE_BATCH {
@@ -705,11 +708,10 @@ impl Broadcast {
     /// Sends due grafts and the announcement batch, and forgets messages too old to graft.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.expire_cache(now);
-        if let Some(shape) = self.shape.take_if(|s| s.deadline <= now) {
-            self.shaped = (shape.best.0, Some(now));
-            for d in shape.dups {
+        if let Some(dups) = self.shaping.poll_decided(now) {
+            for d in dups {
                 if self.peers.get(&d) == Some(&Push::Eager) {
-                    self.prune(&d, out);
+                    self.prune(now, &d, out);
                 }
             }
         }
@@ -786,7 +788,7 @@ impl Broadcast {
     /// When [`Broadcast::on_timeout`] has work next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let graft = self.timers.first().map(|(t, _)| *t);
-        let shape = self.shape.as_ref().map(|s| s.deadline);
+        let shape = self.shaping.poll_timeout();
         [graft, self.flush_at, shape].into_iter().flatten().min()
     }
 
@@ -794,6 +796,12 @@ impl Broadcast {
     #[cfg(test)]
     pub(crate) fn set_push(&mut self, name: &str, push: Push) {
         self.peers.insert(name.to_string(), push);
+    }
+
+    /// As if the last shaping round's message was sent at `sent_ms` and decided at `at`.
+    #[cfg(test)]
+    pub(crate) fn set_last_round(&mut self, sent_ms: u64, at: Instant) {
+        self.shaping.set_last(sent_ms, at);
     }
 
     /// Missing ids tracked now (for tests of the bounds).
