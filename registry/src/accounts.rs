@@ -73,6 +73,11 @@ impl Accounts {
         self.by_id.get(&id)
     }
 
+    /// The account's name as registered, owned (for a frame or an event).
+    pub(crate) fn name_of(&self, id: AccountId) -> Option<String> {
+        self.by_id(id).map(|a| a.name.to_string())
+    }
+
     pub(crate) fn by_id_mut(&mut self, id: AccountId) -> Option<&mut Account> {
         self.by_id.get_mut(&id)
     }
@@ -91,12 +96,13 @@ impl Accounts {
         self.reserved.remove(&key(name));
     }
 
-    pub(crate) fn rename(&mut self, id: AccountId, new: &str) {
-        if let Some(acc) = self.by_id.get_mut(&id) {
-            self.by_name.remove(&key(&acc.name));
-            acc.name = Arc::from(new);
-            self.by_name.insert(key(new), id);
-        }
+    /// Renames the account; its new name, shared (the session takes it too).
+    pub(crate) fn rename(&mut self, id: AccountId, new: &str) -> Option<Arc<str>> {
+        let acc = self.by_id.get_mut(&id)?;
+        self.by_name.remove(&key(&acc.name));
+        acc.name = Arc::from(new);
+        self.by_name.insert(key(new), id);
+        Some(Arc::clone(&acc.name))
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -602,10 +602,8 @@ impl Registry {
                 self.accounts.release(&name);
                 match done.result {
                     Ok(_) => {
-                        let old = self.accounts.by_id(account).map(|a| a.name.to_string());
-                        self.accounts.rename(account, &name);
-                        if let Some(new) = self.accounts.by_id(account).map(|a| Arc::clone(&a.name))
-                        {
+                        let old = self.accounts.name_of(account);
+                        if let Some(new) = self.accounts.rename(account, &name) {
                             self.presence.rename(account, new);
                         }
                         self.reply(conn, req, Msg::Ok);

@@ -156,8 +156,7 @@ impl Presence {
     }
 
     pub(crate) fn addr_of(&self, account: AccountId) -> Option<SocketAddr> {
-        let id = self.by_account.get(&account)?;
-        self.sessions.get(id).map(|s| s.addr)
+        self.session_of_account(account).map(|s| s.addr)
     }
 
     /// The account's session, if online.

@@ -354,7 +354,7 @@ impl Registry {
             .values()
             .filter_map(|a| {
                 let (role, _) = r.members.get(a)?;
-                let name = self.accounts.by_id(*a)?.name.to_string();
+                let name = self.accounts.name_of(*a)?;
                 let online = self.presence.session_of(*a).is_some();
                 Some(MemberInfo {
                     name,
@@ -551,12 +551,12 @@ impl Registry {
                     return self.store_failed(conn, req, &done.result);
                 };
                 self.rooms.add_member(room_id, account, role, joined_seq);
-                if let Some(addr) = self.presence.addr_of(account) {
-                    let name = self
-                        .accounts
-                        .by_id(account)
-                        .map(|a| a.name.to_string())
-                        .unwrap_or_default();
+                // Name and address from the session, as in `online_peers`.
+                let joined = self
+                    .presence
+                    .session_of_account(account)
+                    .map(|s| (s.name.to_string(), s.addr));
+                if let Some((name, addr)) = joined {
                     self.push_room_event(room_id, RoomEvent::Joined { name, addr }, Some(account));
                 }
                 let peers = self.online_peers(room_id, account);
@@ -578,19 +578,11 @@ impl Registry {
                 if done.result.is_err() {
                     return self.store_failed(conn, req, &done.result);
                 }
-                let name = self
-                    .accounts
-                    .by_id(target)
-                    .map(|a| a.name.to_string())
-                    .unwrap_or_default();
+                let name = self.accounts.name_of(target).unwrap_or_default();
                 // A kicked member hears of it too (it stops receiving), so it is told before
                 // it is removed; a leaver has its reply.
                 if let Some(by) = by {
-                    let by = self
-                        .accounts
-                        .by_id(by)
-                        .map(|a| a.name.to_string())
-                        .unwrap_or_default();
+                    let by = self.accounts.name_of(by).unwrap_or_default();
                     let removed = self
                         .rooms
                         .by_id
@@ -623,11 +615,7 @@ impl Registry {
                     .get_mut(&room_id)
                     .is_some_and(|r| r.make_admin(target));
                 if still_member {
-                    let name = self
-                        .accounts
-                        .by_id(target)
-                        .map(|a| a.name.to_string())
-                        .unwrap_or_default();
+                    let name = self.accounts.name_of(target).unwrap_or_default();
                     self.push_room_event(room_id, RoomEvent::Promoted { name }, None);
                 } else {
                     // The member left before the promotion committed: pick again.

@@ -42,7 +42,7 @@ impl Registry {
             );
             return;
         };
-        let Some(name) = self.accounts.by_id(account).map(|a| a.name.to_string()) else {
+        let Some(name) = self.accounts.name_of(account) else {
             self.error(conn, id, status::NOT_LOGGED_IN);
             return;
         };
