@@ -6,7 +6,8 @@
 # /proc/PID/stat over 6 s inside the flood and divided by the datagrams sent in that window
 # (hbflood's rate x 6 s; its loss was 0 in every run documented). hbflood's own summary line
 # follows on each line. /proc splits user and system time by tick sampling, so the split is
-# noisier than the sum. With perf, the recvmmsg and epoll_wait calls in the window are counted too.
+# noisier than the sum. With perf, the receiver's recvmmsg and epoll_wait calls and context
+# switches in the window are counted too.
 #
 # A receiver is a registry binary, or `floor:MODE` (MODE block, epoll or spin, optionally
 # `floor:MODE:FLAGS` with extra udp_floor flags joined by commas): then the registry only logs
@@ -50,7 +51,7 @@ for bin in "$@"; do
   # The window, with the receiver's recvmmsg and epoll_wait calls counted (tracepoints,
   # tens of ns each) unless PERF=0 or perf is missing.
   if [ "${PERF:-1}" = 1 ] && command -v perf >/dev/null; then
-    perf stat -x, -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait -p $target -o $d/perf.txt -- sleep 6 2>/dev/null
+    perf stat -x, -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,context-switches -p $target -o $d/perf.txt -- sleep 6 2>/dev/null
   else
     sleep 6
   fi
@@ -59,7 +60,7 @@ for bin in "$@"; do
   line=$(tail -1 $d/hb.txt)
   own=
   if [ -n "$floor_pid" ]; then wait $floor_pid; own="|| $(tail -1 $d/floor.txt)"; fi
-  calls=$(awk -F, '/recvmmsg/ {r=$1} /epoll/ {w+=$1} END {if (r != "") printf "recvmmsg=%s epoll_waits=%s", r, w}' $d/perf.txt 2>/dev/null)
+  calls=$(awk -F, '/recvmmsg/ {r=$1} /epoll/ {w+=$1} /context-switches/ {c=$1} END {if (r != "") printf "recvmmsg=%s epoll_waits=%s context_switches=%s", r, w, c}' $d/perf.txt 2>/dev/null)
   rate=$(echo "$line" | sed -n 's/.* rate=\([0-9]*\)\/s.*/\1/p')
   awk -v b="$bin" -v r=$round -v u=$((u1-u0)) -v s=$((s1-s0)) -v hz=$tck -v rate=$rate -v l="$line $own" -v load="$(cut -d' ' -f1 /proc/loadavg)" -v calls="$calls" 'BEGIN {
     n = rate * 6; printf "round=%d bin=%s load=%s user_us=%.3f sys_us=%.3f total_us=%.3f per datagram %s | %s\n", r, b, load, u/hz*1e6/n, s/hz*1e6/n, (u+s)/hz*1e6/n, calls, l }'

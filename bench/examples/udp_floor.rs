@@ -97,6 +97,9 @@ struct Counts {
     empty: u64,
     /// Returns from `epoll_wait` (epoll mode) or sleeps (tick mode).
     wakeups: u64,
+    /// The socket's kernel drop counter (`SO_RXQ_OVFL`) as last reported: this receiver's own
+    /// losses, unlike `RcvbufErrors`, which counts every socket on the machine.
+    drops: u32,
 }
 
 /// Reusable `recvmmsg` buffers: every header points into the vectors here, which never move
@@ -108,6 +111,8 @@ struct Buffers {
     control: Vec<[u64; CONTROL_WORDS]>,
     headers: Vec<libc::mmsghdr>,
     payload_only: bool,
+    /// The last drop counter the kernel reported (it reports it only once it is above 0).
+    drops: u32,
 }
 
 impl Buffers {
@@ -122,6 +127,7 @@ impl Buffers {
             control: vec![[0; CONTROL_WORDS]; batch],
             headers: vec![zero_hdr; batch],
             payload_only,
+            drops: 0,
         };
         for i in 0..batch {
             b.iovecs.push(libc::iovec {
@@ -168,6 +174,11 @@ impl Buffers {
             };
             if n >= 0 {
                 let n = n as usize;
+                if n > 0 && !self.payload_only {
+                    if let Some(d) = rxq_overflow(&self.headers[n - 1].msg_hdr) {
+                        self.drops = d;
+                    }
+                }
                 self.reset(n);
                 return Ok(n);
             }
@@ -179,6 +190,23 @@ impl Buffers {
             }
         }
     }
+}
+
+/// The `SO_RXQ_OVFL` counter in a received message's control data, if present (as the
+/// engine's `mmsg.rs` reads it).
+fn rxq_overflow(h: &libc::msghdr) -> Option<u32> {
+    // SAFETY: `h` is a header the kernel just filled; the CMSG macros walk its control buffer
+    // within `msg_controllen`.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(h);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL {
+                return Some(libc::CMSG_DATA(cmsg).cast::<u32>().read_unaligned());
+            }
+            cmsg = libc::CMSG_NXTHDR(h, cmsg);
+        }
+    }
+    None
 }
 
 /// User and system CPU time of this process, in microseconds.
@@ -319,6 +347,7 @@ fn run(args: &Args, sock: &Socket) -> anyhow::Result<(Counts, Counts, (u64, u64)
                 continue;
             }
             c.datagrams += n as u64;
+            c.drops = bufs.drops;
             spun = 0;
             // One clock read per call that got datagrams (vDSO, tens of ns per batch).
             let now = Instant::now();
@@ -368,7 +397,7 @@ fn main() -> anyhow::Result<()> {
     let calls = c1.calls - c0.calls;
     println!(
         "mode={:?} batch={} payload_only={} datagrams={} rate={:.0}/s calls={calls} empty={} \
-         per_call={:.1} wakeups={} user_us={user:.3} sys_us={sys:.3} total_us={:.3} per datagram",
+         per_call={:.1} wakeups={} dropped={} user_us={user:.3} sys_us={sys:.3} total_us={:.3} per datagram",
         args.mode,
         args.batch,
         args.payload_only,
@@ -377,6 +406,7 @@ fn main() -> anyhow::Result<()> {
         c1.empty - c0.empty,
         n / (calls - (c1.empty - c0.empty)).max(1) as f64,
         c1.wakeups - c0.wakeups,
+        c1.drops.wrapping_sub(c0.drops),
         user + sys,
     );
     Ok(())
