@@ -37,7 +37,7 @@
 use std::io::{self, Write};
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,25 @@ struct Counts {
     /// The socket's kernel drop counter (`SO_RXQ_OVFL`) as last reported: this receiver's own
     /// losses, unlike `RcvbufErrors`, which counts every socket on the machine.
     drops: u32,
+}
+
+/// The counts and this process's user and system CPU time (microseconds) at one moment.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    counts: Counts,
+    user_us: u64,
+    sys_us: u64,
+}
+
+impl Snapshot {
+    fn take(counts: Counts) -> Self {
+        let (user_us, sys_us) = cpu_us();
+        Snapshot {
+            counts,
+            user_us,
+            sys_us,
+        }
+    }
 }
 
 /// Reusable `recvmmsg` buffers: every header points into the vectors here, which never move
@@ -273,18 +292,21 @@ fn epoll_wait(epfd: RawFd) -> io::Result<bool> {
     }
 }
 
-fn epoll_for(fd: RawFd) -> anyhow::Result<RawFd> {
-    // SAFETY: plain epoll syscalls on descriptors we own; `ev` is live for the call.
+/// An epoll instance watching `fd` for input, edge-triggered.
+fn epoll_for(fd: RawFd) -> anyhow::Result<OwnedFd> {
+    // SAFETY: plain epoll syscalls on descriptors we own; `ev` is live for the call, and a
+    // nonnegative `epoll_create1` result is a new descriptor nobody else owns.
     unsafe {
         let epfd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
         if epfd < 0 {
             bail!("epoll_create1: {}", io::Error::last_os_error());
         }
+        let epfd = OwnedFd::from_raw_fd(epfd);
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLET) as u32,
             u64: 0,
         };
-        if libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) < 0 {
+        if libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) < 0 {
             bail!("epoll_ctl: {}", io::Error::last_os_error());
         }
         Ok(epfd)
@@ -292,14 +314,15 @@ fn epoll_for(fd: RawFd) -> anyhow::Result<RawFd> {
 }
 
 /// The receive loop: calls `recvmmsg` the mode's way and counts, until the flood ends.
-/// Returns the counts and CPU times at the start and end of the measured window.
-fn run(args: &Args, sock: &Socket) -> anyhow::Result<(Counts, Counts, (u64, u64), (u64, u64))> {
+/// Returns the snapshots at the start and end of the measured window.
+fn run(args: &Args, sock: &Socket) -> anyhow::Result<(Snapshot, Snapshot)> {
     let fd = sock.as_raw_fd();
     let epfd = if args.mode == Mode::Epoll {
         Some(epoll_for(fd)?)
     } else {
         None
     };
+    let epfd = epfd.as_ref().map(AsRawFd::as_raw_fd);
     let flags = match args.mode {
         Mode::Block => libc::MSG_WAITFORONE,
         Mode::Epoll | Mode::Spin | Mode::Tick => 0,
@@ -307,8 +330,8 @@ fn run(args: &Args, sock: &Socket) -> anyhow::Result<(Counts, Counts, (u64, u64)
     let tick = Duration::from_micros(args.tick_us);
     let mut bufs = Buffers::new(args.batch.max(1), args.payload_only);
     let mut c = Counts::default();
-    let mut start: Option<(Instant, Counts, (u64, u64))> = None;
-    let mut end: Option<(Counts, (u64, u64))> = None;
+    let mut start: Option<(Instant, Snapshot)> = None;
+    let mut end: Option<Snapshot> = None;
     let mut first: Option<Instant> = None;
     let mut last_data = Instant::now();
     loop {
@@ -355,10 +378,10 @@ fn run(args: &Args, sock: &Socket) -> anyhow::Result<(Counts, Counts, (u64, u64)
             let t0 = *first.get_or_insert(now);
             let since = now.duration_since(t0).as_secs_f64();
             if start.is_none() && since >= args.warmup {
-                start = Some((now, c, cpu_us()));
-            } else if let Some((s, _, _)) = start {
+                start = Some((now, Snapshot::take(c)));
+            } else if let Some((s, _)) = start {
                 if end.is_none() && now.duration_since(s).as_secs_f64() >= args.secs {
-                    end = Some((c, cpu_us()));
+                    end = Some(Snapshot::take(c));
                 }
             }
         }
@@ -367,12 +390,12 @@ fn run(args: &Args, sock: &Socket) -> anyhow::Result<(Counts, Counts, (u64, u64)
 }
 
 fn finish(
-    start: Option<(Instant, Counts, (u64, u64))>,
-    end: Option<(Counts, (u64, u64))>,
+    start: Option<(Instant, Snapshot)>,
+    end: Option<Snapshot>,
     total: Counts,
-) -> anyhow::Result<(Counts, Counts, (u64, u64), (u64, u64))> {
+) -> anyhow::Result<(Snapshot, Snapshot)> {
     match (start, end) {
-        (Some((_, c0, cpu0)), Some((c1, cpu1))) => Ok((c0, c1, cpu0, cpu1)),
+        (Some((_, s0)), Some(s1)) => Ok((s0, s1)),
         _ => bail!(
             "the flood ended before the measured window did ({} datagrams in all)",
             total.datagrams
@@ -391,9 +414,11 @@ fn main() -> anyhow::Result<()> {
     let rcvbuf = sock.recv_buffer_size()?;
     println!("port={port} recv_buffer={rcvbuf}");
     io::stdout().flush()?;
-    let (c0, c1, (u0, s0), (u1, s1)) = run(&args, &sock)?;
+    let (s0, s1) = run(&args, &sock)?;
+    let (c0, c1) = (s0.counts, s1.counts);
     let n = (c1.datagrams - c0.datagrams).max(1) as f64;
-    let (user, sys) = ((u1 - u0) as f64 / n, (s1 - s0) as f64 / n);
+    let user = (s1.user_us - s0.user_us) as f64 / n;
+    let sys = (s1.sys_us - s0.sys_us) as f64 / n;
     let calls = c1.calls - c0.calls;
     println!(
         "mode={:?} batch={} payload_only={} datagrams={} rate={:.0}/s calls={calls} empty={} \
