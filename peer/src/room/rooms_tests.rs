@@ -228,12 +228,26 @@ fn tree_frames_go_only_to_version_2_neighbours() {
             .iter()
             .map(|(to, m)| (to.as_str(), m.kind_name()))
             .collect();
-    // New tree links start lazy (the tree grows by grafts): b gets the id at the next tick,
-    // and its full copy, which it sends as if the link were eager, is answered by a prune.
+    // New tree links start lazy. The room's first message re-roots the tree (tree.rs): a
+    // full copy on every link, an empty graft to a, whose copy came first; b's copy, sent on
+    // purpose, is not pruned at once. The version-1 neighbour gets the full copy and no tree
+    // frame, then or when the round is decided.
     assert_eq!(
         sent,
-        [("old", "room-message"), ("b", "room-prune")],
-        "full copy to the version-1 neighbour, the copy from lazy b pruned, old never pruned"
+        [
+            ("a", "room-graft"),
+            ("b", "room-message"),
+            ("old", "room-message")
+        ],
+        "full copies, the graft to a version-2 neighbour only"
+    );
+    h.io.sent.clear();
+    h.now += tree::REROOT_DECIDE;
+    h.run(|r, cx, now| r.room_timeouts(cx, now));
+    assert!(
+        h.io.sent.iter().all(|(to, _)| to != "old"),
+        "nothing for old when the round is decided: {:?}",
+        h.io.sent
     );
 }
 
