@@ -56,8 +56,11 @@ pub use super::shape::{
 use super::{RoomMode, RoomStats};
 
 /// Hops a room message may travel. Overlays with the default degree have a diameter far
-/// below this; it only stops a message circulating if dedup state were lost.
-pub const HOP_LIMIT: u8 = 32;
+/// below this (flooding reaches 10,000 members in 12), but a broadcast tree is deeper: at
+/// 10,000 members its paths reached 43 hops, and a copy that runs out of hops reaches nobody
+/// further, not even by announcement (32 lost a message there, docs/performance.md). Beyond
+/// that it only stops a message circulating if dedup state were lost.
+pub const HOP_LIMIT: u8 = 64;
 /// Ids for lazy neighbours are collected this long and sent as one `room-ihave`.
 pub const IHAVE_TICK: Duration = Duration::from_millis(50);
 /// An announced message that has not arrived this long after the first announcement is grafted.
