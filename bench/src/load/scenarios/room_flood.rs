@@ -539,7 +539,7 @@ pub fn run(
     // otherwise every room is spread over the threads member by member.
     let room_parts = split(args.rooms, threads.min(args.rooms));
     let per_thread = room_parts.iter().map(|p| p.len()).max().unwrap_or(0) * args.room_size;
-    let spread = args.room_size > 1 && per_thread > MAX_LINKED_PER_THREAD;
+    let spread = args.room_size > 1 && (per_thread > MAX_LINKED_PER_THREAD || args.spread);
     let parts: Vec<Vec<(usize, usize)>> = if spread {
         let all = args.rooms * args.room_size;
         split(all, threads)
