@@ -426,6 +426,9 @@ pub struct Config {
     /// Our identity key pair (the private half of `identity_key`): signs our room messages
     /// once we hold a ticket (docs/security.md, layer 4). `None`: they go unsigned.
     pub identity: Option<crate::room::RoomSigner>,
+    /// Room overlay and message events kept for [`crate::Node::room_trace`] (the newest this
+    /// many; 0, the default: none). For finding lost deliveries in load runs.
+    pub room_trace: usize,
 }
 
 impl Config {
@@ -451,6 +454,7 @@ impl Config {
             max_queued: 64,
             identity_key: None,
             identity: None,
+            room_trace: 0,
         }
     }
 }

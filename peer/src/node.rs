@@ -114,7 +114,8 @@ impl Node {
     /// A node that will connect to `config.registry` on its first input (feed
     /// [`Input::Timeout`] right away). `wall_ms` is the Unix time in milliseconds at `now`.
     pub fn new(config: Config, now: Instant, wall_ms: u64, rng: StdRng) -> Node {
-        let rooms = Rooms::new(wall_ms, config.degree.max(1), config.room_mode);
+        let mut rooms = Rooms::new(wall_ms, config.degree.max(1), config.room_mode);
+        rooms.set_trace(config.room_trace);
         Node {
             registry: RegistryLink::new(now, &config),
             links: Links::new(),

@@ -103,6 +103,16 @@ pub struct LoadArgs {
     /// room messages; every member checks them (docs/security.md, layer 4), as real clients do.
     #[arg(long)]
     pub sign: bool,
+    /// room-flood, reconnect-storm: spread every room over the threads member by member even
+    /// when it would fit on one (as a room over 250 members is), so that its links and
+    /// messages cross threads.
+    #[arg(long)]
+    pub spread: bool,
+    /// room-flood: each peer keeps a trace of its room links and frames (the newest 8,192
+    /// events); a run with missing deliveries writes every member's to this directory
+    /// (`NAME.trace`) and the missing ones to `missing.txt`.
+    #[arg(long, value_name = "DIR")]
+    pub room_trace: Option<PathBuf>,
     /// churn: fraction of the peers that vanish without logout.
     #[arg(long, default_value_t = 0.1)]
     pub churn: f64,

@@ -76,6 +76,8 @@ pub struct Pool {
     pub room_mode: p2pchat_peer::RoomMode,
     /// Whether peers added from now on sign their room messages and check others'.
     pub sign: bool,
+    /// Room trace events kept by peers added from now on (`Config::room_trace`).
+    pub room_trace: usize,
 }
 
 impl Pool {
@@ -100,6 +102,7 @@ impl Pool {
             stats: PoolStats::default(),
             room_mode: p2pchat_peer::RoomMode::default(),
             sign: false,
+            room_trace: 0,
         })
     }
 
@@ -126,6 +129,7 @@ impl Pool {
         config.registry_udp = registry_udp;
         config.degree = degree;
         config.room_mode = self.room_mode;
+        config.room_trace = self.room_trace;
         if self.sign {
             let identity = Arc::new(Identity::generate_from_os()?);
             config.identity_key = Some(identity.public_key().0);

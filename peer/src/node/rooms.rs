@@ -81,6 +81,7 @@ impl Node {
             rng: &mut self.rng,
             muted: &self.muted,
             wall_ms,
+            now,
             signer: self.config.identity.as_ref(),
             ticket: self.registry.ticket(),
             out: Vec::new(),
@@ -154,6 +155,12 @@ impl Node {
     /// Flooding counters of a joined room.
     pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
         self.rooms.stats(room)
+    }
+
+    /// The rooms' trace of overlay and message events, oldest first (empty unless
+    /// `Config::room_trace` asked for one).
+    pub fn room_trace(&self) -> Vec<(Instant, String)> {
+        self.rooms.trace().cloned().collect()
     }
 
     /// Confirmed neighbours in a joined room, sorted.

@@ -117,6 +117,9 @@ pub(crate) struct Cx<'a> {
     pub(crate) muted: &'a BTreeSet<String>,
     /// Unix time in milliseconds now.
     pub(crate) wall_ms: u64,
+    /// The node's clock now (for the trace; calls that act on time still take it as an
+    /// argument).
+    pub(crate) now: Instant,
     /// Our identity key, to sign our room messages with.
     pub(crate) signer: Option<&'a super::RoomSigner>,
     /// Our identity ticket and the registry key that signed it: with it, room messages are

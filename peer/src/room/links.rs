@@ -69,6 +69,7 @@ impl Rooms {
             if cx.io.is_ready(&name) {
                 self.send_room_link(cx, room, &name);
             } else if !cx.io.is_dialing(&name) {
+                self.trace.add(now, || format!("{room}: dialing {name}"));
                 cx.io.dial(now, &name, addr);
             }
         }
@@ -76,6 +77,8 @@ impl Rooms {
 
     pub(super) fn send_room_link(&mut self, cx: &mut Cx<'_>, room: &str, name: &str) {
         debug!("room {room}: asking {name} to link");
+        self.trace
+            .add(cx.now, || format!("{room}: asking {name} to link"));
         cx.io.hold(name);
         let msg = Msg::RoomLink {
             room: room.to_string(),
@@ -92,6 +95,9 @@ impl Rooms {
             return;
         }
         debug!("room {room}: unlinking {name} (telling it: {tell})");
+        self.trace.add(cx.now, || {
+            format!("{room}: unlinking {name} (telling it: {tell})")
+        });
         if tell {
             let msg = Msg::RoomUnlink {
                 room: room.to_string(),
@@ -103,6 +109,8 @@ impl Rooms {
 
     /// The link to `name` is ready: ask for the room links waiting for it.
     pub(crate) fn room_link_ready(&mut self, cx: &mut Cx<'_>, name: &str) {
+        self.trace
+            .add(cx.now, || format!("peer link to {name} ready"));
         let rooms: Vec<String> = self
             .rooms
             .iter()
@@ -122,6 +130,9 @@ impl Rooms {
         name: &str,
         failed: bool,
     ) {
+        self.trace.add(now, || {
+            format!("peer link to {name} down (dial failed: {failed})")
+        });
         let rooms: Vec<String> = self
             .rooms
             .iter()
@@ -181,6 +192,8 @@ impl Rooms {
         } else {
             // Not a member we know online (kicked, say), or we are full.
             debug!("refusing a room link to {room} from {from}");
+            self.trace
+                .add(now, || format!("{room}: refusing a room link from {from}"));
             let msg = Msg::RoomUnlink { room };
             cx.io.send(&from, msg);
             cx.out.push(RoomOut::Release(from.to_string()));
@@ -193,6 +206,8 @@ impl Rooms {
             r.cast.catch_up(now, &from, since);
         }
         debug!("room {room}: linked with {from}");
+        self.trace
+            .add(now, || format!("{room}: linked with {from}"));
         cx.io.hold(&from);
         let announce = self.rooms.get_mut(&room).and_then(|r| r.announce.take());
         if announce.is_some() {

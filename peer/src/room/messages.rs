@@ -6,6 +6,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 use p2pchat_protocol::{Frame, Msg, RoomAuth};
 
+use super::trace;
 use super::tree::Action;
 use super::{Cx, RoomOut, Rooms, BANNED_FOR, REFUSALS_TO_UNLINK, RETRY_AFTER};
 use crate::io::NodeEvent;
@@ -40,6 +41,9 @@ impl Rooms {
         let mut actions = Vec::new();
         r.cast
             .originate_signed(now, me, seq, sent_ms, text.clone(), auth, &mut actions);
+        self.trace.add(now, || {
+            format!("{room}: say {me}/{seq} sent_ms {sent_ms} {text:?}")
+        });
         self.run_actions(cx, &room, actions);
         cx.io.event(NodeEvent::RoomMessageSent { room, text });
     }
@@ -52,6 +56,37 @@ impl Rooms {
         from: String,
         msg: Msg,
     ) {
+        if !self.trace.is_on() {
+            return self.room_frame(cx, now, from, msg);
+        }
+        let room = trace::room_of(&msg).to_string();
+        let push = |rooms: &Rooms| {
+            rooms.rooms.get(&room).map(|r| {
+                (
+                    r.neighbors.contains(&from),
+                    r.pending.contains(&from),
+                    r.cast.push_of(&from),
+                )
+            })
+        };
+        let before = push(self);
+        self.trace.add(now, || {
+            format!(
+                "{room}: got {} from {from} ({before:?})",
+                trace::describe(&msg)
+            )
+        });
+        self.room_frame(cx, now, from.clone(), msg);
+        // What the frame changed about the link: neighbour, pending, how we push to it.
+        let after = push(self);
+        if after != before {
+            self.trace
+                .add(now, || format!("{room}: {from} now {after:?}"));
+        }
+    }
+
+    /// [`Rooms::handle_room_frame`] without the trace.
+    fn room_frame(&mut self, cx: &mut Cx<'_>, now: Instant, from: String, msg: Msg) {
         match msg {
             Msg::RoomLink { room } => self.handle_room_link(cx, now, from, room),
             Msg::RoomUnlink { room } => {
@@ -117,6 +152,9 @@ impl Rooms {
         };
         if !r.neighbors.contains(&from) {
             debug!("room message for {room} from non-neighbour {from}; dropped");
+            self.trace.add(now, || {
+                format!("{room}: DROPPED {origin}/{seq} from non-neighbour {from}")
+            });
             return;
         }
         // Layer 4: with a ticket of our own we know the registry key, and a new message must
@@ -151,6 +189,8 @@ impl Rooms {
             }
         }
         let mut actions = Vec::new();
+        let delivered = r.cast.stats().delivered;
+        let id = self.trace.is_on().then(|| format!("{origin}/{seq}"));
         r.cast.receive_signed(
             now,
             me,
@@ -163,6 +203,11 @@ impl Rooms {
             auth,
             &mut actions,
         );
+        let first = r.cast.stats().delivered > delivered;
+        if let Some(id) = id {
+            let what = if first { "first" } else { "duplicate" };
+            self.trace.add(now, || format!("{room}: {id} {what}"));
+        }
         self.run_actions(cx, &room, actions);
     }
 
@@ -172,9 +217,18 @@ impl Rooms {
         for action in actions {
             match action {
                 Action::Send { to, msg } => {
+                    let what = self.trace.is_on().then(|| trace::describe(&msg));
                     let bytes = Frame::event(msg).to_bytes();
+                    let mut lost = Vec::new();
                     for n in &to {
-                        cx.io.send_bytes(n, &bytes);
+                        if !cx.io.send_bytes(n, &bytes) {
+                            lost.push(n.as_str());
+                        }
+                    }
+                    if let Some(what) = what {
+                        self.trace.add(cx.now, || {
+                            format!("{room}: sent {what} to {to:?}, no link to {lost:?}")
+                        });
                     }
                 }
                 Action::Deliver { origin, text } => {

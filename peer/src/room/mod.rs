@@ -29,6 +29,8 @@ pub mod overlay;
 /// Shaping rounds: which duplicates prune a link of the broadcast tree.
 mod shape;
 pub mod sign;
+/// A bounded trace of overlay and message events (off by default).
+mod trace;
 pub mod tree;
 
 pub(crate) use api::{Cx, RoomIo, RoomOut};
@@ -243,6 +245,8 @@ pub(crate) struct Rooms {
     left_seen: VecDeque<(String, Dedup)>,
     /// Checks others' room messages (tickets verified so far, per origin).
     verifier: sign::Verifier,
+    /// Overlay and message events, when asked for ([`Rooms::set_trace`]).
+    trace: trace::Trace,
 }
 
 /// Rooms whose seen-message sets are kept after leaving them.
@@ -258,7 +262,19 @@ impl Rooms {
             sync: None,
             left_seen: VecDeque::new(),
             verifier: sign::Verifier::default(),
+            trace: trace::Trace::default(),
         }
+    }
+
+    /// Keeps the newest `cap` overlay and message events (0: none), for load runs that must
+    /// tell why a delivery went missing.
+    pub(crate) fn set_trace(&mut self, cap: usize) {
+        self.trace = trace::Trace::new(cap);
+    }
+
+    /// The trace kept so far, oldest first (see [`Rooms::set_trace`]).
+    pub(crate) fn trace(&self) -> impl Iterator<Item = &(Instant, String)> {
+        self.trace.lines()
     }
 
     /// A resume succeeded: start collecting the rooms the registry pushes.

@@ -87,6 +87,7 @@ impl Harness {
             rng: &mut self.rng,
             muted: &self.muted,
             wall_ms: 1_700_000_000_000,
+            now: self.now,
             signer: None,
             ticket: self.ticket.as_ref().map(|(t, k)| (t.as_slice(), *k)),
             out: Vec::new(),
@@ -228,12 +229,26 @@ fn tree_frames_go_only_to_version_2_neighbours() {
             .iter()
             .map(|(to, m)| (to.as_str(), m.kind_name()))
             .collect();
-    // New tree links start lazy (the tree grows by grafts): b gets the id at the next tick,
-    // and its full copy, which it sends as if the link were eager, is answered by a prune.
+    // New tree links start lazy. The room's first message re-roots the tree (tree.rs): a
+    // full copy on every link, an empty graft to a, whose copy came first; b's copy, sent on
+    // purpose, is not pruned at once. The version-1 neighbour gets the full copy and no tree
+    // frame, then or when the round is decided.
     assert_eq!(
         sent,
-        [("old", "room-message"), ("b", "room-prune")],
-        "full copy to the version-1 neighbour, the copy from lazy b pruned, old never pruned"
+        [
+            ("a", "room-graft"),
+            ("b", "room-message"),
+            ("old", "room-message")
+        ],
+        "full copies, the graft to a version-2 neighbour only"
+    );
+    h.io.sent.clear();
+    h.now += tree::REROOT_DECIDE;
+    h.run(|r, cx, now| r.room_timeouts(cx, now));
+    assert!(
+        h.io.sent.iter().all(|(to, _)| to != "old"),
+        "nothing for old when the round is decided: {:?}",
+        h.io.sent
     );
 }
 
@@ -493,4 +508,47 @@ fn room_links_only_from_online_members_even_outside_the_view() {
     h.io.sent.clear();
     h.frame(&left, link());
     assert_eq!(h.io.sent, [(left.clone(), unlink)]);
+}
+
+/// The trace (`Config::room_trace`) records what a lost delivery needs explained: the room
+/// link made, a message from a member that is no neighbour dropped, a message shown and
+/// sent on; it keeps only the newest lines, and records nothing when off.
+#[test]
+fn the_trace_tells_links_drops_and_deliveries_and_stays_bounded() {
+    let message = |origin: &str, seq: u64| Msg::RoomMessage {
+        room: ROOM.into(),
+        origin: origin.into(),
+        seq,
+        hops: 8,
+        sent_ms: 1,
+        text: "hi".into(),
+        auth: None,
+    };
+    let mut off = Harness::new(RoomMode::Flood);
+    let mut h = Harness::new(RoomMode::Flood);
+    h.rooms.set_trace(16);
+    for h in [&mut off, &mut h] {
+        h.run(|r, cx, now| r.room_joined(cx, now, ROOM.into(), vec![peer("a"), peer("b")], false));
+        h.link_up("a", PEER_VERSION);
+        h.link_up("b", PEER_VERSION);
+        h.frame("a", link());
+        h.frame("b", link());
+        h.frame("z", message("z", 1));
+        h.frame("a", message("x", 7));
+    }
+    assert_eq!(off.rooms.trace().count(), 0, "off: nothing kept");
+    let lines: Vec<&str> = h.rooms.trace().map(|(_, l)| l.as_str()).collect();
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(has("lab: linked with a"), "{lines:#?}");
+    assert!(has("DROPPED z/1 from non-neighbour z"), "{lines:#?}");
+    assert!(has("lab: x/7 first"), "{lines:#?}");
+    assert!(
+        has(r#"sent room-message x/7 hops 7 to ["b"], no link to []"#),
+        "{lines:#?}"
+    );
+    for seq in 0..100 {
+        h.frame("a", message("x", 100 + seq));
+    }
+    assert_eq!(h.rooms.trace().count(), 16, "only the newest lines");
+    assert!(h.rooms.trace().any(|(_, l)| l.contains("x/199 first")));
 }

@@ -50,12 +50,17 @@ use p2pchat_protocol::{Msg, RoomAuth, RoomMsgId};
 
 use super::dedup::{Dedup, MAX_ORIGINS};
 use super::shape::Shaping;
-pub use super::shape::{MAX_SHAPE_DUPS, SHAPE_DECIDE, SHAPE_GAP_MS, SHAPE_RESET};
+pub use super::shape::{
+    MAX_SHAPE_DUPS, REROOT_DECIDE, REROOT_EVERY_MS, SHAPE_DECIDE, SHAPE_GAP_MS, SHAPE_RESET,
+};
 use super::{RoomMode, RoomStats};
 
 /// Hops a room message may travel. Overlays with the default degree have a diameter far
-/// below this; it only stops a message circulating if dedup state were lost.
-pub const HOP_LIMIT: u8 = 32;
+/// below this (flooding reaches 10,000 members in 12), but a broadcast tree is deeper: at
+/// 10,000 members its paths reached 43 hops, and a copy that runs out of hops reaches nobody
+/// further, not even by announcement (32 lost a message there, docs/performance.md). Beyond
+/// that it only stops a message circulating if dedup state were lost.
+pub const HOP_LIMIT: u8 = 64;
 /// Ids for lazy neighbours are collected this long and sent as one `room-ihave`.
 pub const IHAVE_TICK: Duration = Duration::from_millis(50);
 /// An announced message that has not arrived this long after the first announcement is grafted.
@@ -207,11 +212,10 @@ impl Broadcast {
         self.peers.values().any(|p| *p != Push::Lazy)
     }
 
-    /// A message seen for the first time: a candidate for the shaping round (tree mode).
-    fn shape_candidate(&mut self, now: Instant, sent_ms: u64, id: &RoomMsgId) {
-        if self.mode == RoomMode::Tree {
-            self.shaping.candidate(now, sent_ms, id);
-        }
+    /// A message seen for the first time: a candidate for the shaping round (tree mode). True
+    /// if it re-roots the tree (it goes to every neighbour as a full copy).
+    fn shape_candidate(&mut self, now: Instant, sent_ms: u64, id: &RoomMsgId) -> bool {
+        self.mode == RoomMode::Tree && self.shaping.candidate(now, sent_ms, id)
     }
 
     /// Makes the link to `to` lazy and tells it (`room-prune`).
@@ -314,8 +318,8 @@ impl Broadcast {
             origin: me.to_string(),
             seq,
         };
-        self.shape_candidate(now, sent_ms, &id);
-        self.push(now, None, id, HOP_LIMIT, sent_ms, text, auth, out);
+        let flood = self.shape_candidate(now, sent_ms, &id);
+        self.push(now, None, id, HOP_LIMIT, sent_ms, text, auth, flood, out);
     }
 
     /// An unsigned full message: [`Broadcast::receive_signed`] without proof.
@@ -365,7 +369,16 @@ impl Broadcast {
             match push {
                 // The sender still takes the link for eager (our prune crossed its message,
                 // or was lost): tell it again. This changes nothing in our view of the tree.
-                Push::Lazy => self.prune(now, from, out),
+                Push::Lazy => {
+                    let id = RoomMsgId { origin, seq };
+                    if self.shaping.rerooting(sent_ms, &id) {
+                        // Sent on purpose: a re-rooting message goes on every link. Pruned
+                        // with the round if the link is eager by then.
+                        self.shaping.duplicate(from, sent_ms, &id);
+                    } else {
+                        self.prune(now, from, out);
+                    }
+                }
                 // Two eager paths brought it: a cycle of eager links. Only the duplicates of
                 // one message per round prune (at the round's deadline): duplicates of several
                 // messages in flight at once, from different origins, would prune a cycle at
@@ -395,12 +408,24 @@ impl Broadcast {
                 self.grafted.push_back(id.clone());
             }
         }
-        if push == Push::Lazy && !self.crossed_prune(now, from) {
+        let flood = self.shape_candidate(now, sent_ms, &id);
+        if push == Push::Lazy && flood {
+            // A re-rooting message comes on lazy links too, so the sender may not push to us;
+            // its link is now our way in: eager here, and an empty graft makes it eager there.
+            self.peers.insert(from.to_string(), Push::Eager);
+            self.stats.grafts_sent += 1;
+            out.push(Action::Send {
+                to: vec![from.to_string()],
+                msg: Msg::RoomGraft {
+                    room: self.room.clone(),
+                    ids: Vec::new(),
+                },
+            });
+        } else if push == Push::Lazy && !self.crossed_prune(now, from) {
             // It pushes to us (it grafted us): the link carries the tree's messages, so it is
             // eager both ways. A cycle this leaves is pruned by the next shaping round.
             self.peers.insert(from.to_string(), Push::Eager);
         }
-        self.shape_candidate(now, sent_ms, &id);
         let origin = id.origin.clone();
         if hops > 1 {
             // The sender's word: 0 (no correct peer sends it) must not underflow.
@@ -412,6 +437,7 @@ impl Broadcast {
                 sent_ms,
                 text.clone(),
                 auth,
+                flood,
                 out,
             );
         }
@@ -435,8 +461,8 @@ impl Broadcast {
         }
     }
 
-    /// Full copies to the eager (and legacy) neighbours but `from`, the id queued for the lazy
-    /// ones; kept for grafts in tree mode.
+    /// Full copies to the eager (and legacy) neighbours but `from` (to every neighbour but
+    /// `from` if `flood`), the id queued for the lazy ones; kept for grafts in tree mode.
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -447,6 +473,7 @@ impl Broadcast {
         sent_ms: u64,
         text: String,
         auth: Option<RoomAuth>,
+        flood: bool,
         out: &mut Vec<Action>,
     ) {
         let mut full = Vec::new();
@@ -454,7 +481,7 @@ impl Broadcast {
             if Some(n.as_str()) == from {
                 continue;
             }
-            if *p == Push::Lazy && self.mode == RoomMode::Tree {
+            if *p == Push::Lazy && self.mode == RoomMode::Tree && !flood {
                 let q = self.announce.entry(n.clone()).or_default();
                 q.push(id.clone());
                 if q.len() >= MAX_IHAVE_BATCH {
@@ -772,6 +799,12 @@ impl Broadcast {
     #[cfg(test)]
     pub(crate) fn set_push(&mut self, name: &str, push: Push) {
         self.peers.insert(name.to_string(), push);
+    }
+
+    /// As if the last shaping round's message was sent at `sent_ms` and decided at `at`.
+    #[cfg(test)]
+    pub(crate) fn set_last_round(&mut self, sent_ms: u64, at: Instant) {
+        self.shaping.set_last(sent_ms, at);
     }
 
     /// Missing ids tracked now (for tests of the bounds).

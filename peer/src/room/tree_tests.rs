@@ -24,14 +24,87 @@ fn id(origin: &str, seq: u64) -> RoomMsgId {
     }
 }
 
-/// A member of a formed tree whose links to `peers` are all eager (new links start lazy).
+/// A member of a formed tree whose links to `peers` are all eager (new links start lazy). Its
+/// last shaping round was long ago: the next message starts a round, which does not re-root
+/// (a member's first round does, see `a_first_round_floods_...`).
 fn tree(peers: &[&str]) -> Broadcast {
     let mut b = Broadcast::new("lab", RoomMode::Tree);
     for p in peers {
         b.add_peer(p, true);
         b.set_push(p, Push::Eager);
     }
+    b.set_last_round(0, t0() - SHAPE_RESET - Duration::from_secs(1));
     b
+}
+
+/// A member's first round re-roots the tree: its message goes as a full copy on lazy links
+/// too, the link of the first copy becomes eager (an empty graft tells the sender), and when
+/// the round is decided (sooner than others) only eager links that brought a duplicate are
+/// pruned: what stays eager is the link of the first copy and the links it went out on to
+/// members that had not seen it.
+#[test]
+fn a_first_round_floods_on_every_link_and_keeps_only_the_first_copys_links() {
+    let now = t0();
+    let mut b = Broadcast::new("lab", RoomMode::Tree);
+    for p in ["a", "b", "c", "d"] {
+        b.add_peer(p, true);
+    }
+    b.set_push("c", Push::Eager);
+    let mut out = Vec::new();
+    b.receive(now, "me", "a", s("o"), 1, 10, 5_000, s("hi"), &mut out);
+    assert_eq!(delivered(&out), ["hi"]);
+    assert_eq!(
+        sends(&out),
+        [
+            (s("a"), "room-graft"),
+            (s("b"), "room-message"),
+            (s("c"), "room-message"),
+            (s("d"), "room-message"),
+        ],
+        "full copies on every link but the first copy's, which is grafted"
+    );
+    assert_eq!(b.push_of("a"), Some(Push::Eager));
+    out.clear();
+    // Duplicates: on the lazy link (b sent it on purpose) and on the eager one (c).
+    b.receive(now, "me", "b", s("o"), 1, 9, 5_000, s("hi"), &mut out);
+    b.receive(now, "me", "c", s("o"), 1, 9, 5_000, s("hi"), &mut out);
+    assert!(out.is_empty(), "nothing pruned before the round is decided");
+    assert_eq!(b.poll_timeout(), Some(now + REROOT_DECIDE));
+    b.on_timeout(now + REROOT_DECIDE, &mut out);
+    assert_eq!(sends(&out), [(s("c"), "room-prune")]);
+    assert_eq!(b.push_of("b"), Some(Push::Lazy));
+    assert_eq!(b.push_of("c"), Some(Push::Lazy));
+    // d never sent a copy back: it took its first copy from us, so our link to it is on the
+    // new tree. It stays lazy here until it grafts, as a's graft made a eager at a.
+    assert_eq!(b.push_of("d"), Some(Push::Lazy));
+    b.on_graft(now + REROOT_DECIDE, "d", Vec::new(), &mut out);
+    assert_eq!(b.push_of("d"), Some(Push::Eager));
+}
+
+/// After the first round, one round in each `REROOT_EVERY_MS` of `sent_ms` re-roots; the
+/// others only prune.
+#[test]
+fn one_round_in_each_reroot_period_floods() {
+    let now = t0();
+    let mut b = tree(&["a", "b"]);
+    b.set_push("b", Push::Lazy);
+    b.set_last_round(REROOT_EVERY_MS, now - Duration::from_secs(2));
+    let mut out = Vec::new();
+    // A round in the same period as the last one: b (lazy) only hears of it.
+    let same = REROOT_EVERY_MS + SHAPE_GAP_MS;
+    b.originate(now, "me", 1, same, s("x"), &mut out);
+    assert_eq!(sends(&out), [(s("a"), "room-message")]);
+    assert_eq!(b.poll_timeout(), Some(now + IHAVE_TICK));
+    out.clear();
+    let t = now + SHAPE_DECIDE;
+    b.on_timeout(t, &mut out);
+    out.clear();
+    // The next period's first round: a full copy on the lazy link too.
+    b.originate(t, "me", 2, 2 * REROOT_EVERY_MS, s("y"), &mut out);
+    assert_eq!(
+        sends(&out),
+        [(s("a"), "room-message"), (s("b"), "room-message")]
+    );
 }
 
 /// `(to, kind name)` of every frame sent, in order.

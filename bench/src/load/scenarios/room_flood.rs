@@ -20,8 +20,9 @@
 //! reconnect storms use `--room-size 1` (each peer alone in its room: no links).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -41,7 +42,12 @@ use crate::report::{new_hist, Report, Series};
 
 /// Members per thread that can have listeners of their own.
 pub const MAX_LINKED_PER_THREAD: usize = 250;
+/// After the last message is due, the run waits for every display until no member anywhere
+/// has shown anything for this long (a message still travelling on an overloaded machine is
+/// late, not lost; one that shows nothing for this long counts as lost).
 const FLOOD_DRAIN: Duration = Duration::from_secs(5);
+/// ... and at most this long in all.
+const FLOOD_DRAIN_MAX: Duration = Duration::from_secs(60);
 const STORM_LIMIT: Duration = Duration::from_secs(60);
 /// How often a resumed peer asks the registry whether its room is whole again.
 pub const REJOIN_POLL: Duration = Duration::from_millis(50);
@@ -62,6 +68,10 @@ struct Out {
     peers: u64,
     resumed: u64,
     rejoined: u64,
+    /// room-flood: displays missing at this thread's members, one line each.
+    missing: Vec<String>,
+    /// room-flood: messages shown more than once at one member.
+    shown_twice: u64,
 }
 
 struct Plan {
@@ -83,6 +93,15 @@ struct Plan {
     rate: f64,
     duration: Duration,
     seed: u64,
+    /// Where members' room traces go (`--room-trace`).
+    trace: Option<PathBuf>,
+    /// Who sent each message (`room << 32 | j`), filled by the sending thread: the missing
+    /// deliveries are reported with their origin.
+    sent_by: Arc<Mutex<BTreeMap<u64, String>>>,
+    /// Threads whose members have shown every message (see `flood`).
+    complete: Arc<AtomicUsize>,
+    /// Threads running members.
+    threads: usize,
 }
 
 fn room_name(tag: &str, r: usize) -> String {
@@ -102,6 +121,11 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let mut pool = Pool::new()?;
     pool.room_mode = plan.room_mode;
     pool.sign = plan.sign;
+    pool.room_trace = if plan.trace.is_some() {
+        TRACE_EVENTS
+    } else {
+        0
+    };
     let mut logins = Logins::new(names.clone(), plan.target, 64, None);
     let t0 = Instant::now();
     let limit = t0 + Duration::from_secs(60) + Duration::from_millis(20 * n as u64);
@@ -112,6 +136,10 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     let mut joined_count = 0;
     let mut settled_at: Option<Instant> = None;
     let mut reported = false;
+    // Room messages shown before this thread saw the measured phase start: another thread
+    // may start sending while this one is still in its last setup turn, and the first
+    // message reaches members here in a few milliseconds. They count (with when they came).
+    let mut early: Vec<(Instant, usize, NodeEvent)> = Vec::new();
     let start = loop {
         let now = Instant::now();
         logins.poll(&mut pool, now)?;
@@ -128,6 +156,7 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
                 continue;
             }
             match e {
+                NodeEvent::RoomMessage { .. } => early.push((now, i, e)),
                 NodeEvent::RoomCreated { .. } => {
                     plan.created[plan.members[i].0].store(true, Ordering::Relaxed);
                     joined[i] = true;
@@ -184,10 +213,51 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     if plan.storm {
         storm(&mut pool, &phase, &names, m, &room_of, start, &mut out)?;
     } else {
-        flood(&mut pool, &phase, &plan, &room_of, start, &mut out)?;
+        flood(&mut pool, &phase, &plan, &room_of, start, early, &mut out)?;
     }
     phase.finish_and_wait();
     Ok(out)
+}
+
+/// What one thread's members showed in the measured phase.
+struct Tally {
+    /// Per local member, which messages it showed.
+    shown: Vec<Vec<bool>>,
+    /// Messages shown again at a member that had shown them.
+    shown_twice: u64,
+    /// Displays, repeats included.
+    delivered: u64,
+    /// Latency from the intended send to the display.
+    hist: Histogram<u64>,
+}
+
+impl Tally {
+    /// A node event of member `k` at `at`: a display of a measured message counts.
+    fn count(&mut self, at: Instant, k: usize, e: NodeEvent, sched: &Schedule, phase: &Phase) {
+        let NodeEvent::RoomMessage { text, .. } = e else {
+            return;
+        };
+        let Some(id) = text.strip_prefix('m').and_then(|s| s.parse::<u64>().ok()) else {
+            return;
+        };
+        let j = id & 0xffff_ffff;
+        let Some(seen) = self.shown[k].get_mut(j as usize) else {
+            return;
+        };
+        if std::mem::replace(seen, true) {
+            self.shown_twice += 1;
+        }
+        self.delivered += 1;
+        let intended = sched.intended(j);
+        self.hist
+            .saturating_record(at.saturating_duration_since(intended).as_nanos() as u64);
+        phase.ops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Distinct (member, message) displays.
+    fn distinct(&self) -> u64 {
+        self.delivered - self.shown_twice
+    }
 }
 
 fn flood(
@@ -196,6 +266,7 @@ fn flood(
     plan: &Plan,
     room_of: &dyn Fn(usize) -> String,
     start: Instant,
+    early: Vec<(Instant, usize, NodeEvent)>,
     out: &mut Out,
 ) -> anyhow::Result<()> {
     let n = plan.members.len();
@@ -226,13 +297,29 @@ fn flood(
     }
     let mut sent = 0u64;
     let mut due_done = 0u64;
-    let mut delivered = 0u64;
     let mut rng = StdRng::seed_from_u64(plan.seed);
-    let mut hist = new_hist();
+    let mut tally = Tally {
+        shown: vec![vec![false; total as usize]; n],
+        shown_twice: 0,
+        delivered: 0,
+        hist: new_hist(),
+    };
+    let name_of = |k: usize| {
+        let (r, i) = plan.members[k];
+        format!("{}_{r}_{i}", plan.tag)
+    };
     let end = start + plan.duration;
+    for (at, k, e) in early {
+        tally.count(at, k, e, &sched, phase);
+    }
+    let mut complete = false;
+    // Displays anywhere (all threads count into `phase.ops`), and when they last grew.
+    let mut progress = (phase.ops.load(Ordering::Relaxed), Instant::now());
     let mut now = Instant::now();
     loop {
-        if now < end {
+        // Not only before `end`: a thread the machine stalled past it still sends what fell
+        // due before (late, as its latency shows), or those messages would count as lost.
+        if due_done < total {
             let due = sched.due(now);
             for j in due_done..due {
                 for (r, ks) in &local {
@@ -241,6 +328,9 @@ fn flood(
                     }
                     let origin = ks[rng.random_range(0..ks.len())];
                     let id = (*r as u64) << 32 | j;
+                    if let Ok(mut m) = plan.sent_by.lock() {
+                        m.insert(id, name_of(origin));
+                    }
                     pool.command(
                         origin,
                         now,
@@ -254,34 +344,58 @@ fn flood(
             }
             due_done = due_done.max(due);
         }
-        if now >= end && (delivered >= expected || now >= end + FLOOD_DRAIN) {
+        if now >= end && !complete && tally.distinct() >= expected {
+            complete = true;
+            plan.complete.fetch_add(1, Ordering::Relaxed);
+        }
+        // A thread whose members have everything keeps running its peers until every
+        // thread's have: members elsewhere may still need them to forward a message or to
+        // answer a graft, and frames they queued are only written by later turns.
+        let all = plan.complete.load(Ordering::Relaxed) >= plan.threads;
+        let ops = phase.ops.load(Ordering::Relaxed);
+        if ops != progress.0 {
+            progress = (ops, now);
+        }
+        let quiet = now >= progress.1 + FLOOD_DRAIN && now >= end + FLOOD_DRAIN;
+        if now >= end && (all || quiet || now >= end + FLOOD_DRAIN_MAX) {
             break;
         }
         let cap = if now >= end {
-            end + FLOOD_DRAIN
+            // Polls the other threads' progress while it waits.
+            now + Duration::from_millis(20)
         } else {
             sched.next_after(due_done).unwrap_or(end).min(end)
         };
         now = pool.turn(cap.max(now))?;
-        for (_, e) in std::mem::take(&mut pool.events) {
-            if let NodeEvent::RoomMessage { text, .. } = e {
-                let Some(id) = text.strip_prefix('m').and_then(|s| s.parse::<u64>().ok()) else {
-                    continue;
-                };
-                let j = id & 0xffff_ffff;
-                if j < total {
-                    delivered += 1;
-                    let intended = sched.intended(j);
-                    hist.saturating_record(
-                        now.saturating_duration_since(intended).as_nanos() as u64
-                    );
-                    phase.ops.fetch_add(1, Ordering::Relaxed);
-                }
+        for (k, e) in std::mem::take(&mut pool.events) {
+            tally.count(now, k, e, &sched, phase);
+        }
+    }
+    out.delivered = tally.delivered;
+    out.expected = expected;
+    out.shown_twice = tally.shown_twice;
+    // Each missing display: the member, the message and its origin.
+    let sent_by = plan.sent_by.lock().map(|m| m.clone()).unwrap_or_default();
+    for (k, seen) in tally.shown.iter().enumerate() {
+        let r = plan.members[k].0;
+        for (j, seen) in seen.iter().enumerate() {
+            let id = (r as u64) << 32 | j as u64;
+            let origin = sent_by.get(&id).map_or("?", String::as_str);
+            if !seen && origin != name_of(k) {
+                out.missing.push(format!(
+                    "{} lacks m{id} from {origin}, meant to be sent at +{:.3} s",
+                    name_of(k),
+                    sched
+                        .intended(j as u64)
+                        .saturating_duration_since(start)
+                        .as_secs_f64()
+                ));
             }
         }
     }
-    out.delivered = delivered;
-    out.expected = expected;
+    if let Some(dir) = &plan.trace {
+        write_traces(pool, dir, start, &name_of, &out.missing)?;
+    }
     out.messages = sent;
     for (k, before) in stats0.iter().enumerate() {
         let s = pool.node(k).room_stats(&room_of(k)).unwrap_or_default();
@@ -290,7 +404,44 @@ fn flood(
         out.refused += s.refused - before.refused;
     }
     out.bytes = pool.engine_stats().bytes_out - bytes0;
-    out.latency = Some(hist);
+    out.latency = Some(tally.hist);
+    Ok(())
+}
+
+/// Events kept per peer with `--room-trace` (about 0.5 MB a peer at most).
+const TRACE_EVENTS: usize = 8192;
+
+/// Writes each member's room trace to `DIR/NAME.trace` (milliseconds from the measured
+/// phase's start), and appends the missing displays to `DIR/missing.txt`.
+fn write_traces(
+    pool: &Pool,
+    dir: &Path,
+    start: Instant,
+    name_of: &dyn Fn(usize) -> String,
+    missing: &[String],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    for k in 0..pool.len() {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(
+            dir.join(format!("{}.trace", name_of(k))),
+        )?);
+        for (at, line) in pool.node(k).room_trace() {
+            let ms = if at >= start {
+                at.duration_since(start).as_secs_f64() * 1e3
+            } else {
+                -(start.duration_since(at).as_secs_f64() * 1e3)
+            };
+            writeln!(f, "{ms:10.3} {line}")?;
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("missing.txt"))?;
+    for m in missing {
+        writeln!(f, "{m}")?;
+    }
     Ok(())
 }
 
@@ -388,7 +539,7 @@ pub fn run(
     // otherwise every room is spread over the threads member by member.
     let room_parts = split(args.rooms, threads.min(args.rooms));
     let per_thread = room_parts.iter().map(|p| p.len()).max().unwrap_or(0) * args.room_size;
-    let spread = args.room_size > 1 && per_thread > MAX_LINKED_PER_THREAD;
+    let spread = args.room_size > 1 && (per_thread > MAX_LINKED_PER_THREAD || args.spread);
     let parts: Vec<Vec<(usize, usize)>> = if spread {
         let all = args.rooms * args.room_size;
         split(all, threads)
@@ -433,6 +584,9 @@ pub fn run(
         Arc::new((0..args.rooms).map(|_| AtomicBool::new(false)).collect());
     let tag = run_tag();
     let rate = args.rate.unwrap_or(10.0);
+    let sent_by = Arc::new(Mutex::new(BTreeMap::new()));
+    let complete = Arc::new(AtomicUsize::new(0));
+    let worker_threads = parts.len();
     let mut handles = Vec::new();
     for (t, members) in parts.into_iter().enumerate() {
         let plan = Plan {
@@ -458,6 +612,10 @@ pub fn run(
             rate,
             duration: args.duration,
             seed: args.seed ^ (t as u64 + 1),
+            trace: args.room_trace.clone(),
+            sent_by: Arc::clone(&sent_by),
+            complete: Arc::clone(&complete),
+            threads: worker_threads,
         };
         let phase = Arc::clone(phase);
         handles.push(
@@ -577,11 +735,16 @@ pub fn run(
             "throughput_per_s",
             delivered as f64 / args.duration.as_secs_f64(),
         );
-        if delivered < expected {
+        let shown_twice = sum(&|o| o.shown_twice);
+        report.figure("shown_twice", shown_twice as f64);
+        if delivered < expected || shown_twice > 0 {
             report.problems.push(format!(
-                "{} of {expected} deliveries missing",
-                expected - delivered
+                "{} of {expected} deliveries missing, {shown_twice} shown twice",
+                expected.saturating_sub(delivered - shown_twice)
             ));
+        }
+        for m in outs.iter().flat_map(|o| &o.missing).take(50) {
+            report.problems.push(m.clone());
         }
         report.series = vec![lat];
     }
