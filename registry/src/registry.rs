@@ -24,6 +24,8 @@ use crate::store::{
 use crate::timers::Timers;
 
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// How often a pre-login deadline that fell due during a register or login looks again.
+const AUTH_WAIT_POLL: Duration = Duration::from_millis(100);
 /// First and longest wait before retrying resume tokens the store could not write.
 pub(crate) const TOKEN_RETRY_FIRST: Duration = Duration::from_secs(1);
 pub(crate) const TOKEN_RETRY_MAX: Duration = Duration::from_secs(4);
@@ -567,6 +569,18 @@ impl Registry {
         self.timers.cancel(TimerKey::Idle(conn));
     }
 
+    /// Whether a register or login of `conn` is with the hashing pool or the store.
+    fn awaits_auth(&self, conn: ConnId) -> bool {
+        // Only when a pre-login deadline falls due: O(jobs in flight), which are capped.
+        self.pending.values().any(|p| match p {
+            Pending::RegisterHash { conn: c, .. }
+            | Pending::RegisterStore { conn: c, .. }
+            | Pending::LoginHash { conn: c, .. }
+            | Pending::SessionToken { conn: c, .. } => *c == conn,
+            _ => false,
+        })
+    }
+
     pub(crate) fn arm_idle(&mut self, now: Instant, conn: ConnId) {
         self.timers
             .set(TimerKey::Idle(conn), now + self.config.idle_timeout);
@@ -603,6 +617,15 @@ impl Registry {
                     "frame not completed in time",
                     CloseReason::FrameTimeout,
                 ),
+                // A register or login of this connection still with the hashing pool or the
+                // store is our delay, not the client's idleness: under load a slow hash must
+                // not cost the user the account it asked for. The deadline waits for the
+                // answer and no longer: a successful register re-arms it as always, and after
+                // a failed login the next look closes the connection (a login timed to be in
+                // flight at the deadline cannot hold a slot).
+                TimerKey::Idle(conn) if self.awaits_auth(conn) => {
+                    self.timers.set(TimerKey::Idle(conn), now + AUTH_WAIT_POLL);
+                }
                 TimerKey::Idle(conn) => {
                     let secs = self.config.idle_timeout.as_secs_f64();
                     self.close_with(

@@ -86,6 +86,60 @@ fn a_flood_of_unserved_input_closes_only_that_connection() {
 }
 
 #[test]
+fn a_register_still_hashing_at_the_pre_login_deadline_is_answered() {
+    let mut h = Harness::new(Harness::config());
+    let a = h.connect(1);
+    h.hold_hashes = true;
+    h.send(
+        a,
+        Frame::new(
+            1,
+            Msg::Register {
+                name: "slow".into(),
+                password: "correct-horse".into(),
+            },
+        ),
+    );
+    // The deadline passes while the hash is still with the pool (a loaded machine).
+    h.advance_to(h.at(60_000));
+    assert_eq!(
+        h.closed.get(&a),
+        None,
+        "closed while its register was hashing"
+    );
+    h.release_hashes();
+    let replies = h.take(a);
+    assert!(
+        replies.iter().any(|f| f.id == 1 && f.msg == Msg::Ok),
+        "no register reply: {replies:?}"
+    );
+    // Idle again: the deadline applies as before.
+    h.advance_to(h.at(125_000));
+    assert_eq!(h.closed.get(&a), Some(&CloseReason::Idle));
+}
+
+#[test]
+fn a_failed_login_in_flight_at_the_deadline_is_answered_then_closed() {
+    let mut h = Harness::new(Harness::config());
+    let a = h.connect(1);
+    h.hold_hashes = true;
+    h.send(a, Frame::new(1, login("nobody", "wrong-password")));
+    h.advance_to(h.at(60_000));
+    assert_eq!(h.closed.get(&a), None, "closed while its login was hashing");
+    h.release_hashes();
+    let replies = h.take(a);
+    assert!(
+        replies
+            .iter()
+            .any(|f| f.id == 1 && Harness::error_code(&f.msg) == Some(status::BAD_CREDENTIALS)),
+        "no login reply: {replies:?}"
+    );
+    // No new period for a failed attempt: closed at the next look.
+    h.advance_to(h.at(60_200));
+    assert_eq!(h.closed.get(&a), Some(&CloseReason::Idle));
+}
+
+#[test]
 fn pings_do_not_extend_the_pre_login_deadline() {
     let mut h = Harness::new(Harness::config());
     let a = h.connect(1);
