@@ -614,10 +614,13 @@ fn flags_help_version_and_usage_errors() {
 /// and a login afterwards works as usual.
 #[test]
 fn a_pre_login_deadline_close_is_quiet_and_login_still_works() {
-    let reg = Registry::start_with(&["--login-timeout", "1s"]);
+    let reg = Registry::start_with(&["--login-timeout", "2s"]);
     let mut p = reg.peer_logging("idle", &[], Some("p2pchat_peer=debug"));
     // The registry closes the idle connection and the peer logs it.
     p.wait_stderr_lines("idle pre-login connection", 1, WAIT);
+    // Registered on the next connection as soon as it is up, well inside its deadline (a
+    // command sent while the peer reconnects could reach the registry late in it).
+    p.wait_stderr_lines("registry link up", 2, WAIT);
     p.send(&format!("/register idle {PASSWORD}"));
     p.expect("Registered idle");
     p.send(&format!("/login idle {PASSWORD}"));
