@@ -99,6 +99,13 @@ impl Registry {
     }
 
     fn launch(&mut self, tcp: SocketAddr, udp: SocketAddr) {
+        if let Err(e) = self.try_launch(tcp, udp) {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the process; an error if it printed no `listening` line (it is reaped then).
+    fn try_launch(&mut self, tcp: SocketAddr, udp: SocketAddr) -> Result<(), String> {
         assert!(self.child.is_none(), "the registry is already running");
         self.runs += 1;
         let run = self.runs;
@@ -146,12 +153,19 @@ impl Registry {
             Ok(line) => line,
             Err(e) => {
                 let status = self.child.as_mut().unwrap().try_wait();
-                panic!("no `listening` line from the registry ({e:?}); exit status {status:?}");
+                if matches!(status, Ok(Some(_))) {
+                    self.child = None;
+                    self.join_readers();
+                }
+                return Err(format!(
+                    "no `listening` line from the registry ({e:?}); exit status {status:?}"
+                ));
             }
         };
         let (tcp, udp) = parse_listening(&line);
         self.tcp = tcp;
         self.udp = udp;
+        Ok(())
     }
 
     /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
@@ -172,10 +186,28 @@ impl Registry {
     }
 
     /// As [`Registry::restart`], on the same TCP and UDP ports as before.
+    ///
+    /// Tests run in parallel, and between the kill and the restart another test's connection
+    /// can take the freed TCP port as its ephemeral local port: the restart then fails with
+    /// "Address already in use". It is tried again once the port can be bound (bounded).
     pub fn restart_same_ports(&mut self) {
         self.kill9();
         let (tcp, udp) = (self.tcp, self.udp);
-        self.launch(tcp, udp);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let Err(e) = self.try_launch(tcp, udp) else {
+                return;
+            };
+            let in_use = self.log.lock().unwrap().contains("Address already in use");
+            assert!(
+                in_use && self.child.is_none() && Instant::now() < deadline,
+                "{e}"
+            );
+            // Waits for the other connection to end (polls the port, bounded).
+            while std::net::TcpListener::bind(tcp).is_err() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// Sends a signal to the process.
