@@ -213,7 +213,9 @@ fn worker(plan: Plan, phase: Arc<Phase>) -> anyhow::Result<Out> {
     if plan.storm {
         storm(&mut pool, &phase, &names, m, &room_of, start, &mut out)?;
     } else {
-        flood(&mut pool, &phase, &plan, &room_of, start, early, &mut out)?;
+        flood(
+            &mut pool, &phase, &plan, &names, &room_of, start, early, &mut out,
+        )?;
     }
     phase.finish_and_wait();
     Ok(out)
@@ -260,10 +262,12 @@ impl Tally {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn flood(
     pool: &mut Pool,
     phase: &Phase,
     plan: &Plan,
+    names: &[String],
     room_of: &dyn Fn(usize) -> String,
     start: Instant,
     early: Vec<(Instant, usize, NodeEvent)>,
@@ -304,10 +308,6 @@ fn flood(
         delivered: 0,
         hist: new_hist(),
     };
-    let name_of = |k: usize| {
-        let (r, i) = plan.members[k];
-        format!("{}_{r}_{i}", plan.tag)
-    };
     let end = start + plan.duration;
     for (at, k, e) in early {
         tally.count(at, k, e, &sched, phase);
@@ -329,7 +329,7 @@ fn flood(
                     let origin = ks[rng.random_range(0..ks.len())];
                     let id = (*r as u64) << 32 | j;
                     if let Ok(mut m) = plan.sent_by.lock() {
-                        m.insert(id, name_of(origin));
+                        m.insert(id, names[origin].clone());
                     }
                     pool.command(
                         origin,
@@ -381,10 +381,10 @@ fn flood(
         for (j, seen) in seen.iter().enumerate() {
             let id = (r as u64) << 32 | j as u64;
             let origin = sent_by.get(&id).map_or("?", String::as_str);
-            if !seen && origin != name_of(k) {
+            if !seen && origin != names[k] {
                 out.missing.push(format!(
                     "{} lacks m{id} from {origin}, meant to be sent at +{:.3} s",
-                    name_of(k),
+                    names[k],
                     sched
                         .intended(j as u64)
                         .saturating_duration_since(start)
@@ -394,7 +394,7 @@ fn flood(
         }
     }
     if let Some(dir) = &plan.trace {
-        write_traces(pool, dir, start, &name_of, &out.missing)?;
+        write_traces(pool, dir, start, names, &out.missing)?;
     }
     out.messages = sent;
     for (k, before) in stats0.iter().enumerate() {
@@ -417,15 +417,14 @@ fn write_traces(
     pool: &Pool,
     dir: &Path,
     start: Instant,
-    name_of: &dyn Fn(usize) -> String,
+    names: &[String],
     missing: &[String],
 ) -> anyhow::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
-    for k in 0..pool.len() {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(
-            dir.join(format!("{}.trace", name_of(k))),
-        )?);
+    for (k, name) in names.iter().enumerate() {
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}.trace")))?);
         for (at, line) in pool.node(k).room_trace() {
             let ms = if at >= start {
                 at.duration_since(start).as_secs_f64() * 1e3
