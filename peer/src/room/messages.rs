@@ -189,7 +189,6 @@ impl Rooms {
             }
         }
         let mut actions = Vec::new();
-        let delivered = r.cast.stats().delivered;
         let id = self.trace.is_on().then(|| format!("{origin}/{seq}"));
         r.cast.receive_signed(
             now,
@@ -203,8 +202,10 @@ impl Rooms {
             auth,
             &mut actions,
         );
-        let first = r.cast.stats().delivered > delivered;
         if let Some(id) = id {
+            // A message seen first is delivered (shown or, if muted, not: that is decided
+            // when the actions run).
+            let first = actions.iter().any(|a| matches!(a, Action::Deliver { .. }));
             let what = if first { "first" } else { "duplicate" };
             self.trace.add(now, || format!("{room}: {id} {what}"));
         }
