@@ -85,30 +85,33 @@ fn a_flood_of_unserved_input_closes_only_that_connection() {
     assert_eq!(h.request(b, Msg::Ping), Msg::Pong);
 }
 
-#[test]
-fn a_register_still_hashing_at_the_pre_login_deadline_is_answered() {
-    let mut h = Harness::new(Harness::config());
+/// Sends `msg` (request 1) on a fresh connection while the hashing pool holds every job,
+/// lets the 60 s pre-login deadline pass, checks the connection is still open, releases the
+/// hash and returns what the connection received.
+fn hashing_at_the_deadline(h: &mut Harness, msg: Msg) -> (ConnId, Vec<Frame>) {
     let a = h.connect(1);
     h.hold_hashes = true;
-    h.send(
-        a,
-        Frame::new(
-            1,
-            Msg::Register {
-                name: "slow".into(),
-                password: "correct-horse".into(),
-            },
-        ),
-    );
+    h.send(a, Frame::new(1, msg));
     // The deadline passes while the hash is still with the pool (a loaded machine).
     h.advance_to(h.at(60_000));
     assert_eq!(
         h.closed.get(&a),
         None,
-        "closed while its register was hashing"
+        "closed while its request was hashing"
     );
     h.release_hashes();
     let replies = h.take(a);
+    (a, replies)
+}
+
+#[test]
+fn a_register_still_hashing_at_the_pre_login_deadline_is_answered() {
+    let mut h = Harness::new(Harness::config());
+    let register = Msg::Register {
+        name: "slow".into(),
+        password: "correct-horse".into(),
+    };
+    let (a, replies) = hashing_at_the_deadline(&mut h, register);
     assert!(
         replies.iter().any(|f| f.id == 1 && f.msg == Msg::Ok),
         "no register reply: {replies:?}"
@@ -121,13 +124,7 @@ fn a_register_still_hashing_at_the_pre_login_deadline_is_answered() {
 #[test]
 fn a_failed_login_in_flight_at_the_deadline_is_answered_then_closed() {
     let mut h = Harness::new(Harness::config());
-    let a = h.connect(1);
-    h.hold_hashes = true;
-    h.send(a, Frame::new(1, login("nobody", "wrong-password")));
-    h.advance_to(h.at(60_000));
-    assert_eq!(h.closed.get(&a), None, "closed while its login was hashing");
-    h.release_hashes();
-    let replies = h.take(a);
+    let (a, replies) = hashing_at_the_deadline(&mut h, login("nobody", "wrong-password"));
     assert!(
         replies
             .iter()
